@@ -1,0 +1,1 @@
+"""Local-only tools: the development host, the Graph simulator, Azurite control."""

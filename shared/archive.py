@@ -1,0 +1,84 @@
+"""The archive: one immutable blob per (record id, version), written only if absent."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import ContainerClient
+
+from shared.ids import normalize_id
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$",
+    re.IGNORECASE,
+)
+
+
+def parse_graph_datetime(value: object) -> datetime:
+    """Graph's ISO 8601 (up to 7 fractional digits, Z or an offset) as an aware UTC datetime."""
+    m = _ISO.match(str(value).strip()) if value else None
+    if not m:
+        raise ValueError(f"not an ISO 8601 date-time: {str(value)[:40]!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=UTC)
+    if tz and tz.upper() != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return dt
+
+
+def blob_name(record: dict[str, Any]) -> str:
+    """``{yyyy}/{MM}/{dd}/{id}/v{version}.json`` from the record's startDateTime in UTC."""
+    rid = normalize_id(record.get("id"))
+    version = record.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"record {rid} has no integer version: {version!r}")
+    start = parse_graph_datetime(record.get("startDateTime"))
+    return f"{start:%Y/%m/%d}/{rid}/v{version}.json"
+
+
+def record_prefix(record_id: str, start: datetime) -> str:
+    """The folder holding every version of one record."""
+    return f"{start.astimezone(UTC):%Y/%m/%d}/{normalize_id(record_id)}/"
+
+
+class ArchiveWriter:
+    """Writes records into one container; a second write of the same version is a no-op."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    async def write(self, record: dict[str, Any], data: bytes) -> tuple[str, bool]:
+        """Upload ``data`` (the record's JSON) if its blob is absent.
+
+        Returns (blob name, True if this call wrote it). ``If-None-Match: *`` makes the check
+        and the write one atomic step, so concurrent duplicates cannot overwrite each other.
+        """
+        name = blob_name(record)
+        try:
+            await self.container.upload_blob(
+                name,
+                data,
+                overwrite=False,
+                content_settings=ContentSettings(content_type="application/json"),
+                metadata={
+                    "callrecordid": normalize_id(record["id"]),
+                    "version": str(record["version"]),
+                    "startdatetime": str(record.get("startDateTime", "")),
+                },
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            return name, False
+        return name, True
+
+    async def exists(self, record_id: str, start: datetime) -> bool:
+        """Whether any version of the record is archived (reconciliation skips those)."""
+        async for _ in self.container.list_blobs(name_starts_with=record_prefix(record_id, start)):
+            return True
+        return False

@@ -1,0 +1,99 @@
+"""The queue message: a record id plus what the retry policy needs (source, first seen, attempts).
+
+JSON text; the queue client base64-encodes it, as the Functions queue trigger expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import orjson
+
+from shared.ids import normalize_id
+
+SOURCES = ("notification", "lifecycle", "reconcile", "backfill", "cli", "replay", "retry")
+MAX_MESSAGE_BYTES = 16 * 1024
+
+
+class MessageError(ValueError):
+    """A queue message that can never be processed (not JSON, no GUID id, ...)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One record to archive."""
+
+    id: str
+    source: str = "notification"
+    first_seen: datetime | None = None
+    attempt: int = 0
+    last_error: str | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, object] = {
+            "id": self.id,
+            "source": self.source,
+            "firstSeen": (self.first_seen or utcnow()).isoformat(),
+            "attempt": self.attempt,
+        }
+        if self.last_error:
+            body["lastError"] = self.last_error[:500]
+        return orjson.dumps(body).decode()
+
+    def retried(self, error: str) -> WorkItem:
+        """The same item one attempt later, remembering why."""
+        return replace(self, attempt=self.attempt + 1, last_error=error)
+
+    @classmethod
+    def new(cls, record_id: str, source: str) -> WorkItem:
+        return cls(id=normalize_id(record_id), source=source, first_seen=utcnow())
+
+    @classmethod
+    def from_body(cls, body: bytes | str) -> WorkItem:
+        """Parse a message body; a bare GUID is accepted too (hand-queued ids)."""
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise MessageError(f"message is {len(raw)} bytes, more than {MAX_MESSAGE_BYTES}")
+        text = raw.strip()
+        if text[:1] != b"{":
+            try:
+                return cls.new(text.decode("ascii").strip('"'), "cli")
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise MessageError("message is neither JSON nor a GUID") from exc
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise MessageError(f"message is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MessageError("message JSON is not an object")
+        try:
+            record_id = normalize_id(data.get("id"))
+        except ValueError as exc:
+            raise MessageError(str(exc)) from exc
+        source = data.get("source", "notification")
+        if source not in SOURCES:
+            raise MessageError(f"unknown source {str(source)[:40]!r}")
+        attempt = data.get("attempt", 0)
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt < 10_000:
+            raise MessageError("attempt must be a small non-negative integer")
+        first_seen = None
+        if data.get("firstSeen") is not None:
+            try:
+                first_seen = datetime.fromisoformat(str(data["firstSeen"]))
+            except ValueError as exc:
+                raise MessageError("firstSeen is not an ISO date-time") from exc
+            if first_seen.tzinfo is None:
+                first_seen = first_seen.replace(tzinfo=UTC)
+        last = data.get("lastError")
+        return cls(
+            id=record_id,
+            source=source,
+            first_seen=first_seen,
+            attempt=attempt,
+            last_error=str(last)[:500] if last else None,
+        )

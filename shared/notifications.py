@@ -1,0 +1,127 @@
+"""Graph change notifications: the validation handshake and the sorting of a batch into
+genuine callRecord ids and dropped items (each with the reason, never the secret)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from shared.ids import is_guid
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph batches are far smaller; this bounds the parse.
+MAX_VALIDATION_TOKEN = 1024
+MAX_ITEMS = 1000
+RESOURCE_PREFIX = "communications/callrecords/"
+ODATA_TYPE = "#microsoft.graph.callrecord"
+
+
+class BadRequest(ValueError):
+    """The request as a whole is not a notification batch: answer 4xx, queue nothing."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Batch:
+    """A notification batch sorted out: ids to queue (deduplicated, in order) and drops."""
+
+    ids: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    subscriptions: set[str] = field(default_factory=set)
+
+
+def check_validation_token(token: str) -> str:
+    """The token to echo (already URL-decoded); reject the absurd ones before echoing anything."""
+    if not token or len(token) > MAX_VALIDATION_TOKEN:
+        raise BadRequest(f"validationToken must be 1-{MAX_VALIDATION_TOKEN} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise BadRequest("validationToken has control characters")
+    return token
+
+
+def same_secret(given: object, expected: str) -> bool:
+    """Constant-time clientState comparison (bytes, so non-ASCII cannot raise)."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def parse_body(body: bytes) -> list[Any]:
+    """The ``value`` array of a notification body, or BadRequest."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes", status=413)
+    if not body.strip():
+        raise BadRequest("empty body: expected a JSON object with a 'value' array")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON ({str(exc).split(':')[0]})") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object with a 'value' array")
+    value = data.get("value")
+    if not isinstance(value, list):
+        raise BadRequest("body has no 'value' array")
+    if len(value) > MAX_ITEMS:
+        raise BadRequest(f"'value' holds more than {MAX_ITEMS} notifications", status=413)
+    return value
+
+
+def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
+    """The callRecord id an item names, or (None, why not)."""
+    resource = item.get("resource")
+    if not isinstance(resource, str):
+        return None, "no resource"
+    if not resource.lower().startswith(RESOURCE_PREFIX):
+        return None, "not a callRecords resource"
+    rid = resource[len(RESOURCE_PREFIX) :]
+    if not is_guid(rid):
+        return None, "resource id is not a GUID"
+    data = item.get("resourceData")
+    if data is not None:
+        if not isinstance(data, dict):
+            return None, "resourceData is not an object"
+        odata_type = data.get("@odata.type")
+        if odata_type is not None and str(odata_type).lower() != ODATA_TYPE:
+            return None, "resourceData is not a callRecord"
+        if "id" in data and str(data["id"]).lower() != rid.lower():
+            return None, "resourceData.id differs from resource"
+    return rid.lower(), ""
+
+
+def sort_batch(value: list[Any], client_state: str) -> Batch:
+    """Keep genuine callRecord ids; drop (with a reason) everything else, item by item."""
+    batch = Batch()
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            batch.dropped.append(f"item {index}: not an object")
+            continue
+        if not same_secret(item.get("clientState"), client_state):
+            batch.dropped.append(f"item {index}: clientState does not match")
+            continue
+        if "lifecycleEvent" in item:
+            batch.dropped.append(f"item {index}: lifecycle event sent to the notification URL")
+            continue
+        change = item.get("changeType")
+        if change is not None and change not in ("created", "updated"):
+            batch.dropped.append(f"item {index}: changeType {str(change)[:20]!r}")
+            continue
+        rid, why = _record_id(item)
+        if rid is None:
+            batch.dropped.append(f"item {index}: {why}")
+            continue
+        sub = item.get("subscriptionId")
+        if isinstance(sub, str) and is_guid(sub):
+            batch.subscriptions.add(sub.lower())
+        if rid in seen:
+            batch.duplicates += 1
+            continue
+        seen.add(rid)
+        batch.ids.append(rid)
+    return batch

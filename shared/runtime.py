@@ -1,0 +1,87 @@
+"""Per-process services: settings, the credential, one httpx client, the storage clients.
+
+Created on first use (not at import, so indexing never needs settings) and reused by every
+invocation in the process: one token per lifetime, kept-alive connections, no per-message setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+from shared.archive import ArchiveWriter
+from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
+from shared.graph import GraphClient
+from shared.settings import Settings, load_settings
+from shared.storage import blob_service, queue_client
+from shared.workqueue import WorkQueue
+
+GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+GRAPH_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    credential: AsyncTokenCredential
+    tokens: TokenProvider
+    http: httpx.AsyncClient
+    graph: GraphClient
+    work: WorkQueue
+    archive: ArchiveWriter
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.work.queue.close()
+        await self.work.poison.close()
+        await self.archive.container.close()
+        await self.credential.close()
+
+
+_runtime: Runtime | None = None
+_lock: asyncio.Lock | None = None
+
+
+def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = None) -> Runtime:
+    """Wire the services for one set of settings (tests and the CLI build their own)."""
+    credential = credential or managed_identity(settings.client_id)
+    tokens = TokenProvider(credential, settings.graph_scope)
+    http = httpx.AsyncClient(timeout=GRAPH_TIMEOUT, limits=GRAPH_LIMITS, http2=False)
+    container = blob_service(settings.archive_storage).get_container_client(
+        settings.archive_container
+    )
+    return Runtime(
+        settings=settings,
+        credential=credential,
+        tokens=tokens,
+        http=http,
+        graph=GraphClient(settings.graph_base_url, tokens, http),
+        work=WorkQueue(
+            queue_client(settings.host_storage, settings.queue_name),
+            queue_client(settings.host_storage, settings.poison_queue_name),
+        ),
+        archive=ArchiveWriter(container),
+    )
+
+
+async def get_runtime() -> Runtime:
+    """The process-wide Runtime, built once from the app settings."""
+    global _runtime, _lock
+    if _runtime is not None:
+        return _runtime
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _runtime is None:
+            _runtime = build_runtime(load_settings())
+    return _runtime
+
+
+async def reset_runtime() -> None:
+    """Close and forget the process-wide Runtime (tests, settings changes)."""
+    global _runtime, _lock
+    if _runtime is not None:
+        await _runtime.close()
+    _runtime, _lock = None, None

@@ -1,0 +1,213 @@
+"""App settings, read once and checked up front, so a misconfiguration fails in one clear line.
+
+The names are the interface of design.md: Bicep sets them in Azure, local.settings.json or the
+environment sets them locally. Nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+# Every app setting the code reads (the infra tests check that Bicep sets each one).
+SETTING_NAMES: tuple[str, ...] = (
+    "AzureWebJobsStorage",
+    "ARCHIVE_STORAGE",
+    "ARCHIVE_CONTAINER",
+    "CALLRECORDS_QUEUE",
+    "GRAPH_BASE_URL",
+    "GRAPH_CLIENT_STATE",
+    "NOTIFICATION_URL",
+    "LIFECYCLE_NOTIFICATION_URL",
+    "AZURE_CLIENT_ID",
+    "ARCHIVE_RETRY_BASE_SECONDS",
+    "ARCHIVE_RETRY_WINDOW_MINUTES",
+)
+
+_STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+MAX_CLIENT_STATE = 128
+
+
+class SettingError(ValueError):
+    """A setting is missing or malformed; the message names it and says what it should hold."""
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where a storage account is: a connection string, or service URIs plus a managed identity."""
+
+    setting: str
+    connection_string: str | None = None
+    blob_uri: str | None = None
+    queue_uri: str | None = None
+    client_id: str | None = None
+
+    def describe(self) -> str:
+        """A log-safe description (never the account key)."""
+        if self.connection_string:
+            m = re.search(r"BlobEndpoint=([^;]+)", self.connection_string)
+            return f"{self.setting} (connection string{', ' + m.group(1) if m else ''})"
+        return f"{self.setting} ({self.blob_uri or self.queue_uri}, managed identity)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of design.md, parsed."""
+
+    host_storage: StorageTarget
+    archive_storage: StorageTarget
+    archive_container: str
+    queue_name: str
+    graph_base_url: str
+    client_state: str
+    notification_url: str | None
+    lifecycle_notification_url: str | None
+    client_id: str | None
+    retry_base_seconds: int
+    retry_window_minutes: int
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.queue_name}-poison"
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph_base_url}/.default"
+
+    def require_notification_url(self) -> str:
+        """The public webhook URL, needed only to create subscriptions."""
+        if not self.notification_url:
+            raise SettingError(
+                "NOTIFICATION_URL is not set: it must hold the public HTTPS URL of "
+                "/api/notifications, e.g. https://<app>.azurewebsites.net/api/notifications"
+            )
+        return self.notification_url
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def _storage(env: Mapping[str, str], name: str, client_id: str | None) -> StorageTarget | None:
+    conn = _get(env, name)
+    if conn:
+        if conn == "UseDevelopmentStorage=true" or "AccountName=" in conn or "Endpoint=" in conn:
+            return StorageTarget(name, connection_string=conn)
+        raise SettingError(
+            f"{name} is malformed: it must be a storage connection string "
+            "(or unset, with the identity-based "
+            f"{name}__blobServiceUri / {name}__queueServiceUri form)"
+        )
+    blob = _get(env, f"{name}__blobServiceUri")
+    queue = _get(env, f"{name}__queueServiceUri")
+    account = _get(env, f"{name}__accountName")
+    if account and not blob:
+        blob = f"https://{account}.blob.core.windows.net"
+    if account and not queue:
+        queue = f"https://{account}.queue.core.windows.net"
+    if not (blob or queue):
+        return None
+    for setting, uri in ((f"{name}__blobServiceUri", blob), (f"{name}__queueServiceUri", queue)):
+        if uri and urlsplit(uri).scheme not in ("https", "http"):
+            raise SettingError(f"{setting} is malformed: it must be an https:// service URI")
+    return StorageTarget(
+        name, blob_uri=blob, queue_uri=queue, client_id=_get(env, f"{name}__clientId") or client_id
+    )
+
+
+def _name(env: Mapping[str, str], setting: str, default: str) -> str:
+    value = _get(env, setting) or default
+    if not _STORAGE_NAME.match(value):
+        raise SettingError(
+            f"{setting} is malformed: {value!r} must be 3-63 lowercase letters, digits or hyphens"
+        )
+    return value
+
+
+def _positive_int(env: Mapping[str, str], setting: str, default: int) -> int:
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingError(f"{setting} is malformed: {raw!r} must be a positive whole number")
+    return value
+
+
+def _url(env: Mapping[str, str], setting: str) -> str | None:
+    raw = _get(env, setting)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise SettingError(f"{setting} is malformed: it must be an absolute https:// URL")
+    return raw
+
+
+def lifecycle_url_from(notification_url: str) -> str:
+    """``.../api/notifications?code=x`` -> ``.../api/lifecycle?code=x`` (query kept)."""
+    parts = urlsplit(notification_url)
+    path = parts.path
+    path = (
+        path[: -len("notifications")] + "lifecycle"
+        if path.endswith("notifications")
+        else path.rstrip("/") + "/lifecycle"
+    )
+    return urlunsplit(parts._replace(path=path))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse and check every setting; raise SettingError naming the first bad one."""
+    env = os.environ if env is None else env
+    client_id = _get(env, "AZURE_CLIENT_ID")
+    host = _storage(env, "AzureWebJobsStorage", client_id)
+    if host is None:
+        raise SettingError(
+            "AzureWebJobsStorage is not set: it must hold a storage connection string "
+            "(UseDevelopmentStorage=true locally) or the identity-based "
+            "AzureWebJobsStorage__blobServiceUri/__queueServiceUri settings"
+        )
+    archive = _storage(env, "ARCHIVE_STORAGE", client_id) or host
+
+    graph = _url(env, "GRAPH_BASE_URL") or "https://graph.microsoft.com"
+    if urlsplit(graph).path.strip("/"):
+        raise SettingError(
+            "GRAPH_BASE_URL is malformed: it must be the Graph root without a version, "
+            "e.g. https://graph.microsoft.com"
+        )
+
+    client_state = env.get("GRAPH_CLIENT_STATE") or ""
+    if not client_state:
+        raise SettingError(
+            "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
+            f"(1-{MAX_CLIENT_STATE} characters)"
+        )
+    if len(client_state) > MAX_CLIENT_STATE:
+        raise SettingError(
+            f"GRAPH_CLIENT_STATE is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
+        )
+
+    notification = _url(env, "NOTIFICATION_URL")
+    lifecycle = _url(env, "LIFECYCLE_NOTIFICATION_URL") or (
+        lifecycle_url_from(notification) if notification else None
+    )
+    return Settings(
+        host_storage=host,
+        archive_storage=archive,
+        archive_container=_name(env, "ARCHIVE_CONTAINER", "callrecords"),
+        queue_name=_name(env, "CALLRECORDS_QUEUE", "callrecords"),
+        graph_base_url=graph.rstrip("/"),
+        client_state=client_state,
+        notification_url=notification,
+        lifecycle_notification_url=lifecycle,
+        client_id=client_id,
+        retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
+        retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+    )

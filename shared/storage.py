@@ -1,0 +1,51 @@
+"""Storage clients built from a StorageTarget: a connection string locally, managed identity in Azure."""
+
+from __future__ import annotations
+
+from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from shared.auth import AsyncTokenCredential, managed_identity
+from shared.settings import SettingError, StorageTarget
+
+_DEV = "UseDevelopmentStorage=true"
+_DEV_EXPANDED = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+)
+
+
+def _conn(target: StorageTarget) -> str | None:
+    if target.connection_string == _DEV:
+        return _DEV_EXPANDED
+    return target.connection_string
+
+
+def _credential(target: StorageTarget) -> AsyncTokenCredential:
+    return managed_identity(target.client_id)
+
+
+def queue_client(target: StorageTarget, queue: str) -> QueueClient:
+    """A queue client that writes base64 text and reads base64 bytes, like the Functions host."""
+    policies = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    conn = _conn(target)
+    if conn:
+        return QueueClient.from_connection_string(conn, queue, **policies)
+    if not target.queue_uri:
+        raise SettingError(f"{target.setting}__queueServiceUri is not set: the queue URI is needed")
+    return QueueClient(target.queue_uri, queue, credential=_credential(target), **policies)
+
+
+def blob_service(target: StorageTarget) -> BlobServiceClient:
+    conn = _conn(target)
+    if conn:
+        return BlobServiceClient.from_connection_string(conn)
+    if not target.blob_uri:
+        raise SettingError(f"{target.setting}__blobServiceUri is not set: the blob URI is needed")
+    return BlobServiceClient(target.blob_uri, credential=_credential(target))

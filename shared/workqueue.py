@@ -1,0 +1,63 @@
+"""The work queue: ids go in durably (all of a batch at once), or the caller hears why not."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import orjson
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue.aio import QueueClient
+
+from shared.messages import WorkItem
+
+log = logging.getLogger(__name__)
+
+
+class QueueUnavailable(RuntimeError):
+    """The queue did not take every message: the sender must not claim success."""
+
+
+class WorkQueue:
+    """Send WorkItems to the records queue (or its poison queue), concurrently."""
+
+    def __init__(self, queue: QueueClient, poison: QueueClient) -> None:
+        self.queue = queue
+        self.poison = poison
+
+    async def put(self, items: Iterable[WorkItem], delay_seconds: int | None = None) -> int:
+        """Queue every item, concurrently; raise QueueUnavailable unless all were stored."""
+        items = list(items)
+        results = await asyncio.gather(
+            *(
+                self.queue.send_message(item.to_json(), visibility_timeout=delay_seconds)
+                for item in items
+            ),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise QueueUnavailable(
+                f"{len(failed)} of {len(items)} messages not queued: {type(failed[0]).__name__}"
+            ) from failed[0]
+        return len(items)
+
+    async def put_poison(self, item: WorkItem, reason: str) -> None:
+        """Park an item that cannot succeed, with its reason, for `cli.py replay-poison`."""
+        await self.poison.send_message(item.retried(reason).to_json())
+
+    async def put_raw_poison(self, body: bytes, reason: str) -> None:
+        """Park a message that is not a WorkItem at all, with the reason and its first bytes."""
+        text = body[:2000].decode("utf-8", errors="replace")
+        await self.poison.send_message(orjson.dumps({"reason": reason, "body": text}).decode())
+
+    async def ensure(self) -> None:
+        """Create both queues if missing (local runs; in Azure, Bicep creates them)."""
+        for q in (self.queue, self.poison):
+            try:
+                await q.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                log.warning("could not create queue %s: %s", q.queue_name, type(exc).__name__)

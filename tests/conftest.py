@@ -1,0 +1,129 @@
+"""Shared fixtures: real Azurite, the Graph simulator and the development host, on free ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools import azurite as azurite_mod
+from devtools.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[azurite_mod.Azurite]:
+    """One Azurite for the whole run (blob + queue), started with --skipApiVersionCheck."""
+    az = azurite_mod.start()
+    yield az
+    az.close()
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[object]:
+    """One Graph simulator (with its managed-identity token endpoint) for the whole run."""
+    from devtools.graphsim.process import start_simulator
+
+    s = start_simulator()
+    yield s
+    s.stop()
+
+
+def unique(prefix: str) -> str:
+    """A queue/container name no other test uses (3-63 lowercase characters)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def app_env(azurite, sim, monkeypatch) -> dict[str, str]:
+    """App settings pointing at this run's Azurite and simulator, with fresh names and secret."""
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "CALLRECORDS_QUEUE": unique("q"),
+        "ARCHIVE_CONTAINER": unique("c"),
+        "GRAPH_BASE_URL": sim.base_url,
+        "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
+        "IDENTITY_ENDPOINT": sim.identity_endpoint,
+        "IDENTITY_HEADER": sim.identity_header,
+        "NOTIFICATION_URL": "http://127.0.0.1:7071/api/notifications",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ARCHIVE_STORAGE", raising=False)
+    monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
+    return env
+
+
+@pytest.fixture
+async def runtime(app_env) -> AsyncIterator[object]:
+    """The process-wide Runtime for these settings, with its queues and container created."""
+    from shared import runtime as rt_mod
+
+    await rt_mod.reset_runtime()
+    rt = await rt_mod.get_runtime()
+    await rt.work.ensure()
+    await rt.archive.container.create_container()
+    yield rt
+    await rt_mod.reset_runtime()
+
+
+class Host:
+    """devtools.host running function_app.py in a subprocess."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log_path = log
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab")  # owned by the child process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "devtools.host", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(self.port, timeout=30)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"host did not start:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def host(app_env, tmp_path) -> Iterator[Host]:
+    """The app, hosted like `func start`, against this test's queue and container."""
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).create_container(
+        app_env["ARCHIVE_CONTAINER"]
+    )
+    h = Host(dict(app_env), tmp_path / "host.log")
+    yield h
+    h.stop()

@@ -1,0 +1,84 @@
+"""Settings: defaults, derivations, and one clear line for each missing or malformed one."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import SettingError, lifecycle_url_from, load_settings
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_CLIENT_STATE": "s3cret"}
+
+
+def test_defaults_follow_design_md() -> None:
+    s = load_settings(BASE)
+    assert s.archive_container == "callrecords"
+    assert s.queue_name == "callrecords"
+    assert s.poison_queue_name == "callrecords-poison"
+    assert s.graph_base_url == "https://graph.microsoft.com"
+    assert s.graph_scope == "https://graph.microsoft.com/.default"
+    assert s.retry_base_seconds == 60
+    assert s.retry_window_minutes == 240
+    assert s.archive_storage == s.host_storage  # ARCHIVE_STORAGE falls back
+    assert s.notification_url is None and s.lifecycle_notification_url is None
+
+
+def test_identity_based_storage_and_lifecycle_url_derived() -> None:
+    env = {
+        "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+        "ARCHIVE_STORAGE__blobServiceUri": "https://arch.blob.core.windows.net",
+        "GRAPH_CLIENT_STATE": "x",
+        "GRAPH_BASE_URL": "https://graph.microsoft.us/",
+        "NOTIFICATION_URL": "https://app.example.net/api/notifications?code=abc",
+        "AZURE_CLIENT_ID": "99999999-2222-3333-4444-555555555555",
+    }
+    s = load_settings(env)
+    assert s.host_storage.queue_uri == "https://acct.queue.core.windows.net"
+    assert s.host_storage.client_id == "11111111-2222-3333-4444-555555555555"
+    assert s.archive_storage.blob_uri == "https://arch.blob.core.windows.net"
+    assert s.archive_storage.client_id == "99999999-2222-3333-4444-555555555555"
+    assert s.graph_base_url == "https://graph.microsoft.us"
+    assert s.lifecycle_notification_url == "https://app.example.net/api/lifecycle?code=abc"
+    assert "managed identity" in s.host_storage.describe()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GRAPH_CLIENT_STATE": "x"}, "AzureWebJobsStorage is not set"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}, "GRAPH_CLIENT_STATE is not set"),
+        ({**BASE, "GRAPH_CLIENT_STATE": "x" * 129}, "GRAPH_CLIENT_STATE is malformed"),
+        ({**BASE, "AzureWebJobsStorage": "hello"}, "AzureWebJobsStorage is malformed"),
+        ({**BASE, "ARCHIVE_CONTAINER": "Bad_Name"}, "ARCHIVE_CONTAINER is malformed"),
+        ({**BASE, "CALLRECORDS_QUEUE": "ab"}, "CALLRECORDS_QUEUE is malformed"),
+        ({**BASE, "GRAPH_BASE_URL": "graph.microsoft.com"}, "GRAPH_BASE_URL is malformed"),
+        ({**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"}, "GRAPH_BASE_URL is malformed"),
+        ({**BASE, "NOTIFICATION_URL": "/api/notifications"}, "NOTIFICATION_URL is malformed"),
+        ({**BASE, "ARCHIVE_RETRY_BASE_SECONDS": "soon"}, "ARCHIVE_RETRY_BASE_SECONDS is malformed"),
+        ({**BASE, "ARCHIVE_RETRY_WINDOW_MINUTES": "-5"}, "ARCHIVE_RETRY_WINDOW_MINUTES is malformed"),
+    ],
+)
+def test_bad_settings_fail_in_one_line_naming_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingError) as err:
+        load_settings(env)
+    message = str(err.value)
+    assert message.startswith(named)
+    assert "\n" not in message
+
+
+def test_connection_string_key_never_in_description() -> None:
+    conn = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=SECRETKEY==;BlobEndpoint=http://127.0.0.1:1/a;"
+    s = load_settings({**BASE, "AzureWebJobsStorage": conn})
+    assert "SECRETKEY" not in s.host_storage.describe()
+
+
+def test_notification_url_required_only_to_manage_subscriptions() -> None:
+    with pytest.raises(SettingError, match="^NOTIFICATION_URL is not set"):
+        load_settings(BASE).require_notification_url()
+
+
+def test_lifecycle_url_from_other_paths() -> None:
+    assert lifecycle_url_from("https://h/api/notifications") == "https://h/api/lifecycle"
+    assert lifecycle_url_from("https://h/hook/") == "https://h/hook/lifecycle"
