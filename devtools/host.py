@@ -38,6 +38,8 @@ import azure.functions as func
 import orjson
 from aiohttp import web
 from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
 from azure.storage.queue.aio import QueueClient
 
 log = logging.getLogger("host")
@@ -294,7 +296,7 @@ class QueueListener:
             if message.dequeue_count > self.options.max_dequeue_count:
                 raise HostError("dequeue count already past maxDequeueCount")
             body = base64.b64decode(raw, validate=True) if self.options.base64 else raw
-            qm = func.QueueMessage(
+            qm = QueueMessage(
                 id=message.id,
                 body=body,
                 dequeue_count=message.dequeue_count,
@@ -427,7 +429,7 @@ async def run_timer(fn: Function) -> None:
 
 async def _fire(fn: Function) -> None:
     try:
-        await fn.invoke(func.TimerRequest(past_due=False))
+        await fn.invoke(TimerRequest(past_due=False))
     except Exception:
         log.exception("Executed '%s' (Failed)", fn.name)
 
@@ -459,7 +461,9 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
             print(f"  {fn.name}: [{methods}] http://127.0.0.1:{port}/{prefix}/{route}", flush=True)
         elif kind == "queueTrigger":
             queue = str(fn.trigger["queueName"])
-            conn = queue_connection(str(fn.trigger.get("connection") or "AzureWebJobsStorage"), settings)
+            conn = queue_connection(
+                str(fn.trigger.get("connection") or "AzureWebJobsStorage"), settings
+            )
             listener = QueueListener(
                 fn,
                 QueueClient.from_connection_string(conn, queue),
@@ -496,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-dir", type=Path, default=Path(__file__).resolve().parent.parent)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
     )
     for noisy in ("azure", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

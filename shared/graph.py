@@ -192,9 +192,9 @@ class GraphClient:
             raise GraphError(200, "IdMismatch", f"asked for {rid}, got {doc.get('id')!r}")
         doc.pop(f"sessions{_NEXT}", None)
         doc["sessions"] = sessions
-        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list.
+        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
+        # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
         doc.pop(f"participants_v2{_NEXT}", None)
-        doc.pop("participants_v2@odata.context", None)
         doc["participants_v2"] = people
         return FetchedRecord(
             document=doc,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
+
+# The async retry policy is only exported from here (pinned SDK version in requirements.txt).
+from azure.storage.queue._shared.policies_async import LinearRetry
 from azure.storage.queue.aio import QueueClient
 
 from shared.auth import AsyncTokenCredential, managed_identity
@@ -16,6 +19,15 @@ _DEV_EXPANDED = (
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
     "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
 )
+
+
+# The webhook must answer Graph within 3 s: a sick queue fails fast (then 503, Graph retries)
+# instead of sitting in the SDK's default 15 s+ exponential backoff.
+QUEUE_OPTIONS = {
+    "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),
+    "connection_timeout": 2,
+    "read_timeout": 5,
+}
 
 
 def _conn(target: StorageTarget) -> str | None:
@@ -33,6 +45,7 @@ def queue_client(target: StorageTarget, queue: str) -> QueueClient:
     policies = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
+        **QUEUE_OPTIONS,
     }
     conn = _conn(target)
     if conn:

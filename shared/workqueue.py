@@ -37,6 +37,9 @@ class WorkQueue:
             return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]
+        for r in failed:
+            if not isinstance(r, AzureError | OSError):
+                raise r  # a bug, not an outage: let it surface
         if failed:
             raise QueueUnavailable(
                 f"{len(failed)} of {len(items)} messages not queued: {type(failed[0]).__name__}"

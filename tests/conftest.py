@@ -33,7 +33,7 @@ def sim() -> Iterator[object]:
 
     s = start_simulator()
     yield s
-    s.stop()
+    s.close()
 
 
 def unique(prefix: str) -> str:
@@ -48,10 +48,8 @@ def app_env(azurite, sim, monkeypatch) -> dict[str, str]:
         "AzureWebJobsStorage": azurite.connection_string,
         "CALLRECORDS_QUEUE": unique("q"),
         "ARCHIVE_CONTAINER": unique("c"),
-        "GRAPH_BASE_URL": sim.base_url,
         "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
-        "IDENTITY_ENDPOINT": sim.identity_endpoint,
-        "IDENTITY_HEADER": sim.identity_header,
+        **sim.env(),
         "NOTIFICATION_URL": "http://127.0.0.1:7071/api/notifications",
     }
     for key, value in env.items():

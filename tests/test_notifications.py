@@ -134,6 +134,12 @@ def test_queue_message_round_trip_and_rejects() -> None:
     back = WorkItem.from_body(item.to_json().encode())
     assert back.id == RID and back.source == "notification" and back.first_seen == item.first_seen
     assert WorkItem.from_body(RID.encode()).id == RID  # a bare id queued by hand
-    for bad in [b"{", b"[1]", b'{"id": "../x"}', b'{"id": "' + RID.encode() + b'", "source": "x"}', b"\xff\xfe"]:
+    for bad in [
+        b"{",
+        b"[1]",
+        b'{"id": "../x"}',
+        b'{"id": "' + RID.encode() + b'", "source": "x"}',
+        b"\xff\xfe",
+    ]:
         with pytest.raises(MessageError):
             WorkItem.from_body(bad)

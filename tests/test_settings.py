@@ -54,10 +54,16 @@ def test_identity_based_storage_and_lifecycle_url_derived() -> None:
         ({**BASE, "ARCHIVE_CONTAINER": "Bad_Name"}, "ARCHIVE_CONTAINER is malformed"),
         ({**BASE, "CALLRECORDS_QUEUE": "ab"}, "CALLRECORDS_QUEUE is malformed"),
         ({**BASE, "GRAPH_BASE_URL": "graph.microsoft.com"}, "GRAPH_BASE_URL is malformed"),
-        ({**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"}, "GRAPH_BASE_URL is malformed"),
+        (
+            {**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"},
+            "GRAPH_BASE_URL is malformed",
+        ),
         ({**BASE, "NOTIFICATION_URL": "/api/notifications"}, "NOTIFICATION_URL is malformed"),
         ({**BASE, "ARCHIVE_RETRY_BASE_SECONDS": "soon"}, "ARCHIVE_RETRY_BASE_SECONDS is malformed"),
-        ({**BASE, "ARCHIVE_RETRY_WINDOW_MINUTES": "-5"}, "ARCHIVE_RETRY_WINDOW_MINUTES is malformed"),
+        (
+            {**BASE, "ARCHIVE_RETRY_WINDOW_MINUTES": "-5"},
+            "ARCHIVE_RETRY_WINDOW_MINUTES is malformed",
+        ),
     ],
 )
 def test_bad_settings_fail_in_one_line_naming_the_setting(env: dict[str, str], named: str) -> None:
@@ -75,7 +81,7 @@ def test_connection_string_key_never_in_description() -> None:
 
 
 def test_notification_url_required_only_to_manage_subscriptions() -> None:
-    with pytest.raises(SettingError, match="^NOTIFICATION_URL is not set"):
+    with pytest.raises(SettingError, match=r"^NOTIFICATION_URL is not set"):
         load_settings(BASE).require_notification_url()
 
 

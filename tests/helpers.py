@@ -1,0 +1,79 @@
+"""Small helpers shared by the integration tests: notification bodies, waiting, reading Azurite."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+T = TypeVar("T")
+TENANT = "dc368399-474c-4d40-900c-6265431fd81f"
+SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
+
+
+def notification(record_id: str, client_state: str, **extra: Any) -> dict[str, Any]:
+    """One change notification exactly as graph-facts.md shows it."""
+    item = {
+        "subscriptionId": SUBSCRIPTION,
+        "subscriptionExpirationDateTime": "2030-06-12T10:00:00.000+00:00",
+        "changeType": "updated",
+        "clientState": client_state,
+        "resource": f"communications/callRecords/{record_id}",
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.callRecord",
+            "@odata.id": f"communications/callRecords/{record_id}",
+            "id": record_id,
+        },
+        "tenantId": TENANT,
+    }
+    item.update(extra)
+    return item
+
+
+def batch(*items: dict[str, Any]) -> bytes:
+    return orjson.dumps({"value": list(items)})
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll until check() returns something truthy; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def blobs(conn: str, container: str) -> dict[str, Any]:
+    """Every blob in the container: name -> parsed JSON."""
+    client = ContainerClient.from_connection_string(conn, container)
+    return {
+        b.name: orjson.loads(client.download_blob(b.name).readall()) for b in client.list_blobs()
+    }
+
+
+def queue_depth(conn: str, queue: str) -> int:
+    """Approximate message count (visible and invisible), as the host would see it."""
+    client = QueueClient.from_connection_string(conn, queue)
+    try:
+        return int(client.get_queue_properties().approximate_message_count or 0)
+    except Exception:
+        return 0
+
+
+def queued_ids(conn: str, queue: str) -> list[str]:
+    """The record ids waiting in a queue (peeked, so they stay)."""
+    import base64
+
+    client = QueueClient.from_connection_string(conn, queue)
+    try:
+        messages = client.peek_messages(max_messages=32)
+    except Exception:
+        return []
+    return [orjson.loads(base64.b64decode(m.content))["id"] for m in messages]
