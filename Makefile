@@ -20,12 +20,60 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# ---- begin: extra virtual environments for tests/test_infra.py and tests/test_worker_index.py ----
+# checkov pins an older pycep-parser than .venv's (one that cannot parse Bicep `extension`
+# declarations), and the Functions worker for Python 3.13 (PyPI azure-functions-runtime, with
+# azure-functions 2.x) needs Python 3.13: each gets its own virtual environment, pinned, with a
+# stamp file like .venv. Without a Python 3.13 (python3.13 on PATH, or a 3.13 that pyenv has
+# installed) .venv-py313 is left out and tests/test_worker_index.py skips, saying why.
+CHECKOV_VERSION           := 3.3.30
+FUNCTIONS_RUNTIME_VERSION := 1.3.0
+AZURE_FUNCTIONS_2_VERSION := 2.3.0
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+PY313_VENV    := .venv-py313
+PY313_STAMP   := $(PY313_VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)-$(FUNCTIONS_RUNTIME_VERSION)-$(AZURE_FUNCTIONS_2_VERSION)
+# Prints a command that runs Python 3.13, or nothing: `python3.13` if that works as it is,
+# else `env PYENV_VERSION=<newest 3.13.x> python3.13` when pyenv has a 3.13 installed.
+FIND_PYTHON313 = if python3.13 -c '' >/dev/null 2>&1; then echo python3.13; \
+	elif command -v pyenv >/dev/null 2>&1; then \
+	v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13\.[0-9]+$$' | sort -t. -k3,3n | tail -n 1); \
+	if [ -n "$$v" ]; then echo "env PYENV_VERSION=$$v python3.13"; fi; fi
+
+.PHONY: clean-extra-venvs
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+# The app's requirements.txt minus its azure-functions 1.x pin, plus azure-functions 2.x (3.13+).
+$(PY313_STAMP): requirements.txt
+	@py="$$($(FIND_PYTHON313))"; \
+	if [ -z "$$py" ]; then \
+		echo "No Python 3.13 found (python3.13 on PATH, or via pyenv): tests/test_worker_index.py will skip."; \
+		exit 0; \
+	fi; \
+	set -ex; \
+	test -x $(PY313_VENV)/bin/python || $$py -m venv $(PY313_VENV); \
+	grep -viE '^azure-functions([<>=!~ ;[]|$$)' requirements.txt > $(PY313_VENV)/requirements-313.txt; \
+	$(PY313_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+	$(PY313_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r $(PY313_VENV)/requirements-313.txt \
+		azure-functions==$(AZURE_FUNCTIONS_2_VERSION) azure-functions-runtime==$(FUNCTIONS_RUNTIME_VERSION); \
+	rm -f $(PY313_VENV)/.installed-* && touch $@
+
+clean-extra-venvs:
+	rm -rf $(CHECKOV_VENV) $(PY313_VENV)
+# ---- end: extra virtual environments ----
+
 ## make run: Azurite + Graph simulator (playing a tenant) + the app, until Ctrl-C.
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
 ## make test: lint, then every test (unit, Azurite integration, end to end).
-test: $(STAMP) $(AZURITE)
+test: $(STAMP) $(AZURITE) $(CHECKOV_STAMP) $(PY313_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest

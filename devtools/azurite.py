@@ -95,6 +95,7 @@ def start(workdir: str | None = None) -> Azurite:
     """Start Azurite (blob + queue + table) on free loopback ports; wait until it listens."""
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="azurite-")
+    os.makedirs(workdir, exist_ok=True)
     az = Azurite(free_port(), free_port(), workdir=workdir, _own_dir=own)
     az.process = _spawn(az.blob_port, az.queue_port, workdir)
     try:

@@ -492,6 +492,10 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await runner.cleanup()
+    # The app keeps per-process clients (shared/runtime.py); close them so the log ends clean.
+    runtime = sys.modules.get("shared.runtime")
+    if runtime is not None and hasattr(runtime, "reset_runtime"):
+        await runtime.reset_runtime()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from shared.messages import MessageError, WorkItem
+from shared.lifecycle import run_control
+from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger("archive")
@@ -63,9 +64,12 @@ async def handle_message(body: bytes, dequeue_count: int | None = None) -> None:
     """Queue trigger entry: malformed messages go to poison with a reason, not round the loop."""
     rt = await get_runtime()
     try:
-        item = WorkItem.from_body(body)
+        item = parse_message(body)
     except MessageError as exc:
         log.error("malformed queue message moved to poison: %s", exc)
         await rt.work.put_raw_poison(body, str(exc))
+        return
+    if isinstance(item, ControlItem):
+        await run_control(rt, item)
         return
     await archive_record(rt, item)

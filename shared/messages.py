@@ -97,3 +97,52 @@ class WorkItem:
             attempt=attempt,
             last_error=str(last)[:500] if last else None,
         )
+
+
+CONTROL_ACTIONS = ("reauthorize", "recreate", "reconcile")
+
+
+@dataclass(frozen=True)
+class ControlItem:
+    """Work a lifecycle notification asks for, queued so the webhook can answer 202 at once."""
+
+    action: str
+    subscription_id: str | None = None
+    hours: int | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, object] = {"control": self.action}
+        if self.subscription_id:
+            body["subscriptionId"] = self.subscription_id
+        if self.hours:
+            body["hours"] = self.hours
+        return orjson.dumps(body).decode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ControlItem:
+        action = data.get("control")
+        if action not in CONTROL_ACTIONS:
+            raise MessageError(f"unknown control action {str(action)[:40]!r}")
+        sub = data.get("subscriptionId")
+        hours = data.get("hours")
+        if sub is not None:
+            try:
+                sub = normalize_id(sub)
+            except ValueError as exc:
+                raise MessageError(str(exc)) from exc
+        if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 24 * 30):
+            raise MessageError("hours must be 1-720")
+        return cls(str(action), sub, hours)
+
+
+def parse_message(body: bytes | str) -> WorkItem | ControlItem:
+    """A queue message: a record to archive, or a control action."""
+    raw = body.encode() if isinstance(body, str) else body
+    if raw.lstrip()[:1] == b"{" and b'"control"' in raw:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MessageError(f"message is not valid JSON: {exc}") from exc
+        if isinstance(data, dict) and "control" in data:
+            return ControlItem.from_dict(data)
+    return WorkItem.from_body(raw)

@@ -189,6 +189,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
             f"(1-{MAX_CLIENT_STATE} characters)"
         )
+    if client_state.startswith("@Microsoft.KeyVault("):
+        raise SettingError(
+            "GRAPH_CLIENT_STATE is an unresolved Key Vault reference: grant the app's identity "
+            "Key Vault Secrets User on the secret (infra/app/keyvault.bicep) and restart"
+        )
     if len(client_state) > MAX_CLIENT_STATE:
         raise SettingError(
             f"GRAPH_CLIENT_STATE is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Protocol
 
 import orjson
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -13,6 +14,10 @@ from azure.storage.queue.aio import QueueClient
 from shared.messages import WorkItem
 
 log = logging.getLogger(__name__)
+
+
+class Message(Protocol):
+    def to_json(self) -> str: ...
 
 
 class QueueUnavailable(RuntimeError):
@@ -26,8 +31,9 @@ class WorkQueue:
         self.queue = queue
         self.poison = poison
 
-    async def put(self, items: Iterable[WorkItem], delay_seconds: int | None = None) -> int:
-        """Queue every item, concurrently; raise QueueUnavailable unless all were stored."""
+    async def put(self, items: Iterable[Message], delay_seconds: int | None = None) -> int:
+        """Queue every item (WorkItem or ControlItem), concurrently; raise QueueUnavailable
+        unless all were stored."""
         items = list(items)
         results = await asyncio.gather(
             *(

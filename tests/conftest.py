@@ -50,11 +50,11 @@ def app_env(azurite, sim, monkeypatch) -> dict[str, str]:
         "ARCHIVE_CONTAINER": unique("c"),
         "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
         **sim.env(),
-        "NOTIFICATION_URL": "http://127.0.0.1:7071/api/notifications",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("ARCHIVE_STORAGE", raising=False)
+    for key in ("ARCHIVE_STORAGE", "NOTIFICATION_URL", "LIFECYCLE_NOTIFICATION_URL"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
     return env
 
@@ -73,12 +73,23 @@ async def runtime(app_env) -> AsyncIterator[object]:
 
 
 class Host:
-    """devtools.host running function_app.py in a subprocess."""
+    """devtools.host running function_app.py in a subprocess.
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    NOTIFICATION_URL points at this host. The subscription keeper is off unless a test turns
+    it on (keeper=True), so tests do not leave subscriptions behind in the shared simulator.
+    """
+
+    def __init__(self, env: dict[str, str], log: Path, keeper: bool = False) -> None:
         self.port = free_port()
         self.log_path = log
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "NOTIFICATION_URL": f"http://127.0.0.1:{self.port}/api/notifications",
+            **env,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if not keeper:
+            self.env["AzureWebJobs.keep_subscription.Disabled"] = "true"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 

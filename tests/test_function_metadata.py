@@ -53,6 +53,41 @@ def test_archive_binding() -> None:
     }
 
 
+def test_lifecycle_and_health_bindings() -> None:
+    trigger, _ = _bindings("lifecycle")
+    assert (trigger["route"], trigger["methods"], trigger["authLevel"]) == (
+        "lifecycle",
+        ["POST"],
+        "ANONYMOUS",
+    )
+    trigger, _ = _bindings("health")
+    assert (trigger["route"], trigger["methods"], trigger["authLevel"]) == (
+        "health",
+        ["GET"],
+        "FUNCTION",
+    )
+
+
+def test_timers() -> None:
+    (keep,) = _bindings("keep_subscription")
+    assert keep["type"] == "timerTrigger" and keep["runOnStartup"] is True
+    assert keep["schedule"] == "0 7 * * * *"  # hourly
+    (rec,) = _bindings("reconcile")
+    assert rec["type"] == "timerTrigger" and rec["schedule"] == "0 37 * * * *"
+    assert "runOnStartup" not in rec  # a scale-out must not trigger a 48 h listing
+
+
+def test_every_function_is_known() -> None:
+    assert set(_functions()) == {
+        "notifications",
+        "archive_call_record",
+        "lifecycle",
+        "keep_subscription",
+        "reconcile",
+        "health",
+    }
+
+
 @pytest.mark.parametrize("name", sorted(_functions()))
 def test_handler_parameters_match_bindings(name: str) -> None:
     fn = _functions()[name]

@@ -50,6 +50,10 @@ def test_identity_based_storage_and_lifecycle_url_derived() -> None:
         ({"GRAPH_CLIENT_STATE": "x"}, "AzureWebJobsStorage is not set"),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}, "GRAPH_CLIENT_STATE is not set"),
         ({**BASE, "GRAPH_CLIENT_STATE": "x" * 129}, "GRAPH_CLIENT_STATE is malformed"),
+        (
+            {**BASE, "GRAPH_CLIENT_STATE": "@Microsoft.KeyVault(SecretUri=https://v/secrets/s)"},
+            "GRAPH_CLIENT_STATE is an unresolved Key Vault reference",
+        ),
         ({**BASE, "AzureWebJobsStorage": "hello"}, "AzureWebJobsStorage is malformed"),
         ({**BASE, "ARCHIVE_CONTAINER": "Bad_Name"}, "ARCHIVE_CONTAINER is malformed"),
         ({**BASE, "CALLRECORDS_QUEUE": "ab"}, "CALLRECORDS_QUEUE is malformed"),

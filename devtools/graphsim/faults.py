@@ -1,0 +1,154 @@
+"""Fault injection and the documented callRecords throttle, for the Graph read routes only.
+
+A seeded generator decides random faults, so a chaos run can be replayed; ``script`` queues
+exact faults for the next requests, for tests that need one 429 and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FAULT_KINDS = ("429", "503", "drop", "drop_partial", "drop_silent", "ok")
+
+
+@dataclass
+class FaultConfig:
+    """Rates are probabilities per request; the throttle limits are concepts/throttling-limits.md."""
+
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    retry_after: int = 1
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
+    throttle: bool = False
+    app_limit: int = 1500
+    record_limit: int = 40
+    list_limit: int = 40
+    window_seconds: float = 20.0
+    script: list[str] = field(default_factory=list)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a partial update; ValueError names the first bad key or value."""
+        known = {f.name: f for f in fields(self)}
+        for key, value in changes.items():
+            if key not in known:
+                raise ValueError(f"unknown fault setting {key!r}; known: {sorted(known)}")
+            current = getattr(self, key)
+            if key == "script":
+                if not isinstance(value, list) or any(str(v) not in FAULT_KINDS for v in value):
+                    raise ValueError(f"script must be a list of {FAULT_KINDS}")
+                value = [str(v) for v in value]
+            elif isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be true or false")
+            elif isinstance(current, (int, float)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"{key} must be a number >= 0")
+                if key.startswith("rate_") and value > 1:
+                    raise ValueError(f"{key} is a probability between 0 and 1")
+                value = type(current)(value)
+            setattr(self, key, value)
+        if self.rate_429 + self.rate_503 + self.rate_drop > 1:
+            raise ValueError("rate_429 + rate_503 + rate_drop must not exceed 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do instead of (or before) answering: status 429/503, or drop the connection."""
+
+    kind: str  # "429" | "503" | "drop_partial" | "drop_silent" | "throttle_app" | ...
+    status: int = 0
+    retry_after: int = 0
+
+
+class SlidingWindow:
+    """Timestamps of admitted requests within the last ``window`` seconds."""
+
+    def __init__(self) -> None:
+        self.hits: deque[float] = deque()
+
+    def retry_after(self, now: float, limit: int, window: float) -> int:
+        """0 if one more request fits, else whole seconds until one does."""
+        while self.hits and self.hits[0] <= now - window:
+            self.hits.popleft()
+        if len(self.hits) < limit:
+            return 0
+        return max(1, math.ceil(self.hits[len(self.hits) - limit] + window - now))
+
+
+class FaultInjector:
+    """Decides, per Graph read request, whether to throttle, fail, drop or delay it."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.config = FaultConfig()
+        self.rng = random.Random(seed)
+        self.app = SlidingWindow()
+        self.list = SlidingWindow()
+        self.records: dict[str, SlidingWindow] = {}
+
+    def reset(self) -> None:
+        self.config = FaultConfig()
+        self.app, self.list, self.records = SlidingWindow(), SlidingWindow(), {}
+
+    def latency(self) -> float:
+        """Seconds to wait before answering."""
+        c = self.config
+        if not c.latency_ms and not c.latency_jitter_ms:
+            return 0.0
+        return (c.latency_ms + self.rng.uniform(0, c.latency_jitter_ms)) / 1000
+
+    def _throttle(self, kind: str, record_id: str | None) -> Fault | None:
+        c, now = self.config, time.monotonic()
+        windows: list[tuple[str, SlidingWindow, int]] = [("throttle_app", self.app, c.app_limit)]
+        if kind == "list":
+            windows.append(("throttle_list", self.list, c.list_limit))
+        elif record_id:
+            if len(self.records) > 10_000:  # forget idle records
+                self.records = {k: w for k, w in self.records.items() if w.hits}
+            window = self.records.setdefault(record_id, SlidingWindow())
+            windows.append(("throttle_record", window, c.record_limit))
+        for name, window, limit in windows:
+            wait = window.retry_after(now, limit, c.window_seconds)
+            if wait:
+                return Fault(name, 429, wait)
+        for _, window, _ in windows:
+            window.hits.append(now)
+        return None
+
+    def decide(self, kind: str, record_id: str | None) -> Fault | None:
+        """None: answer normally. Scripted faults first, then the throttle, then the rates."""
+        c = self.config
+        if c.script:
+            scripted = c.script.pop(0)
+            if scripted != "ok":
+                return self._make(scripted)
+        if c.throttle:
+            fault = self._throttle(kind, record_id)
+            if fault:
+                return fault
+        roll = self.rng.random()
+        if roll < c.rate_429:
+            return self._make("429")
+        if roll < c.rate_429 + c.rate_503:
+            return self._make("503")
+        if roll < c.rate_429 + c.rate_503 + c.rate_drop:
+            return self._make("drop")
+        return None
+
+    def _make(self, kind: str) -> Fault:
+        if kind == "429":
+            return Fault("429", 429, self.config.retry_after)
+        if kind == "503":
+            return Fault("503", 503, self.config.retry_after)
+        if kind == "drop":
+            kind = self.rng.choice(["drop_partial", "drop_silent"])
+        return Fault(kind)

@@ -1,0 +1,78 @@
+"""Tenant mode: a steady stream of calls, so ``make run`` shows a live pipeline.
+
+Mostly small calls, now and then a big meeting (several session and participant pages),
+sometimes a new version of a recent record, and a share of records that 404 on their first
+fetch, because Graph notifies before a record can be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import timedelta
+
+from devtools.graphsim.server import Simulator
+from devtools.graphsim.state import utcnow
+
+log = logging.getLogger("graphsim.tenant")
+
+
+def _sessions(rng: random.Random, maximum: int) -> int:
+    roll = rng.random()
+    if roll < 0.70:
+        n = rng.randint(1, 3)
+    elif roll < 0.93:
+        n = rng.randint(4, 60)
+    elif roll < 0.99:
+        n = rng.randint(61, 300)
+    else:
+        n = rng.randint(301, max(301, maximum))
+    return max(1, min(n, maximum))
+
+
+def _participants(rng: random.Random) -> int:
+    roll = rng.random()
+    if roll < 0.6:
+        return 2
+    if roll < 0.95:
+        return rng.randint(3, 40)
+    return rng.randint(131, 400)
+
+
+async def run_tenant(
+    sim: Simulator, calls_per_minute: float, max_sessions: int, seed: int | None
+) -> None:
+    """Produce calls until cancelled."""
+    rng = random.Random(seed)
+    rate = max(calls_per_minute, 0.01) / 60
+    while True:
+        await asyncio.sleep(rng.expovariate(rate))
+        try:
+            _one_call(sim, rng, max_sessions)
+        except Exception:  # a generator bug must not stop the tenant
+            log.exception("tenant: could not produce a call")
+
+
+def _one_call(sim: Simulator, rng: random.Random, max_sessions: int) -> None:
+    recent = sorted(sim.state.records.values(), key=lambda s: s.created_at)[-50:]
+    if recent and rng.random() < 0.15:
+        spec = sim.new_version(rng.choice(recent).id)
+        log.info("tenant: record %s is now version %d", spec.id, spec.version)
+        return
+    duration = timedelta(seconds=rng.randint(30, 3600))
+    spec = sim.create_record(
+        record_id=None,
+        sessions=_sessions(rng, max_sessions),
+        participants=_participants(rng),
+        segments_per_session=rng.choice([1, 1, 1, 2, 3]),
+        start=utcnow() - duration - timedelta(minutes=rng.randint(5, 30)),
+        available_after_fetches=1 if rng.random() < 0.25 else 0,
+        duplicate_session_ids=rng.random() < 0.05,
+    )
+    log.info(
+        "tenant: new record %s (%d sessions, %d participants)",
+        spec.id,
+        spec.total_sessions,
+        spec.total_participants,
+    )

@@ -1,0 +1,150 @@
+"""`make run`: the whole pipeline on this machine, no Azure and no tenant needed.
+
+Azurite (storage), the Graph simulator playing a tenant that keeps making calls, and the app
+under devtools.host. The app's own keep_subscription timer subscribes to the simulator, which
+then POSTs change notifications exactly as Graph would. Every archived record is printed and
+copied to ./local-archive/ as a plain file to open. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import ContainerClient
+
+from devtools import azurite
+from devtools.graphsim.process import start_simulator
+from devtools.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOW = ("subscription", "ERROR", "poison", "Traceback", "host: ")
+
+
+def _port(preferred: int) -> int:
+    try:
+        wait_for_port(preferred, timeout=0.2)
+    except TimeoutError:
+        return preferred  # nothing listens there: take it
+    return free_port()
+
+
+def _relay(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Keep the host's full log in a file; echo the lines a person should see."""
+    with log_path.open("ab") as log:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            log.write(raw)
+            log.flush()
+            line = raw.decode(errors="replace").rstrip()
+            if any(word in line for word in SHOW):
+                print(f"  app | {line.split(': ', 1)[-1] if 'INFO' in line else line}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port", type=int, default=7071, help="app port (default 7071, or a free one)"
+    )
+    parser.add_argument("--calls-per-minute", type=float, default=20.0)
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after N seconds (0: until Ctrl-C)"
+    )
+    args = parser.parse_args(argv)
+
+    workdir = ROOT / ".local"
+    workdir.mkdir(exist_ok=True)
+    out_dir = ROOT / "local-archive"
+    print("Starting Azurite, the Graph simulator and the app...", flush=True)
+    az = azurite.start(str(workdir / "azurite"))
+    sim = start_simulator(tenant=True, calls_per_minute=args.calls_per_minute, max_sessions=300)
+    port = _port(args.port)
+    container = os.environ.get("ARCHIVE_CONTAINER", "callrecords")
+    env = {
+        **os.environ,
+        **sim.env(),
+        "AzureWebJobsStorage": az.connection_string,
+        "ARCHIVE_CONTAINER": container,
+        "GRAPH_CLIENT_STATE": os.environ.get("GRAPH_CLIENT_STATE") or secrets.token_urlsafe(32),
+        "NOTIFICATION_URL": f"http://127.0.0.1:{port}/api/notifications",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("LIFECYCLE_NOTIFICATION_URL", None)
+    blobs = ContainerClient.from_connection_string(az.connection_string, container)
+    try:
+        blobs.create_container()
+    except ResourceExistsError:
+        pass
+    host = subprocess.Popen(
+        [sys.executable, "-m", "devtools.host", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    threading.Thread(target=_relay, args=(host, workdir / "host.log"), daemon=True).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        wait_for_port(port, timeout=30)
+        print(
+            f"""
+  Graph simulator : {sim.base_url}  (tenant: ~{args.calls_per_minute:g} calls/min)
+  App             : http://127.0.0.1:{port}/api/notifications  (log: .local/host.log)
+  Azurite         : blob {az.blob_port}, queue {az.queue_port}  (data: .local/azurite)
+  Archive         : container '{container}' -> copies in ./local-archive/
+  Ctrl-C to stop.
+""",
+            flush=True,
+        )
+        seen = {b.name for b in blobs.list_blobs()}
+        started = time.monotonic()
+        while not stop.is_set():
+            if host.poll() is not None:
+                print(f"the app host exited ({host.returncode}); see .local/host.log", flush=True)
+                return 1
+            for blob in blobs.list_blobs():
+                if blob.name in seen:
+                    continue
+                seen.add(blob.name)
+                data = blobs.download_blob(blob.name).readall()
+                doc = orjson.loads(data)
+                target = out_dir / blob.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                print(
+                    f"  archived {blob.name}  ({len(doc.get('sessions', []))} sessions, "
+                    f"{len(doc.get('participants_v2', []))} participants, {len(data) / 1024:.0f} KiB)"
+                    f" -> {target.relative_to(ROOT)}",
+                    flush=True,
+                )
+            if args.duration and time.monotonic() - started > args.duration:
+                break
+            stop.wait(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(
+            f"\nStopping. {len(list(blobs.list_blobs()))} records archived in container '{container}'."
+        )
+        host.terminate()
+        try:
+            host.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        sim.close()
+        az.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

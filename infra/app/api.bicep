@@ -1,0 +1,164 @@
+// Flex Consumption plan (FC1) and the Function App (Linux, Python), with every app setting the
+// code reads. Storage connections are identity-based (no connection strings, no keys); the
+// Graph clientState is a Key Vault reference resolved with the user-assigned identity.
+// Flex Consumption takes the runtime and the package location from functionAppConfig, so the
+// WEBSITE_RUN_FROM_PACKAGE / FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION settings
+// of other plans are not set.
+param name string
+param planName string
+param location string
+param tags object = {}
+@description('azd service name (azure.yaml services.<name>), written to the azd-service-name tag')
+param serviceName string = 'api'
+@allowed([
+  '3.11'
+])
+param pythonVersion string = '3.11'
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+param identityId string
+param identityClientId string
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param deploymentContainerName string
+param archiveContainerName string
+param callrecordsQueueName string
+param graphBaseUrl string
+param clientStateSecretUri string
+param applicationInsightsConnectionString string
+param archiveRetryBaseSeconds int = 60
+param archiveRetryWindowMinutes int = 240
+
+// Flex Consumption plan: Linux, scale to zero, billed per execution (no always-ready instances)
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy for Flex Consumption exists only in some regions; left off so the template deploys in every Flex region
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+// The Function App, running as the user-assigned identity; HTTPS only, TLS 1.2, no FTP
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: Microsoft Graph delivers notifications from the internet, so the app needs public network access; the webhooks authenticate each notification by clientState
+  // checkov:skip=CKV_AZURE_17: Microsoft Graph does not present client certificates to webhooks
+  // checkov:skip=CKV_AZURE_213: the platform health check is not used on Flex Consumption (scale to zero); /api/health is for operators and needs a function key
+  // checkov:skip=CKV_AZURE_212: a minimum instance count (always-ready) would bill around the clock; Flex Consumption scales from zero per function
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// App settings: written after the app exists so the webhook URLs use its real host name
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; besides, Graph posts without credentials, so the webhooks are anonymous and authenticated by clientState
+  // checkov:skip=CKV_AZURE_222: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; the site itself needs public access (Graph webhooks)
+  // checkov:skip=CKV_AZURE_63: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; logs go to Application Insights
+  // checkov:skip=CKV_AZURE_65: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; logs go to Application Insights
+  // checkov:skip=CKV_AZURE_66: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; logs go to Application Insights
+  // checkov:skip=CKV_AZURE_80: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; the app is Python, not .NET
+  // checkov:skip=CKV_AZURE_88: this is the 'appsettings' config resource, which holds app settings only; checkov applies its site 'web' config checks to every Microsoft.Web/sites/config; Flex Consumption has no Azure Files content share
+  parent: functionApp
+  name: 'appsettings'
+  properties: {
+    // Host storage (timers, leases, keys) and the queue trigger's connection, by managed identity
+    AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+    AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    // Archive location (same account here; point it elsewhere to separate the archive)
+    ARCHIVE_STORAGE__blobServiceUri: storageBlobEndpoint
+    ARCHIVE_STORAGE__credential: 'managedidentity'
+    ARCHIVE_STORAGE__clientId: identityClientId
+    ARCHIVE_CONTAINER: archiveContainerName
+    CALLRECORDS_QUEUE: callrecordsQueueName
+    GRAPH_BASE_URL: graphBaseUrl
+    // Resolved by the platform with keyVaultReferenceIdentity; the value itself never lands here
+    GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${clientStateSecretUri})'
+    // Anonymous webhooks (clientState is the secret), so no ?code= in the URLs
+    NOTIFICATION_URL: 'https://${functionApp.properties.defaultHostName}/api/notifications'
+    LIFECYCLE_NOTIFICATION_URL: 'https://${functionApp.properties.defaultHostName}/api/lifecycle'
+    AZURE_CLIENT_ID: identityClientId
+    ARCHIVE_RETRY_BASE_SECONDS: string(archiveRetryBaseSeconds)
+    ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
+    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+}
+
+// No basic-auth (publishing password) deployments: azd deploys with an Entra ID token
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// No FTP basic auth either
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
+output notificationUrl string = 'https://${functionApp.properties.defaultHostName}/api/notifications'
+output lifecycleNotificationUrl string = 'https://${functionApp.properties.defaultHostName}/api/lifecycle'

@@ -1,0 +1,128 @@
+"""Health in one look: subscription, queues, recent archiving, and a plain verdict.
+
+`python cli.py status` prints it; GET /api/health returns it as JSON (503 when unhealthy),
+so a monitor can alert on "deployed, no errors, no data" before a compliance gap grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+from shared.graph import GraphError
+from shared.messages import utcnow
+from shared.runtime import Runtime
+from shared.subscriptions import SubscriptionKeeper
+
+EXPIRY_WARNING = timedelta(hours=12)
+STALE_MESSAGE = timedelta(minutes=15)
+BACKLOG = 5000
+RECENT_DAYS = 3
+
+
+@dataclass
+class Status:
+    verdict: str = "healthy"
+    problems: list[str] = field(default_factory=list)
+    subscription_id: str | None = None
+    subscription_expires: str | None = None
+    queue_depth: int | None = None
+    poison_depth: int | None = None
+    oldest_visible_message_minutes: float | None = None
+    last_archived_blob: str | None = None
+    last_archived_at: str | None = None
+    archived_last_24h: int = 0
+    checked_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    try:
+        props = await rt.work.queue.get_queue_properties()
+        status.queue_depth = int(props.approximate_message_count or 0)
+        async for message in rt.work.queue.peek_messages(max_messages=1):
+            if message.inserted_on:
+                age = now - message.inserted_on.astimezone(UTC)
+                status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 1)
+    except ResourceNotFoundError:
+        status.problems.append(f"queue {rt.settings.queue_name} does not exist")
+    except AzureError as exc:
+        status.problems.append(f"cannot read queue {rt.settings.queue_name}: {type(exc).__name__}")
+    try:
+        props = await rt.work.poison.get_queue_properties()
+        status.poison_depth = int(props.approximate_message_count or 0)
+    except ResourceNotFoundError:
+        status.poison_depth = 0
+    except AzureError as exc:
+        status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
+
+
+async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    last: tuple[datetime, str] | None = None
+    since = now - timedelta(hours=24)
+    try:
+        for days_ago in range(RECENT_DAYS):
+            day = now - timedelta(days=days_ago)
+            async for blob in rt.archive.container.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
+                modified = blob.last_modified.astimezone(UTC)
+                if modified >= since:
+                    status.archived_last_24h += 1
+                if last is None or modified > last[0]:
+                    last = (modified, blob.name)
+    except AzureError as exc:
+        status.problems.append(f"cannot list the archive container: {type(exc).__name__}")
+        return
+    if last:
+        status.last_archived_at = last[0].isoformat()
+        status.last_archived_blob = last[1]
+
+
+async def collect(rt: Runtime, check_subscription: bool = True) -> Status:
+    """Gather the facts and name every problem found."""
+    now = utcnow()
+    status = Status(checked_at=now.isoformat())
+    if check_subscription:
+        try:
+            subs = await SubscriptionKeeper(rt.graph, rt.settings).list()
+        except GraphError as exc:
+            subs = []
+            status.problems.append(f"cannot read Graph subscriptions: {exc}")
+        else:
+            if not subs:
+                status.problems.append(
+                    "no Graph subscription delivers to NOTIFICATION_URL: nothing new will be "
+                    "archived until `python cli.py subscription ensure` (or the hourly keeper) creates one"
+                )
+            else:
+                sub = subs[0]
+                status.subscription_id = sub.id
+                status.subscription_expires = sub.expires.isoformat()
+                left = sub.remaining(now)
+                if left <= timedelta(0):
+                    status.problems.append(f"subscription {sub.id} has expired")
+                elif left < EXPIRY_WARNING:
+                    status.problems.append(
+                        f"subscription {sub.id} expires in {left.total_seconds() / 3600:.1f} h "
+                        "and has not been renewed: is the keep_subscription timer running?"
+                    )
+    await _queue_facts(rt, status, now)
+    await _archive_facts(rt, status, now)
+    if status.poison_depth:
+        status.problems.append(
+            f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}: "
+            "see why with `python cli.py replay-poison --dry-run`, fix the cause, then replay them"
+        )
+    if status.queue_depth and status.queue_depth > BACKLOG:
+        status.problems.append(f"queue is backing up: {status.queue_depth} messages")
+    stale = status.oldest_visible_message_minutes
+    if stale is not None and stale > STALE_MESSAGE.total_seconds() / 60:
+        status.problems.append(
+            f"queue is backing up: a message has waited {stale:.0f} min (is archive_call_record running?)"
+        )
+    status.verdict = "healthy" if not status.problems else "unhealthy"
+    return status
