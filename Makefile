@@ -78,6 +78,20 @@ test: $(STAMP) $(AZURITE) $(CHECKOV_STAMP) $(PY313_STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
+# ---- begin: bench (owned by bench/; see bench/README.md) ----
+# make bench: every figure of issue 6 beside its floor or target, on loopback (Azurite, the
+# Graph simulator, devtools.host on free ports). Markdown table to stdout, all details to
+# bench/results/<timestamp>.json. BENCH_ARGS passes options: --quick, --only PART, --profile.
+BENCH_ARGS ?=
+bench: $(STAMP) $(AZURITE)
+	$(PY) -m bench $(BENCH_ARGS)
+# ---- end: bench ----
+
+## make chaos: 1,000 notifications for 300 records under Graph faults, a storage outage and a
+## killed host; prints the figures and fails if a record was lost or duplicated.
+chaos: $(STAMP) $(AZURITE)
+	$(PY) -m devtools.chaos
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -42,10 +42,15 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue.aio import QueueClient
 
+from shared.settings import SettingError, local_settings_env
+
 log = logging.getLogger("host")
 
 SUPPORTED_TRIGGERS = ("httpTrigger", "queueTrigger", "timerTrigger")
-QUEUE_LEASE_SECONDS = 600  # the host keeps a message invisible while the function runs
+# Like the Functions host: a message is leased for 10 minutes and the lease renewed at half
+# time while the function runs, so a crashed host's messages come back after one lease.
+# DEVHOST_QUEUE_LEASE_SECONDS shortens it (chaos runs kill the host on purpose).
+QUEUE_LEASE_SECONDS = int(os.environ.get("DEVHOST_QUEUE_LEASE_SECONDS", "600"))
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
 
 
@@ -58,14 +63,14 @@ class HostError(RuntimeError):
 
 
 def load_local_settings(app_dir: Path) -> dict[str, str]:
-    """Put local.settings.json Values into os.environ where the environment has no value."""
-    path = app_dir / "local.settings.json"
-    if path.exists():
-        values = orjson.loads(path.read_bytes()).get("Values", {})
-        for key, value in values.items():
-            if os.environ.get(key) in (None, ""):
-                os.environ[key] = str(value)
-    return dict(os.environ)
+    """Put local.settings.json Values into os.environ where the environment has no value
+    (shared.settings.local_settings_env: the one merge rule the CLI uses too)."""
+    try:
+        settings = local_settings_env(app_dir)
+    except SettingError as exc:
+        raise HostError(str(exc)) from None
+    os.environ.update(settings)
+    return settings
 
 
 _EXPR = re.compile(r"%([^%]+)%")
@@ -305,7 +310,11 @@ class QueueListener:
                 time_next_visible=message.next_visible_on,
                 pop_receipt=message.pop_receipt,
             )
-            await self.fn.invoke(qm)
+            renewal = asyncio.create_task(self.keep_leased(message))
+            try:
+                await self.fn.invoke(qm)
+            finally:
+                renewal.cancel()
         except Exception as exc:  # a failed invocation, or a body that is not base64
             await self.failed(message, raw, exc)
             return
@@ -313,6 +322,18 @@ class QueueListener:
             await self.client.delete_message(message.id, message.pop_receipt)
         except AzureError as exc:
             log.warning("could not delete message %s: %s", message.id, type(exc).__name__)
+
+    async def keep_leased(self, message: Any) -> None:
+        """Renew the message's invisibility at half the lease while the function runs."""
+        while True:
+            await asyncio.sleep(QUEUE_LEASE_SECONDS / 2)
+            try:
+                receipt = await self.client.update_message(
+                    message.id, message.pop_receipt, visibility_timeout=QUEUE_LEASE_SECONDS
+                )
+                message.pop_receipt = receipt.pop_receipt
+            except AzureError as exc:
+                log.warning("could not renew the lease of %s: %s", message.id, type(exc).__name__)
 
     async def failed(self, message: Any, raw: bytes, exc: BaseException) -> None:
         log.error(

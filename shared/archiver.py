@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import orjson
 
+from shared.graph import GraphError, NotFound, Throttled, Unauthorized
 from shared.lifecycle import run_control
-from shared.messages import ControlItem, MessageError, WorkItem, parse_message
+from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
 from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger("archive")
+
+# host.json extensions.queues.maxDequeueCount: on that try a failure is parked with its reason.
+MAX_DEQUEUE_COUNT = 5
+MAX_DELAY = 1800  # seconds between two fetches of a record that is not published yet
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,43 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     return result
 
 
+def retry_delay(item: WorkItem, base: int) -> int:
+    """Seconds before the next fetch: base, doubling per attempt, capped at MAX_DELAY."""
+    return int(min(base * 2 ** min(item.attempt, 20), MAX_DELAY))
+
+
+async def retry_later(rt: Runtime, item: WorkItem, error: GraphError, at_least: float = 0) -> None:
+    """Put the item back with a delay, as a new message (the host's dequeue count is for real
+    failures, not for "not published yet"), or park it once its window is over."""
+    settings = rt.settings
+    first_seen = item.first_seen or utcnow()
+    window = timedelta(minutes=settings.retry_window_minutes)
+    if utcnow() - first_seen >= window:
+        reason = (
+            f"not available after {settings.retry_window_minutes} min: Graph kept answering "
+            f"{error.status} (a record older than 30 days, or never published)"
+        )
+        log.error("record %s moved to poison: %s", item.id, reason)
+        await rt.work.put_poison(item, reason, str(error))
+        return
+    delay = max(retry_delay(item, settings.retry_base_seconds), math.ceil(at_least))
+    await rt.work.put([item.retried(str(error))], delay_seconds=delay)
+    log.info(
+        "record %s: Graph %s, fetching again in %d s (attempt %d)",
+        item.id,
+        error.status,
+        delay,
+        item.attempt + 1,
+    )
+
+
 async def handle_message(body: bytes, dequeue_count: int | None = None) -> None:
-    """Queue trigger entry: malformed messages go to poison with a reason, not round the loop."""
+    """Queue trigger entry: archive a record, or carry out a control action.
+
+    404 and long throttles go back on the queue with a delay; other failures raise so the host
+    retries, and on the host's last try the item is parked in poison with the reason and the
+    last error (instead of the host's bare copy). Malformed messages go straight to poison.
+    """
     rt = await get_runtime()
     try:
         item = parse_message(body)
@@ -69,7 +111,29 @@ async def handle_message(body: bytes, dequeue_count: int | None = None) -> None:
         log.error("malformed queue message moved to poison: %s", exc)
         await rt.work.put_raw_poison(body, str(exc))
         return
-    if isinstance(item, ControlItem):
-        await run_control(rt, item)
-        return
-    await archive_record(rt, item)
+    try:
+        if isinstance(item, ControlItem):
+            await run_control(rt, item)
+        else:
+            try:
+                await archive_record(rt, item)
+            except NotFound as exc:
+                await retry_later(rt, item, exc)
+            except Throttled as exc:
+                await retry_later(rt, item, exc, at_least=exc.retry_after or 0)
+    except Exception as exc:
+        if isinstance(exc, Unauthorized):
+            log.error(
+                "Graph refused the app (%d %s): the managed identity%s needs the application "
+                "role CallRecords.Read.All on Microsoft Graph (infra/README.md, 'Granting "
+                "CallRecords.Read.All by hand')",
+                exc.status,
+                exc.code,
+                f" {rt.settings.client_id}" if rt.settings.client_id else "",
+            )
+        if (dequeue_count or 0) < MAX_DEQUEUE_COUNT or isinstance(item, ControlItem):
+            raise
+        reason = f"failed {dequeue_count} times"
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        log.error("record %s moved to poison: %s; last error %s", item.id, reason, error)
+        await rt.work.put_poison(item, reason, error)

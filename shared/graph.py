@@ -4,6 +4,8 @@ the fetch that merges every page of a record into one document."""
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,9 @@ from shared.ids import normalize_id
 API = "v1.0"
 EXPAND = "sessions($expand=segments)"
 _NEXT = "@odata.nextLink"
+MAX_TRIES = 4  # per request, for network errors and throttling
+SHORT_WAIT = 5.0  # seconds: a Retry-After up to this is waited out in place
+BACKOFF = 0.5  # seconds, doubled per try, when Graph gives no Retry-After
 
 
 class GraphError(Exception):
@@ -101,37 +106,62 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self._tokens = tokens
         self._http = http
+        self.retries: Counter[str] = Counter()  # in-place retries by status (0: network)
 
     async def request(self, method: str, url: str, json: Any = None) -> dict[str, Any]:
-        """One Graph call; raises a GraphError subclass for anything but 2xx JSON (or 204)."""
+        """One Graph call, with the transient faults absorbed in place.
+
+        A 401 gets one fresh token. Network errors and 429/503/504 are retried here (with
+        the Retry-After Graph gives, else a short backoff) while the wait is short; a long
+        wait, or one fault too many, raises so the caller can requeue the work instead of
+        holding an instance. POST is not retried after a network error (it may have landed).
+        """
         if not url.startswith(self.base_url + "/"):
             raise GraphError(0, "ForeignLink", f"refusing to send a token outside {self.base_url}")
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
-            content = orjson.dumps(json) if json is not None else None
-            if content is not None:
-                headers["Content-Type"] = "application/json"
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                response = await self._http.request(method, url, headers=headers, content=content)
-            except httpx.HTTPError as exc:  # connect, read, timeouts, protocol errors
-                raise Unreachable(0, type(exc).__name__, str(exc)[:200] or "network error") from exc
-            if response.status_code == 401 and attempt == 1:
+                return await self._once(method, url, json)
+            except Unauthorized as exc:
+                if exc.status != 401 or refreshed:
+                    raise
+                refreshed = True
                 self._tokens.invalidate()  # an expired or revoked token: try one fresh one
-                continue
-            if response.status_code >= 400:
-                raise _error(response)
-            if response.status_code == 204 or not response.content:
-                return {}
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                raise Unreachable(
-                    response.status_code, "BadJson", "truncated or invalid JSON"
-                ) from exc
-            if not isinstance(body, dict):
-                raise Unreachable(response.status_code, "BadJson", "JSON body is not an object")
-            return body
-        raise AssertionError("unreachable")
+            except (Unreachable, Throttled) as exc:
+                wait = exc.retry_after
+                if wait is None:
+                    wait = BACKOFF * 2 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311
+                if (
+                    attempt >= MAX_TRIES
+                    or wait > SHORT_WAIT
+                    or (isinstance(exc, Unreachable) and method == "POST")
+                ):
+                    raise
+                self.retries[f"{exc.status or exc.code}"] += 1
+                await asyncio.sleep(wait)
+
+    async def _once(self, method: str, url: str, json: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
+        content = orjson.dumps(json) if json is not None else None
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(method, url, headers=headers, content=content)
+        except httpx.HTTPError as exc:  # connect, read, timeouts, protocol errors
+            raise Unreachable(0, type(exc).__name__, str(exc)[:200] or "network error") from exc
+        if response.status_code >= 400:
+            raise _error(response)
+        if response.status_code == 204 or not response.content:
+            return {}
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise Unreachable(response.status_code, "BadJson", "truncated or invalid JSON") from exc
+        if not isinstance(body, dict):
+            raise Unreachable(response.status_code, "BadJson", "JSON body is not an object")
+        return body
 
     async def get(self, url: str) -> dict[str, Any]:
         return await self.request("GET", url)

@@ -33,6 +33,7 @@ class WorkItem:
     first_seen: datetime | None = None
     attempt: int = 0
     last_error: str | None = None
+    reason: str | None = None  # set on poison messages: why it was parked
 
     def to_json(self) -> str:
         body: dict[str, object] = {
@@ -43,11 +44,23 @@ class WorkItem:
         }
         if self.last_error:
             body["lastError"] = self.last_error[:500]
+        if self.reason:
+            body["reason"] = self.reason[:500]
         return orjson.dumps(body).decode()
 
     def retried(self, error: str) -> WorkItem:
-        """The same item one attempt later, remembering why."""
-        return replace(self, attempt=self.attempt + 1, last_error=error)
+        """The same item one attempt later, remembering why (and when it was first seen)."""
+        return replace(
+            self, attempt=self.attempt + 1, last_error=error, first_seen=self.first_seen or utcnow()
+        )
+
+    def poisoned(self, reason: str, error: str | None = None) -> WorkItem:
+        """The item as parked in the poison queue: why, and the last error."""
+        return replace(self, reason=reason, last_error=error or self.last_error)
+
+    def replayed(self) -> WorkItem:
+        """A fresh start for an item taken back from poison (new window, no attempts)."""
+        return WorkItem(id=self.id, source="replay", first_seen=utcnow())
 
     @classmethod
     def new(cls, record_id: str, source: str) -> WorkItem:
@@ -90,12 +103,14 @@ class WorkItem:
             if first_seen.tzinfo is None:
                 first_seen = first_seen.replace(tzinfo=UTC)
         last = data.get("lastError")
+        reason = data.get("reason")
         return cls(
             id=record_id,
             source=source,
             first_seen=first_seen,
             attempt=attempt,
             last_error=str(last)[:500] if last else None,
+            reason=str(reason)[:500] if reason else None,
         )
 
 

@@ -52,9 +52,10 @@ class WorkQueue:
             ) from failed[0]
         return len(items)
 
-    async def put_poison(self, item: WorkItem, reason: str) -> None:
-        """Park an item that cannot succeed, with its reason, for `cli.py replay-poison`."""
-        await self.poison.send_message(item.retried(reason).to_json())
+    async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
+        """Park an item that cannot succeed, with its reason and last error, for
+        `cli.py replay-poison`."""
+        await self.poison.send_message(item.poisoned(reason, error).to_json())
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None:
         """Park a message that is not a WorkItem at all, with the reason and its first bytes."""

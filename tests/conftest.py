@@ -49,6 +49,7 @@ def app_env(azurite, sim, monkeypatch) -> dict[str, str]:
         "CALLRECORDS_QUEUE": unique("q"),
         "ARCHIVE_CONTAINER": unique("c"),
         "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
+        "ARCHIVE_RETRY_BASE_SECONDS": "1",  # fast "not yet available" retries in tests
         **sim.env(),
     }
     for key, value in env.items():
@@ -136,3 +137,31 @@ def host(app_env, tmp_path) -> Iterator[Host]:
     h = Host(dict(app_env), tmp_path / "host.log")
     yield h
     h.stop()
+
+
+@pytest.fixture
+def fresh_sim(sim) -> Iterator[object]:
+    """The session simulator emptied (records, subscriptions, faults, config) before and after:
+    for tests that list the whole tenant or leave subscriptions a later test must not see."""
+    sim.client.reset()
+    yield sim
+    sim.client.reset()
+
+
+@pytest.fixture
+async def make_runtime(app_env) -> AsyncIterator[object]:
+    """``make(**overrides)``: a Runtime for these settings plus overrides (e.g. a host's
+    NOTIFICATION_URL), separate from the process-wide one; all closed after the test."""
+    from shared.runtime import build_runtime
+    from shared.settings import load_settings
+
+    made = []
+
+    def make(**overrides: str) -> object:
+        rt = build_runtime(load_settings({**os.environ, **overrides}))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        await rt.close()

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FAULT_KINDS = ("429", "503", "drop", "drop_partial", "drop_silent", "ok")
+FAULT_KINDS = ("429", "503", "403", "drop", "drop_partial", "drop_silent", "ok")
 
 
 @dataclass
@@ -149,6 +149,8 @@ class FaultInjector:
             return Fault("429", 429, self.config.retry_after)
         if kind == "503":
             return Fault("503", 503, self.config.retry_after)
+        if kind == "403":  # what Graph answers an app without CallRecords.Read.All
+            return Fault("403", 403)
         if kind == "drop":
             kind = self.rng.choice(["drop_partial", "drop_silent"])
         return Fault(kind)

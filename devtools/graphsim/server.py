@@ -279,6 +279,13 @@ class Simulator:
                 scope = fault.kind.removeprefix("throttle_")
                 message = f"Application is over its {scope} request limit. {message}"
             return GraphError(429, "TooManyRequests", message, headers)
+        if fault.status == 403:
+            return GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+                headers,
+            )
         return GraphError(503, "serviceNotAvailable", "The service is unavailable.", headers)
 
     def _drop(self, request: web.Request, kind: str) -> web.Response:

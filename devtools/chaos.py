@@ -1,0 +1,349 @@
+"""`make chaos`: lose nothing while Graph throttles, drops and 404s, and Azurite and the app die.
+
+Acts as Graph's delivery side: sends change notifications (with duplicates, in batches, for
+several versions of each record) to the app under devtools.host, retrying every non-2xx
+answer with backoff as Graph does. Meanwhile the simulator injects 429 (with Retry-After),
+503, dropped connections, records that 404 for their first two fetches, and records that
+never appear; Azurite and the app host are each killed and restarted once. Then it waits
+for the queue to drain and checks the archive against the simulator:
+
+- every record archived at its latest version, complete (equal to the simulator's record);
+- no blob twice, none for a version that does not exist;
+- in poison only the never-appearing records, each with its reason.
+
+Prints the figures as a table (and returns non-zero if anything was lost or duplicated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import orjson
+from azure.storage.blob import ContainerClient
+from azure.storage.queue import QueueClient
+
+from devtools import azurite
+from devtools.graphsim.process import Simulator, start_simulator
+from devtools.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = "callrecords"
+CONTAINER = "callrecords"
+
+
+@dataclass
+class Plan:
+    records: int = 300
+    notifications: int = 1000
+    updated_share: float = 0.3  # records that get a second version mid-run
+    late_share: float = 0.2  # 404 for their first two fetches
+    never: int = 5  # records that never appear
+    rate_429: float = 0.10
+    rate_503: float = 0.05
+    rate_drop: float = 0.05
+    kill: bool = True
+    seed: int = 7
+    drain_timeout: float = 600.0
+
+
+@dataclass
+class Figures:
+    sent: int = 0
+    posts: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    redelivered: int = 0
+    started: float = field(default_factory=time.monotonic)
+    sending_done: float = 0.0
+    drained: float = 0.0
+
+
+class App:
+    """devtools.host in a subprocess that can be killed and started again."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **env,
+            "NOTIFICATION_URL": f"http://127.0.0.1:{self.port}/api/notifications",
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "devtools.host", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        wait_for_port(self.port, timeout=30)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def deliver(client: httpx.Client, url: str, body: bytes, figures: Figures) -> None:
+    """POST one batch until it gets a 2xx, backing off like Graph (bounded here)."""
+    delay = 0.2
+    for _ in range(60):
+        figures.posts += 1
+        try:
+            r = client.post(url, content=body, headers={"Content-Type": "application/json"})
+            figures.answers[str(r.status_code)] += 1
+            if 200 <= r.status_code < 300:
+                return
+        except httpx.HTTPError as exc:
+            figures.answers[type(exc).__name__] += 1
+        figures.redelivered += 1
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    raise RuntimeError("a batch was never accepted: Graph would keep trying for 4 hours")
+
+
+def notification(rid: str, state: str) -> dict[str, object]:
+    return {
+        "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+        "changeType": "updated",
+        "clientState": state,
+        "resource": f"communications/callRecords/{rid}",
+        "resourceData": {"@odata.type": "#Microsoft.Graph.callRecord", "id": rid},
+        "tenantId": "dc368399-474c-4d40-900c-6265431fd81f",
+    }
+
+
+def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
+    rng = random.Random(plan.seed)
+    work = Path(tempfile.mkdtemp(prefix="chaos-"))
+    az = azurite.start(str(work / "azurite"))
+    sim: Simulator = start_simulator(seed=plan.seed, workdir=work / "graphsim")
+    state = secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        **sim.env(),
+        "AzureWebJobsStorage": az.connection_string,
+        "GRAPH_CLIENT_STATE": state,
+        "ARCHIVE_RETRY_BASE_SECONDS": "1",
+        "ARCHIVE_RETRY_WINDOW_MINUTES": "1",
+        "DEVHOST_QUEUE_LEASE_SECONDS": "20",
+        "AzureWebJobs.keep_subscription.Disabled": "true",
+        "AzureWebJobs.reconcile.Disabled": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    ContainerClient.from_connection_string(az.connection_string, CONTAINER).create_container()
+    for name in (QUEUE, f"{QUEUE}-poison"):
+        QueueClient.from_connection_string(az.connection_string, name).create_queue()
+    app = App(env, work / "host.log")
+    app.start()
+    figures = Figures()
+    try:
+        never = set()
+        ids: list[str] = []
+        for i in range(plan.records):
+            late = rng.random() < plan.late_share
+            is_never = i < plan.never
+            rec = sim.client.create_record(
+                sessions=rng.choice([1, 2, 5, 61, 130]),
+                participants=rng.choice([2, 3, 131]),
+                available_after_fetches=2 if late else 0,
+                never_available=is_never,
+                notify=False,
+            )
+            ids.append(rec["id"])
+            if is_never:
+                never.add(rec["id"])
+        updated = [i for i in ids if i not in never and rng.random() < plan.updated_share]
+        sim.client.reset_stats()
+        sim.client.set_faults(
+            rate_429=plan.rate_429, rate_503=plan.rate_503, rate_drop=plan.rate_drop, retry_after=1
+        )
+
+        # Every record notified at least once, the rest of the budget spent on repeats.
+        order = ids + [rng.choice(ids) for _ in range(max(0, plan.notifications - len(ids)))]
+        rng.shuffle(order)
+        third = len(order) // 3
+        url = f"http://127.0.0.1:{app.port}/api/notifications"
+        with httpx.Client(timeout=10) as client:
+            sent = 0
+            while sent < len(order):
+                size = rng.choice([1, 1, 2, 5, 10, 20])
+                chunk = order[sent : sent + size]
+                items = [notification(r, state) for r in chunk]
+                if rng.random() < 0.1:
+                    items.append(items[0])  # a duplicate inside one batch
+                deliver(
+                    client,
+                    url,
+                    orjson.dumps({"value": items}),
+                    figures,
+                )
+                figures.sent += len(items)
+                before, sent = sent, sent + len(chunk)
+                if before < third <= sent:
+                    for rid in updated:  # new versions appear mid-run: notified below
+                        sim.client.new_version(rid, notify=False)
+                    if plan.kill:
+                        # SIGTERM, not SIGKILL: Azurite keeps its data in memory and saves it
+                        # on exit; Azure Storage acknowledges only durable writes, so a storage
+                        # outage is "refused for a while", not "forgets what it said it stored".
+                        # Notifications keep coming while it is down: they must get 503s.
+                        print("  chaos: stopping Azurite for 3 s", file=out, flush=True)
+                        az.stop()
+                        threading.Timer(3, az.restart).start()
+                if plan.kill and before < 2 * third <= sent:
+                    print("  chaos: killing the app host (SIGKILL) for 2 s", file=out, flush=True)
+                    app.kill()
+                    threading.Timer(2, app.start).start()
+            for rid in updated:  # every new version is notified after it exists
+                deliver(client, url, orjson.dumps({"value": [notification(rid, state)]}), figures)
+                figures.sent += 1
+        figures.sending_done = time.monotonic()
+
+        queue = QueueClient.from_connection_string(az.connection_string, QUEUE)
+        container = ContainerClient.from_connection_string(az.connection_string, CONTAINER)
+        expected_ids = [i for i in ids if i not in never]
+        latest = {i: sim.client.record(i)["version"] for i in expected_ids}
+        deadline = time.monotonic() + plan.drain_timeout
+        while time.monotonic() < deadline:
+            names = {b.name for b in container.list_blobs()}
+            have = {
+                n.split("/")[3]
+                for n in names
+                if n.endswith(f"/v{latest.get(n.split('/')[3], -1)}.json")
+            }
+            depth = queue.get_queue_properties().approximate_message_count or 0
+            if len(have) == len(expected_ids) and depth == 0:
+                break
+            time.sleep(1)
+        figures.drained = time.monotonic()
+        sim.client.set_faults(reset=True)
+        stats = sim.client.stats()
+        return check(plan, figures, stats, az, sim, expected_ids, latest, never, work, out)
+    finally:
+        app.stop()
+        sim.close()
+        az.close()
+
+
+def check(
+    plan, figures, stats, az, sim, expected_ids, latest, never, work, out
+) -> dict[str, object]:
+    container = ContainerClient.from_connection_string(az.connection_string, CONTAINER)
+    blobs = [b.name for b in container.list_blobs()]
+    per_record = Counter(n.split("/")[3] for n in blobs)
+    lost, incomplete = [], []
+    for rid in expected_ids:
+        mine = [n for n in blobs if n.split("/")[3] == rid]
+        name = next((n for n in mine if n.endswith(f"/v{latest[rid]}.json")), None)
+        if name is None:
+            lost.append(rid)
+        elif orjson.loads(container.download_blob(name).readall()) != sim.client.expected(rid):
+            incomplete.append(rid)
+    duplicated = len(blobs) - len(set(blobs))
+    bogus = [
+        n for n in blobs if int(n.rsplit("/v", 1)[1].split(".")[0]) > latest.get(n.split("/")[3], 0)
+    ]
+    poison = QueueClient.from_connection_string(az.connection_string, f"{QUEUE}-poison")
+    parked = [
+        orjson.loads(base64.b64decode(m.content)) for m in poison.peek_messages(max_messages=32)
+    ]
+    parked_ids = {p.get("id") for p in parked}
+    log = (work / "host.log").read_text(errors="replace")
+    requeued = Counter()
+    for line in log.splitlines():
+        if "fetching again in" in line:
+            requeued[line.split(": Graph ", 1)[1].split(",")[0]] += 1
+    responses = stats.get("responses", {})
+    result = {
+        "records": plan.records,
+        "notifications sent (with duplicates)": figures.sent,
+        "webhook POSTs (incl. redeliveries)": figures.posts,
+        "webhook answers": dict(figures.answers),
+        "Graph requests": sum(stats.get("requests", {}).values()),
+        "Graph answers": responses,
+        "faults injected": stats.get("faults", {}),
+        "requeued by cause (404 / 429 / 503)": dict(requeued),
+        "host invocation failures (retried by the host)": log.count("(Failed, Id="),
+        "token requests": stats.get("token_requests"),
+        "records expected": len(expected_ids),
+        "records at latest version, complete": len(expected_ids) - len(lost) - len(incomplete),
+        "lost": len(lost),
+        "incomplete": len(incomplete),
+        "duplicated blobs": duplicated,
+        "blobs for versions that do not exist": len(bogus),
+        "records with >1 version archived": sum(1 for c in per_record.values() if c > 1),
+        "in poison (messages / distinct records)": f"{len(parked)} / {len(parked_ids)}",
+        "poison = never-appearing, each with a reason": parked_ids == never
+        and all(p.get("reason") for p in parked),
+        "time to send (s)": round(figures.sending_done - figures.started, 1),
+        "time to drain after sending (s)": round(figures.drained - figures.sending_done, 1),
+    }
+    result["ok"] = (
+        not lost
+        and not incomplete
+        and not duplicated
+        and not bogus
+        and result["poison = never-appearing, each with a reason"]
+    )
+    width = max(len(k) for k in result)
+    print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|", file=out)
+    for key, value in result.items():
+        print(f"| {key.ljust(width)} | {value} |", file=out)
+    if lost or incomplete:
+        print(
+            f"lost: {lost[:5]} incomplete: {incomplete[:5]}; host log: {work / 'host.log'}",
+            file=out,
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description="Chaos run: faults, kills, and a check that nothing is lost."
+    )
+    p.add_argument("--records", type=int, default=300)
+    p.add_argument("--notifications", type=int, default=1000)
+    p.add_argument("--never", type=int, default=5)
+    p.add_argument("--no-kill", action="store_true")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    plan = Plan(
+        records=args.records,
+        notifications=args.notifications,
+        never=args.never,
+        kill=not args.no_kill,
+        seed=args.seed,
+    )
+    print(f"chaos: {plan}", flush=True)
+    result = run(plan)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""A small chaos run in every `make test` (the full one is `make chaos`): Graph faults, a storage
+outage and a killed host, and still every record archived once, complete, at its latest version."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from devtools.chaos import Plan, run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_small_chaos_run_loses_nothing() -> None:
+    out = io.StringIO()
+    result = run(Plan(records=30, notifications=100, never=2, seed=11), out=out)
+    report = out.getvalue()
+    assert result["lost"] == 0, report
+    assert result["incomplete"] == 0, report
+    assert result["duplicated blobs"] == 0, report
+    assert result["blobs for versions that do not exist"] == 0, report
+    assert result["records at latest version, complete"] == result["records expected"] == 28
+    assert result["poison = never-appearing, each with a reason"] is True, report
+    # The faults really happened: otherwise this test proves nothing.
+    assert sum(result["faults injected"].values()) > 0
+    assert (
+        result["webhook answers"].get("503", 0) + result["webhook answers"].get("ConnectError", 0)
+        > 0
+    )
+    assert result["requeued by cause (404 / 429 / 503)"].get("404", 0) > 0

@@ -1,0 +1,156 @@
+"""The retry policy: 404 and long throttles go back on the queue with a delay, short faults are
+absorbed in place, a partial record is never written, and what cannot succeed is parked in
+poison with its reason. Every test checks that the record still arrives (or is in poison)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from shared import archiver
+from shared.graph import Unauthorized, Unreachable
+from shared.messages import WorkItem, utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _blobs(rt) -> dict[str, dict]:
+    out = {}
+    async for b in rt.archive.container.list_blobs():
+        data = await (await rt.archive.container.download_blob(b.name)).readall()
+        out[b.name] = orjson.loads(data)
+    return out
+
+
+async def _next_message(queue, wait: float = 15.0):
+    """Receive the next message (waiting out its visibility delay); returns (message, body)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        async for m in queue.receive_messages(max_messages=1, visibility_timeout=60):
+            await queue.delete_message(m)
+            return m, m.content
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("no message arrived")
+        await asyncio.sleep(0.2)
+
+
+async def _count(queue) -> int:
+    return int((await queue.get_queue_properties()).approximate_message_count or 0)
+
+
+def test_max_dequeue_count_matches_host_json() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert archiver.MAX_DEQUEUE_COUNT == host["extensions"]["queues"]["maxDequeueCount"]
+
+
+async def test_not_yet_available_goes_back_on_the_queue_then_arrives(runtime, sim) -> None:
+    rid = sim.client.create_record(
+        sessions=70, participants=5, available_after_fetches=2, notify=False
+    )["id"]
+    item = WorkItem.new(rid, "notification")
+    await archiver.handle_message(item.to_json().encode(), dequeue_count=1)  # 404: requeued
+    assert await _blobs(runtime) == {}
+    first, body = await _next_message(runtime.work.queue)
+    again = WorkItem.from_body(body)
+    assert (again.id, again.attempt, again.first_seen) == (rid, 1, item.first_seen)
+    assert "404" in (again.last_error or "")
+    # A new message, not a redelivery: the host's dequeue count is not used up by a 404.
+    assert first.dequeue_count == 1
+
+    await archiver.handle_message(body, dequeue_count=1)  # 404 again: delay 2 s
+    _, body = await _next_message(runtime.work.queue)
+    assert WorkItem.from_body(body).attempt == 2
+    await archiver.handle_message(body, dequeue_count=1)  # published now
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+
+
+async def test_never_published_goes_to_poison_with_its_reason(runtime, sim) -> None:
+    rid = sim.client.create_record(never_available=True, notify=False)["id"]
+    old = WorkItem(
+        id=rid, source="notification", first_seen=utcnow() - timedelta(minutes=241), attempt=9
+    )
+    await archiver.handle_message(old.to_json().encode(), dequeue_count=1)
+    assert await _count(runtime.work.queue) == 0
+    _, body = await _next_message(runtime.work.poison)
+    parked = WorkItem.from_body(body)
+    assert parked.id == rid and "not available after 240 min" in (parked.reason or "")
+    assert "404" in (parked.last_error or "")
+
+
+async def test_short_faults_are_absorbed_in_place(runtime, sim) -> None:
+    rid = sim.client.create_record(sessions=130, participants=140, notify=False)["id"]
+    sim.client.set_faults(retry_after=1, script=["429", "503", "drop_partial", "drop_silent"])
+    try:
+        before = sum(runtime.graph.retries.values())
+        await archiver.handle_message(WorkItem.new(rid, "cli").to_json().encode(), dequeue_count=1)
+        assert sum(runtime.graph.retries.values()) - before == 4
+    finally:
+        sim.client.set_faults(reset=True)
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+    assert await _count(runtime.work.queue) == 0
+
+
+async def test_long_throttle_goes_back_with_at_least_retry_after(runtime, sim) -> None:
+    rid = sim.client.create_record(notify=False)["id"]
+    sim.client.set_faults(retry_after=7, script=["429"])
+    try:
+        started = asyncio.get_running_loop().time()
+        await archiver.handle_message(WorkItem.new(rid, "cli").to_json().encode(), dequeue_count=1)
+        assert await _count(runtime.work.queue) == 1
+        _, body = await _next_message(runtime.work.queue, wait=20)
+        assert asyncio.get_running_loop().time() - started >= 6.5  # invisible for Retry-After
+    finally:
+        sim.client.set_faults(reset=True)
+    await archiver.handle_message(body, dequeue_count=1)
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+
+
+async def test_connection_dropped_mid_pagination_never_writes_half(runtime, sim) -> None:
+    rid = sim.client.create_record(sessions=200, participants=3, notify=False)["id"]
+    body = WorkItem.new(rid, "notification").to_json().encode()
+    sim.client.set_faults(
+        script=["ok", "ok", "drop_partial", "drop_partial", "drop_partial", "drop_partial"]
+    )
+    try:
+        with pytest.raises(Unreachable):
+            await archiver.handle_message(body, dequeue_count=1)  # the host will retry
+    finally:
+        sim.client.set_faults(reset=True)
+    assert await _blobs(runtime) == {}  # nothing half-fetched was written
+    await archiver.handle_message(body, dequeue_count=2)  # the host's retry
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+
+
+async def test_missing_app_role_is_named_then_parked_then_replayed(runtime, sim, caplog) -> None:
+    rid = sim.client.create_record(notify=False)["id"]
+    body = WorkItem.new(rid, "notification").to_json().encode()
+    caplog.set_level(logging.ERROR, logger="archive")
+    sim.client.set_faults(script=["403", "403", "403", "403"])
+    try:
+        with pytest.raises(Unauthorized):
+            await archiver.handle_message(body, dequeue_count=1)
+        assert "needs the application role CallRecords.Read.All" in caplog.text
+        await archiver.handle_message(body, dequeue_count=archiver.MAX_DEQUEUE_COUNT)  # last try
+    finally:
+        sim.client.set_faults(reset=True)
+    _, parked_body = await _next_message(runtime.work.poison)
+    parked = WorkItem.from_body(parked_body)
+    assert parked.reason == f"failed {archiver.MAX_DEQUEUE_COUNT} times"
+    assert "Unauthorized" in (parked.last_error or "") and "403" in (parked.last_error or "")
+    # Once the role is granted, the replayed item archives the record.
+    await archiver.handle_message(parked.replayed().to_json().encode(), dequeue_count=1)
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+
+
+async def test_malformed_message_is_parked_not_retried(runtime) -> None:
+    await archiver.handle_message(b'{"id": "../../x"}', dequeue_count=1)
+    _, body = await _next_message(runtime.work.poison)
+    parked = orjson.loads(base64.b64decode(body) if not body.startswith(b"{") else body)
+    assert parked["body"] == '{"id": "../../x"}' and "GUID" in parked["reason"]
