@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import ContentSettings
+from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
+from shared.graph import RecordStream
 from shared.ids import normalize_id
+
+BLOCK_BYTES = 4 * 1024 * 1024  # staged block size for records written page by page
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$",
@@ -48,6 +54,14 @@ def record_prefix(record_id: str, start: datetime) -> str:
     return f"{start.astimezone(UTC):%Y/%m/%d}/{normalize_id(record_id)}/"
 
 
+def _metadata(record: dict[str, Any]) -> dict[str, str]:
+    return {
+        "callrecordid": normalize_id(record["id"]),
+        "version": str(record["version"]),
+        "startdatetime": str(record.get("startDateTime", "")),
+    }
+
+
 class ArchiveWriter:
     """Writes records into one container; a second write of the same version is a no-op."""
 
@@ -67,15 +81,61 @@ class ArchiveWriter:
                 data,
                 overwrite=False,
                 content_settings=ContentSettings(content_type="application/json"),
-                metadata={
-                    "callrecordid": normalize_id(record["id"]),
-                    "version": str(record["version"]),
-                    "startdatetime": str(record.get("startDateTime", "")),
-                },
+                metadata=_metadata(record),
             )
         except (ResourceExistsError, ResourceModifiedError):
             return name, False
         return name, True
+
+    async def write_stream(self, stream: RecordStream) -> tuple[str, bool, int]:
+        """Write a multi-page record page by page: staged blocks, one commit, only if absent.
+
+        Memory stays at about one block (4 MiB) plus one page, whatever the meeting's size.
+        Nothing is visible until the commit, so a failure mid-way leaves no blob (the staged
+        blocks are discarded by the service). A version already archived is detected before
+        any further page is fetched. Returns (blob name, written, bytes).
+        """
+        head = stream.head
+        name = blob_name(head)
+        blob = self.container.get_blob_client(name)
+        if await blob.exists():
+            return name, False, 0
+        prefix = uuid.uuid4().hex
+        blocks: list[BlobBlock] = []
+        size = 0
+        buffer = bytearray(orjson.dumps(head)[:-1])
+        buffer += b',"sessions":[' if len(buffer) > 1 else b'"sessions":['
+
+        async def flush() -> None:
+            nonlocal buffer, size
+            block_id = f"{prefix}{len(blocks):08d}"
+            await blob.stage_block(block_id, bytes(buffer))
+            blocks.append(BlobBlock(block_id=block_id))
+            size += len(buffer)
+            buffer = bytearray()
+
+        first = True
+        async for page in stream.session_pages():
+            if not page:
+                continue
+            if not first:
+                buffer += b","
+            buffer += orjson.dumps(page)[1:-1]
+            first = False
+            if len(buffer) >= BLOCK_BYTES:
+                await flush()
+        buffer += b'],"participants_v2":' + orjson.dumps(await stream.participants) + b"}"
+        await flush()
+        try:
+            await blob.commit_block_list(
+                blocks,
+                content_settings=ContentSettings(content_type="application/json"),
+                metadata=_metadata(head),
+                match_condition=MatchConditions.IfMissing,
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            return name, False, size
+        return name, True, size
 
     async def exists(self, record_id: str, start: datetime) -> bool:
         """Whether any version of the record is archived (reconciliation skips those)."""

@@ -34,22 +34,35 @@ class Archived:
 
 
 async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
-    """Fetch every page of the record, then upload it if that version is not archived yet.
+    """Fetch every page of the record and upload it if that version is not archived yet.
 
-    Any Graph, network or storage failure raises before anything is written, so the host
-    retries the message and a partial record never reaches the archive.
+    A one-page record is merged in memory and uploaded in one request; a longer one is
+    written page by page (ArchiveWriter.write_stream). Any Graph, network or storage failure
+    raises before anything is committed, so the host retries the message and a partial
+    record never reaches the archive.
     """
     started = time.perf_counter()
-    fetched = await rt.graph.fetch_call_record(item.id)
-    data = orjson.dumps(fetched.document)
-    name, written = await rt.archive.write(fetched.document, data)
+    stream = await rt.graph.open_call_record(item.id)
+    try:
+        if stream.next_link is None:
+            doc = stream.head
+            doc["sessions"] = stream.first_sessions
+            stream.session_page_count, stream.sessions = 1, len(stream.first_sessions)
+            doc["participants_v2"] = await stream.participants
+            data = orjson.dumps(doc)
+            name, written = await rt.archive.write(doc, data)
+            size = len(data)
+        else:
+            name, written, size = await rt.archive.write_stream(stream)
+    finally:
+        await stream.close()
     result = Archived(
-        id=fetched.id,
-        version=fetched.version,
+        id=stream.id,
+        version=stream.version,
         blob=name,
         written=written,
-        pages=fetched.pages,
-        bytes=len(data),
+        pages=stream.pages,
+        bytes=size,
         ms=(time.perf_counter() - started) * 1000,
     )
     log.info(
@@ -58,8 +71,8 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
         result.id,
         result.version,
         result.pages,
-        fetched.sessions,
-        fetched.participants,
+        stream.sessions,
+        stream.participant_count,
         result.bytes,
         result.ms,
         name,

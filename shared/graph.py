@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 
 from shared.auth import TokenProvider
 from shared.ids import normalize_id
+from shared.ratelimit import AdaptiveRate, SlidingWindow
 
 API = "v1.0"
 EXPAND = "sessions($expand=segments)"
@@ -21,6 +23,7 @@ _NEXT = "@odata.nextLink"
 MAX_TRIES = 4  # per request, for network errors and throttling
 SHORT_WAIT = 5.0  # seconds: a Retry-After up to this is waited out in place
 BACKOFF = 0.5  # seconds, doubled per try, when Graph gives no Retry-After
+PER_RECORD_LIMIT, PER_RECORD_PERIOD = 40, 20.0  # Graph's limit for one call record
 
 
 class GraphError(Exception):
@@ -107,6 +110,7 @@ class GraphClient:
         self._tokens = tokens
         self._http = http
         self.retries: Counter[str] = Counter()  # in-place retries by status (0: network)
+        self.pace = AdaptiveRate()  # the app-wide budget, learned from 429s
 
     async def request(self, method: str, url: str, json: Any = None) -> dict[str, Any]:
         """One Graph call, with the transient faults absorbed in place.
@@ -147,12 +151,16 @@ class GraphClient:
         content = orjson.dumps(json) if json is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        await self.pace.wait()
         try:
             response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.HTTPError as exc:  # connect, read, timeouts, protocol errors
             raise Unreachable(0, type(exc).__name__, str(exc)[:200] or "network error") from exc
         if response.status_code >= 400:
-            raise _error(response)
+            error = _error(response)
+            if response.status_code == 429:
+                self.pace.throttled(error.retry_after)
+            raise error
         if response.status_code == 204 or not response.content:
             return {}
         try:
@@ -169,69 +177,125 @@ class GraphClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{API}/{path.lstrip('/')}"
 
-    async def _follow(
-        self, first: dict[str, Any], key: str, items: list[Any], log: list[str]
-    ) -> int:
-        """Follow ``{key}@odata.nextLink`` (or ``@odata.nextLink``) verbatim, appending values."""
-        link = first.get(f"{key}{_NEXT}") if key else first.get(_NEXT)
-        pages = 1
-        while link:
-            log.append(link)
-            page = await self.get(str(link))
-            values = page.get("value")
-            if not isinstance(values, list):
-                raise Unreachable(200, "BadPage", f"a {key or 'list'} page has no value array")
-            items.extend(values)
-            link = page.get(_NEXT)
-            pages += 1
-        return pages
+    async def open_call_record(self, record_id: str) -> RecordStream:
+        """Start fetching a record: its first response now, the rest as the caller reads it.
 
-    async def fetch_call_record(self, record_id: str) -> FetchedRecord:
-        """The record with every session (and its segments) and every participants_v2 entry.
-
-        The sessions chain and the participants chain run concurrently; the result is the
-        first response with the pages merged in and no nextLink annotations, or an exception:
-        never a partial record.
+        The participants_v2 chain starts at once, concurrently with the record; sessions pages
+        are read one by one (each nextLink comes from the page before), so a huge meeting can
+        be written page by page without holding it whole. Requests for one record are paced
+        at Graph's 40 / 20 s.
         """
         rid = normalize_id(record_id)
-        log: list[str] = []
-        record_url = self.url(f"communications/callRecords/{rid}?$expand={EXPAND}")
-        participants_url = self.url(f"communications/callRecords/{rid}/participants_v2")
-        log.append(record_url)
-
-        async def participants() -> tuple[list[Any], int]:
-            log.append(participants_url)
-            first = await self.get(participants_url)
-            items = list(first.get("value") or [])
-            pages = await self._follow(first, "", items, log)
-            return items, pages
-
-        record_task = asyncio.ensure_future(self.get(record_url))
-        parts_task = asyncio.ensure_future(participants())
+        stream = RecordStream(self, rid)
+        stream.participants = asyncio.ensure_future(stream.fetch_participants())
         try:
-            doc = await record_task
-            sessions = list(doc.get("sessions") or [])
-            session_pages = await self._follow(doc, "sessions", sessions, log)
-            people, participant_pages = await parts_task
+            head = await stream.get(self.url(f"communications/callRecords/{rid}?$expand={EXPAND}"))
         except BaseException:
-            for task in (record_task, parts_task):
-                task.cancel()
-            await asyncio.gather(record_task, parts_task, return_exceptions=True)
+            await stream.close()
             raise
-        if doc.get("id", rid).lower() != rid:
-            raise GraphError(200, "IdMismatch", f"asked for {rid}, got {doc.get('id')!r}")
-        doc.pop(f"sessions{_NEXT}", None)
-        doc["sessions"] = sessions
+        if str(head.get("id", rid)).lower() != rid:
+            await stream.close()
+            raise GraphError(200, "IdMismatch", f"asked for {rid}, got {head.get('id')!r}")
+        stream.first_sessions = list(head.pop("sessions", None) or [])
+        stream.next_link = head.pop(f"sessions{_NEXT}", None)
         # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
         # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
-        doc.pop(f"participants_v2{_NEXT}", None)
+        head.pop("participants_v2", None)
+        head.pop(f"participants_v2{_NEXT}", None)
+        stream.head = head
+        return stream
+
+    async def fetch_call_record(self, record_id: str) -> FetchedRecord:
+        """The whole record in memory: every session (with segments), every participants_v2.
+
+        The first response with the pages merged in and no nextLink annotations, or an
+        exception: never a partial record.
+        """
+        stream = await self.open_call_record(record_id)
+        try:
+            sessions: list[Any] = []
+            async for page in stream.session_pages():
+                sessions.extend(page)
+            people = await stream.participants
+        finally:
+            await stream.close()
+        doc = stream.head
+        doc["sessions"] = sessions
         doc["participants_v2"] = people
         return FetchedRecord(
             document=doc,
-            pages=1 + (session_pages - 1) + participant_pages,
-            session_pages=session_pages,
-            participant_pages=participant_pages,
+            pages=stream.pages,
+            session_pages=stream.session_page_count,
+            participant_pages=stream.participant_page_count,
             sessions=len(sessions),
             participants=len(people),
-            requests=log,
+            requests=stream.requests,
         )
+
+
+class RecordStream:
+    """One record being fetched: ``head`` (the record without sessions), ``session_pages()``
+    and the ``participants`` task. Close it to cancel what is still running."""
+
+    def __init__(self, graph: GraphClient, record_id: str) -> None:
+        self.graph = graph
+        self.id = record_id
+        self.head: dict[str, Any] = {}
+        self.first_sessions: list[Any] = []
+        self.next_link: str | None = None
+        self.participants: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.requests: list[str] = []
+        self.session_page_count = 0
+        self.participant_page_count = 0
+        self.participant_count = 0
+        self.sessions = 0
+        self._window = SlidingWindow(PER_RECORD_LIMIT, PER_RECORD_PERIOD)
+
+    @property
+    def pages(self) -> int:
+        """Graph requests that returned data: the record, sessions pages, participants pages."""
+        return max(self.session_page_count, 1) + self.participant_page_count
+
+    @property
+    def version(self) -> int:
+        return int(self.head.get("version", 0))
+
+    async def get(self, url: str) -> dict[str, Any]:
+        await self._window.wait()
+        self.requests.append(url)
+        return await self.graph.get(url)
+
+    async def session_pages(self) -> AsyncIterator[list[Any]]:
+        """The first page (from the record's response), then every nextLink page, in order."""
+        self.session_page_count = 1
+        self.sessions = len(self.first_sessions)
+        yield self.first_sessions
+        link = self.next_link
+        while link:
+            page = await self.get(str(link))
+            values = page.get("value")
+            if not isinstance(values, list):
+                raise Unreachable(200, "BadPage", "a sessions page has no value array")
+            self.session_page_count += 1
+            self.sessions += len(values)
+            yield values
+            link = page.get(_NEXT)
+
+    async def fetch_participants(self) -> list[Any]:
+        url: str | None = self.graph.url(f"communications/callRecords/{self.id}/participants_v2")
+        items: list[Any] = []
+        while url:
+            page = await self.get(url)
+            values = page.get("value")
+            if not isinstance(values, list):
+                raise Unreachable(200, "BadPage", "a participants_v2 page has no value array")
+            self.participant_page_count += 1
+            self.participant_count += len(values)
+            items.extend(values)
+            url = page.get(_NEXT)
+        return items
+
+    async def close(self) -> None:
+        if not self.participants.done():
+            self.participants.cancel()
+        await asyncio.gather(self.participants, return_exceptions=True)
