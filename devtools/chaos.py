@@ -57,7 +57,10 @@ class Plan:
     rate_drop: float = 0.05
     kill: bool = True
     seed: int = 7
-    drain_timeout: float = 600.0
+    drain_timeout: float = 900.0
+    # How long a record may 404 before poison. Real default: 240 min against Graph's 150;
+    # here it must outlast the backlog the outages cause, or late records would be parked.
+    window_minutes: int = 3
 
 
 @dataclass
@@ -150,7 +153,7 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
         "AzureWebJobsStorage": az.connection_string,
         "GRAPH_CLIENT_STATE": state,
         "ARCHIVE_RETRY_BASE_SECONDS": "1",
-        "ARCHIVE_RETRY_WINDOW_MINUTES": "1",
+        "ARCHIVE_RETRY_WINDOW_MINUTES": str(plan.window_minutes),
         "DEVHOST_QUEUE_LEASE_SECONDS": "20",
         "AzureWebJobs.keep_subscription.Disabled": "true",
         "AzureWebJobs.reconcile.Disabled": "true",
@@ -230,6 +233,7 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
         expected_ids = [i for i in ids if i not in never]
         latest = {i: sim.client.record(i)["version"] for i in expected_ids}
         deadline = time.monotonic() + plan.drain_timeout
+        idle_since: float | None = None
         while time.monotonic() < deadline:
             names = {b.name for b in container.list_blobs()}
             have = {
@@ -238,7 +242,11 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
                 if n.endswith(f"/v{latest.get(n.split('/')[3], -1)}.json")
             }
             depth = queue.get_queue_properties().approximate_message_count or 0
-            if len(have) == len(expected_ids) and depth == 0:
+            if depth == 0 and len(have) == len(expected_ids):
+                break
+            # An empty queue for a whole window with records still missing: they are lost.
+            idle_since = (idle_since or time.monotonic()) if depth == 0 else None
+            if idle_since and time.monotonic() - idle_since > 60 * plan.window_minutes:
                 break
             time.sleep(1)
         figures.drained = time.monotonic()

@@ -50,6 +50,27 @@ def _relay(proc: subprocess.Popen[bytes], log_path: Path) -> None:
                 print(f"  app | {line.split(': ', 1)[-1] if 'INFO' in line else line}", flush=True)
 
 
+CLI_SETTINGS = (
+    "AzureWebJobsStorage",
+    "ARCHIVE_CONTAINER",
+    "CALLRECORDS_QUEUE",
+    "GRAPH_BASE_URL",
+    "GRAPH_CLIENT_STATE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "NOTIFICATION_URL",
+)
+
+
+def _write_cli_env(path: Path, env: dict[str, str]) -> None:
+    """The settings of this run (free ports, a fresh secret) for `cli.py`, as shell assignments."""
+    lines = [f"{k}='{env[k]}'" for k in CLI_SETTINGS if env.get(k)]
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds the secret
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -79,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("LIFECYCLE_NOTIFICATION_URL", None)
+    _write_cli_env(workdir / "cli.env", env)
     blobs = ContainerClient.from_connection_string(az.connection_string, container)
     try:
         blobs.create_container()
@@ -102,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
   App             : http://127.0.0.1:{port}/api/notifications  (log: .local/host.log)
   Azurite         : blob {az.blob_port}, queue {az.queue_port}  (data: .local/azurite)
   Archive         : container '{container}' -> copies in ./local-archive/
+  Operator CLI    : set -a; . .local/cli.env; set +a; .venv/bin/python cli.py status
   Ctrl-C to stop.
 """,
             flush=True,

@@ -87,11 +87,12 @@ def retry_delay(item: WorkItem, base: int) -> int:
 
 async def retry_later(rt: Runtime, item: WorkItem, error: GraphError, at_least: float = 0) -> None:
     """Put the item back with a delay, as a new message (the host's dequeue count is for real
-    failures, not for "not published yet"), or park it once its window is over."""
+    failures, not for "not published yet" or "slow down"), or park it once a 404 has lasted
+    longer than the window. A throttle never parks a record: it says nothing about the record."""
     settings = rt.settings
     first_seen = item.first_seen or utcnow()
     window = timedelta(minutes=settings.retry_window_minutes)
-    if utcnow() - first_seen >= window:
+    if isinstance(error, NotFound) and utcnow() - first_seen >= window:
         reason = (
             f"not available after {settings.retry_window_minutes} min: Graph kept answering "
             f"{error.status} (a record older than 30 days, or never published)"
@@ -99,7 +100,10 @@ async def retry_later(rt: Runtime, item: WorkItem, error: GraphError, at_least: 
         log.error("record %s moved to poison: %s", item.id, reason)
         await rt.work.put_poison(item, reason, str(error))
         return
-    delay = max(retry_delay(item, settings.retry_base_seconds), math.ceil(at_least))
+    if isinstance(error, NotFound):
+        delay = retry_delay(item, settings.retry_base_seconds)
+    else:  # a throttle: come back when Graph said, not later than needed
+        delay = max(settings.retry_base_seconds, math.ceil(at_least))
     await rt.work.put([item.retried(str(error))], delay_seconds=delay)
     log.info(
         "record %s: Graph %s, fetching again in %d s (attempt %d)",

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -154,13 +155,19 @@ class GraphClient:
         await self.pace.wait()
         try:
             response = await self._http.request(method, url, headers=headers, content=content)
-        except httpx.HTTPError as exc:  # connect, read, timeouts, protocol errors
+        except (
+            httpx.HTTPError,
+            aiohttp.ClientError,
+            TimeoutError,
+        ) as exc:  # connect, read, timeouts
             raise Unreachable(0, type(exc).__name__, str(exc)[:200] or "network error") from exc
-        if response.status_code >= 400:
+        if response.status_code == 429:
             error = _error(response)
-            if response.status_code == 429:
-                self.pace.throttled(error.retry_after)
+            self.pace.throttled(error.retry_after)
             raise error
+        self.pace.answered()
+        if response.status_code >= 400:
+            raise _error(response)
         if response.status_code == 204 or not response.content:
             return {}
         try:

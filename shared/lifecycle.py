@@ -12,16 +12,14 @@ import logging
 import azure.functions as func
 
 from shared.graph import GraphError, NotFound
-from shared.http import error, json_response
 from shared.ids import is_guid
 from shared.messages import ControlItem
 from shared.notifications import same_secret
 from shared.reconcile import reconcile_recent
-from shared.runtime import Runtime, get_runtime
-from shared.settings import SettingError
-from shared.subscriptions import Outcome, SubscriptionKeeper
-from shared.webhook import handshake, read_value
-from shared.workqueue import QueueUnavailable
+from shared.runtime import Runtime
+from shared.subscriptions import Outcome, SubscriptionError, SubscriptionKeeper
+from shared.webhook import accept
+from shared.workqueue import Message
 
 log = logging.getLogger("lifecycle")
 
@@ -58,30 +56,18 @@ def sort_events(value: list[object], client_state: str) -> tuple[list[ControlIte
     return list(actions.values()), dropped
 
 
-async def handle_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
-    """Graph lifecycle notifications -> queued control actions, then 202."""
-    answer = handshake(req)
-    if answer is not None:
-        return answer
-    value = read_value(req)
-    if isinstance(value, func.HttpResponse):
-        return value
-    try:
-        rt = await get_runtime()
-    except SettingError as exc:
-        log.error("not configured: %s", exc)
-        return error(503, "the app is not configured; see its log")
-    actions, dropped = sort_events(value, rt.settings.client_state)
-    for reason in dropped:
-        log.warning("dropped lifecycle notification: %s", reason)
-    try:
-        await rt.work.put(actions)
-    except QueueUnavailable as exc:
-        log.error("queue unavailable, answering 503 so Graph delivers again: %s", exc)
-        return error(503, "queue unavailable; deliver again later", {"Retry-After": "30"})
+def _lifecycle_items(
+    value: list[object], client_state: str
+) -> tuple[list[Message], list[str], dict[str, int]]:
+    actions, dropped = sort_events(value, client_state)
     for action in actions:
         log.info("lifecycle: %s queued for subscription %s", action.action, action.subscription_id)
-    return json_response(202, {"queued": len(actions), "dropped": len(dropped)})
+    return list(actions), dropped, {}
+
+
+async def handle_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
+    """Graph lifecycle notifications -> queued control actions, then 202."""
+    return await accept(req, "lifecycle notification", _lifecycle_items)
 
 
 async def keep_subscription(rt: Runtime) -> Outcome:
@@ -111,9 +97,17 @@ async def run_control(rt: Runtime, item: ControlItem) -> None:
                 log.warning("reauthorize failed (%s); renewing instead", exc)
                 await keeper.ensure(force_renew=True)
                 return
-        await keeper.ensure()
+        if (await keeper.ensure()).action == "created":
+            # It was gone, so notifications may have been lost meanwhile.
+            await reconcile_recent(rt, item.hours)
     elif item.action == "recreate":
-        await keep_subscription(rt)
+        # Close the gap even if the subscription cannot be recreated right now (that needs a
+        # person, and the message is retried): the reconciliation does not depend on it.
+        try:
+            await keep_subscription(rt)
+        except (GraphError, SubscriptionError):
+            await reconcile_recent(rt, item.hours)
+            raise
         await reconcile_recent(rt, item.hours)
     elif item.action == "reconcile":
         await reconcile_recent(rt, item.hours)

@@ -32,50 +32,63 @@ class SlidingWindow:
 
 
 class AdaptiveRate:
-    """Unpaced until Graph throttles; then paced just under the rate it tolerated.
+    """Unpaced until Graph's app budget is exhausted; then paced just under what it admitted.
 
-    On a 429 the rate drops to 90% of what was sent in the last few seconds (and nothing is
-    sent until Retry-After has passed); while clean it creeps up slowly, so the budget stays
-    ~95% used with few 429s. With several instances, each learns its share the same way.
+    Isolated 429s (a busy Graph front end) are retried by the caller and change nothing here.
+    The budget is exhausted when most recent answers are 429 (at least MIN_THROTTLED of the
+    last RECENT): then the rate becomes 97% of the requests Graph admitted over its 20-second
+    window, nothing is sent until Retry-After has passed, and the rate is probed upwards by 1%
+    each clean window. With several instances, each learns its share the same way.
     """
 
-    WINDOW = 4.0  # seconds of history used to measure the sending rate
-    DECREASE = 0.9
-    INCREASE_PER_SECOND = 0.2  # requests/s added per second without a 429
+    RECENT = 20  # answers looked at to tell an exhausted budget from isolated 429s
+    MIN_THROTTLED = 10
+    BUDGET_WINDOW = 20.0  # seconds: Graph's throttling window for call records
+    HEADROOM = 0.97
+    PROBE = 1.01  # rate increase per clean BUDGET_WINDOW
     FLOOR = 1.0
 
     def __init__(self) -> None:
-        self.rate: float | None = None  # None: not paced
+        self.rate: float | None = None  # requests/s; None: not paced
         self.next_slot = 0.0
         self.resume_at = 0.0
-        self.sent: deque[float] = deque()
-        self.last_change = time.monotonic()
-        self.throttles = 0
-
-    def _observed(self, now: float) -> float:
-        while self.sent and now - self.sent[0] > self.WINDOW:
-            self.sent.popleft()
-        return len(self.sent) / self.WINDOW
+        self.recent: deque[bool] = deque(maxlen=self.RECENT)  # True: answered 429
+        self.admitted: deque[float] = deque()  # times of answers that were not 429
+        self.last_cut = -1e9
+        self.last_probe = 0.0
+        self.cuts = 0
 
     async def wait(self) -> None:
+        """Wait for this request's slot."""
         now = time.monotonic()
-        if self.rate is not None:
-            self.rate += self.INCREASE_PER_SECOND * (now - self.last_change)
-            self.last_change = now
+        if self.rate is not None and now - max(self.last_cut, self.last_probe) > self.BUDGET_WINDOW:
+            self.rate *= self.PROBE
+            self.last_probe = now
         start = max(now, self.resume_at)
         if self.rate is not None:
             start = max(start, self.next_slot)
             self.next_slot = start + 1.0 / self.rate
-        self.sent.append(start)
         if start > now:
             await asyncio.sleep(start - now)
 
-    def throttled(self, retry_after: float | None) -> None:
+    def answered(self) -> None:
+        """A request got an answer other than 429."""
         now = time.monotonic()
-        self.throttles += 1
-        observed = self._observed(now)
-        current = self.rate if self.rate is not None else observed
-        self.rate = max(self.FLOOR, min(current, observed or current) * self.DECREASE)
-        self.last_change = now
-        if retry_after:
-            self.resume_at = max(self.resume_at, now + retry_after)
+        self.recent.append(False)
+        self.admitted.append(now)
+        while self.admitted and now - self.admitted[0] > self.BUDGET_WINDOW:
+            self.admitted.popleft()
+
+    def throttled(self, retry_after: float | None) -> None:
+        """A request got a 429: pace only if the budget, not a single request, was refused."""
+        now = time.monotonic()
+        self.recent.append(True)
+        if sum(self.recent) < self.MIN_THROTTLED or now - self.last_cut < 1.0:
+            return
+        while self.admitted and now - self.admitted[0] > self.BUDGET_WINDOW:
+            self.admitted.popleft()
+        self.rate = max(self.FLOOR, len(self.admitted) / self.BUDGET_WINDOW * self.HEADROOM)
+        self.last_cut = now
+        self.cuts += 1
+        self.recent.clear()
+        self.resume_at = max(self.resume_at, now + (retry_after or 1.0))

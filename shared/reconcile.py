@@ -3,15 +3,17 @@
 Notifications are at-least-once but can still be lost (an expired or removed subscription,
 an endpoint in Graph's "drop" state). Listing callRecords by startDateTime and comparing
 with the archive closes those gaps. The List API allows 40 requests / 20 s per app.
+
+The window is worked one UTC day at a time: the archive is foldered by the day a call
+started, so each day needs one blob listing and its own List filter, memory stays at one
+day of names however long the window, and progress is simply "days done".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,73 +22,106 @@ from shared.archive import blob_name, parse_graph_datetime
 from shared.graph import Throttled
 from shared.ids import is_guid
 from shared.messages import WorkItem, utcnow
+from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
 
 log = logging.getLogger("reconcile")
 
 RETENTION = timedelta(days=30)
+# Start this much inside the 30 days, so a record is not listed while it is being expired.
+RETENTION_MARGIN = timedelta(minutes=5)
 DEFAULT_WINDOW = timedelta(hours=48)
 LIST_LIMIT = 40  # requests
 LIST_PERIOD = 20.0  # seconds
 QUEUE_CHUNK = 100
+RateLimiter = SlidingWindow  # the List budget: SlidingWindow(LIST_LIMIT, LIST_PERIOD)
 
 
-class RateLimiter:
-    """A sliding window: at most ``limit`` calls in any ``period`` seconds."""
-
-    def __init__(self, limit: int = LIST_LIMIT, period: float = LIST_PERIOD) -> None:
-        self.limit, self.period = limit, period
-        self.calls: deque[float] = deque()
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        while self.calls and now - self.calls[0] >= self.period:
-            self.calls.popleft()
-        if len(self.calls) >= self.limit:
-            await asyncio.sleep(self.period - (now - self.calls[0]))
-            self.calls.popleft()
-        self.calls.append(time.monotonic())
+class WindowError(ValueError):
+    """The requested window is empty once clamped to what Graph keeps."""
 
 
 @dataclass
 class Report:
+    """What a run found and did; passed to ``progress`` as it goes."""
+
+    since: datetime
+    until: datetime
+    requested_since: datetime
+    source: str = "reconcile"
+    dry_run: bool = False
     listed: int = 0
+    archived: int = 0  # listed and already in the archive
+    missing: int = 0  # listed and not archived: queued (or, dry run, would be)
     queued: int = 0
-    archived: int = 0
     pages: int = 0
-    since: datetime | None = None
-    until: datetime | None = None
+    done_until: datetime | None = None  # the window is worked up to here
+
+    @property
+    def clamped(self) -> bool:
+        """More than the 30 days Graph keeps was asked for, so the start was moved forward
+        (asking for exactly 30 days is not worth a note)."""
+        return self.since - self.requested_since > RETENTION_MARGIN + timedelta(minutes=1)
+
+    @property
+    def fraction(self) -> float:
+        total = (self.until - self.since).total_seconds()
+        if self.done_until is None or total <= 0:
+            return 0.0 if self.done_until is None else 1.0
+        return min(1.0, (self.done_until - self.since).total_seconds() / total)
 
 
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def oldest_listable(now: datetime | None = None) -> datetime:
+    """The earliest start worth asking Graph for (it keeps records for 30 days)."""
+    return (now or utcnow()) - RETENTION + RETENTION_MARGIN
+
+
 def clamp_window(since: datetime, until: datetime | None) -> tuple[datetime, datetime]:
-    """Graph keeps 30 days: an older start is raised to that, with a note in the log."""
+    """Graph keeps 30 days: an older start is raised to that (with a note in the log), a
+    future end is lowered to now. WindowError if nothing is left."""
     now = utcnow()
     until = min(until or now, now)
-    oldest = now - RETENTION + timedelta(minutes=5)
+    if since >= until:
+        raise WindowError(f"empty window: {_iso(since)} is not before {_iso(until)}")
+    oldest = oldest_listable(now)
     if since < oldest:
         log.info("window starts %s; Graph keeps 30 days, starting at %s", _iso(since), _iso(oldest))
         since = oldest
     if since >= until:
-        raise ValueError(f"empty window: {_iso(since)} is not before {_iso(until)}")
+        raise WindowError(
+            f"the window ends {_iso(until)}, before the oldest record Graph keeps (30 days)"
+        )
     return since, until
 
 
+def days(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """[since, until) cut at UTC midnights: the archive's day folders."""
+    start = since.astimezone(UTC)
+    end = until.astimezone(UTC)
+    while start < end:
+        midnight = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        yield start, min(midnight, end)
+        start = midnight
+
+
 async def archived_names(rt: Runtime, since: datetime, until: datetime) -> set[str]:
-    """Every blob name in the day folders the window touches (one listing per day)."""
+    """Every blob name in the day folders of [since, until) (one listing per day)."""
     names: set[str] = set()
     day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    while day <= until:
+    while day < until:
         async for blob in rt.archive.container.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
             names.add(blob.name)
         day += timedelta(days=1)
     return names
 
 
-async def list_records(rt: Runtime, since: datetime, until: datetime, limiter: RateLimiter):
+async def list_records(
+    rt: Runtime, since: datetime, until: datetime, limiter: SlidingWindow
+) -> AsyncIterator[list[Any]]:
     """Yield pages of callRecords with since <= startDateTime < until, pacing every request."""
     flt = f"startDateTime ge {_iso(since)} and startDateTime lt {_iso(until)}"
     url: str | None = rt.graph.url(f"communications/callRecords?$filter={flt}")
@@ -103,18 +138,22 @@ async def list_records(rt: Runtime, since: datetime, until: datetime, limiter: R
         url = page.get("@odata.nextLink")
 
 
-def _missing(item: Any, names: set[str]) -> str | None:
+def _missing(item: Any, names: set[str], folders: set[str]) -> str | None:
     """The id of a listed record whose listed version is not archived, else None."""
     if not isinstance(item, dict) or not is_guid(item.get("id")):
         return None
+    rid = str(item["id"]).lower()
     try:
         name = blob_name(item)
     except ValueError:
-        # No version in the listing: any archived version counts as present.
-        start = parse_graph_datetime(item.get("startDateTime"))
-        prefix = f"{start:%Y/%m/%d}/{str(item['id']).lower()}/"
-        return None if any(n.startswith(prefix) for n in names) else str(item["id"]).lower()
-    return None if name in names else str(item["id"]).lower()
+        # No usable version in the listing: any archived version counts as present; no
+        # usable start either: queue it and let the archiver sort it out.
+        try:
+            start = parse_graph_datetime(item.get("startDateTime"))
+        except ValueError:
+            return rid
+        return None if f"{start:%Y/%m/%d}/{rid}" in folders else rid
+    return None if name in names else rid
 
 
 async def reconcile(
@@ -123,31 +162,48 @@ async def reconcile(
     until: datetime | None = None,
     source: str = "reconcile",
     progress: Callable[[Report], None] | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: SlidingWindow | None = None,
+    dry_run: bool = False,
 ) -> Report:
-    """Queue every record in the window whose listed version has no blob yet."""
+    """Queue every record in the window whose listed version has no blob yet.
+
+    Safe to repeat: what is archived is skipped. What is still queued is not known (a queue
+    cannot be searched), so a second run before the queue drains queues those ids again;
+    the archiver's write-if-absent makes that harmless. ``dry_run`` counts, queues nothing.
+    """
+    requested = since
     since, until = clamp_window(since, until)
-    report = Report(since=since, until=until)
-    names = await archived_names(rt, since, until)
-    limiter = limiter or RateLimiter()
-    async for items in list_records(rt, since, until, limiter):
-        report.pages += 1
-        report.listed += len(items)
-        missing = [rid for rid in (_missing(i, names) for i in items) if rid]
-        report.archived += len(items) - len(missing)
-        for start in range(0, len(missing), QUEUE_CHUNK):
-            chunk = missing[start : start + QUEUE_CHUNK]
-            report.queued += await rt.work.put(WorkItem.new(rid, source) for rid in chunk)
+    report = Report(since, until, requested, source=source, dry_run=dry_run)
+    limiter = limiter or SlidingWindow(LIST_LIMIT, LIST_PERIOD)
+    if progress:
+        progress(report)
+    for start, end in days(since, until):
+        names = await archived_names(rt, start, end)
+        folders = {name.rsplit("/", 1)[0] for name in names}
+        async for items in list_records(rt, start, end, limiter):
+            report.pages += 1
+            report.listed += len(items)
+            missing = [rid for rid in (_missing(i, names, folders) for i in items) if rid]
+            report.archived += len(items) - len(missing)
+            report.missing += len(missing)
+            if not dry_run:
+                for first in range(0, len(missing), QUEUE_CHUNK):
+                    chunk = missing[first : first + QUEUE_CHUNK]
+                    report.queued += await rt.work.put(WorkItem.new(rid, source) for rid in chunk)
+            if progress:
+                progress(report)
+        report.done_until = end
         if progress:
             progress(report)
     log.info(
-        "%s %s..%s: %d listed, %d already archived, %d queued (%d pages)",
+        "%s %s..%s: %d listed, %d already archived, %d %s (%d pages)",
         source,
         _iso(since),
         _iso(until),
         report.listed,
         report.archived,
-        report.queued,
+        report.missing,
+        "missing (dry run)" if dry_run else "queued",
         report.pages,
     )
     return report
@@ -159,8 +215,9 @@ async def reconcile_recent(rt: Runtime, hours: int | None = None) -> Report:
 
 
 def since_from_text(text: str, now: datetime | None = None) -> datetime:
-    """``7d``, ``36h``, ``90m`` or an ISO date-time -> an aware datetime."""
+    """``7d``, ``36h``, ``90m`` (that long ago) or an ISO date / date-time -> an aware datetime."""
     now = now or utcnow()
+    text = text.strip()
     units = {"d": "days", "h": "hours", "m": "minutes"}
     if text and text[-1] in units and text[:-1].isdigit():
         return now - timedelta(**{units[text[-1]]: int(text[:-1])})

@@ -10,7 +10,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import orjson
 
 # Every app setting the code reads (the infra tests check that Bicep sets each one).
 SETTING_NAMES: tuple[str, ...] = (
@@ -149,6 +152,28 @@ def _url(env: Mapping[str, str], setting: str) -> str | None:
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise SettingError(f"{setting} is malformed: it must be an absolute https:// URL")
     return raw
+
+
+def local_settings_env(app_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment over ``local.settings.json`` Values, as ``func start`` merges them.
+
+    The environment wins unless its value is empty; the file is optional. Used by the
+    development host and cli.py, so a local run and an operator command see the same settings.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = app_dir / "local.settings.json"
+    if not path.exists():
+        return env
+    try:
+        values = orjson.loads(path.read_bytes()).get("Values") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        raise SettingError(f"{path} is malformed: it must be JSON with a Values object") from None
+    if not isinstance(values, dict):
+        raise SettingError(f"{path} is malformed: Values must be an object")
+    for key, value in values.items():
+        if value is not None and env.get(key) in (None, ""):
+            env[key] = str(value)
+    return env
 
 
 def lifecycle_url_from(notification_url: str) -> str:

@@ -45,10 +45,11 @@ async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
     try:
         props = await rt.work.queue.get_queue_properties()
         status.queue_depth = int(props.approximate_message_count or 0)
-        async for message in rt.work.queue.peek_messages(max_messages=1):
+        # peek_messages is a coroutine returning a list (not an async iterator).
+        for message in await rt.work.queue.peek_messages(max_messages=1):
             if message.inserted_on:
                 age = now - message.inserted_on.astimezone(UTC)
-                status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 1)
+                status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 2)
     except ResourceNotFoundError:
         status.problems.append(f"queue {rt.settings.queue_name} does not exist")
     except AzureError as exc:
@@ -63,6 +64,8 @@ async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
 
 
 async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    """Blobs written in the last 24 h, among the folders of the last RECENT_DAYS call dates
+    (the archive is foldered by call start, and Graph publishes records within hours)."""
     last: tuple[datetime, str] | None = None
     since = now - timedelta(hours=24)
     try:
@@ -74,6 +77,9 @@ async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
                     status.archived_last_24h += 1
                 if last is None or modified > last[0]:
                     last = (modified, blob.name)
+    except ResourceNotFoundError:
+        status.problems.append(f"archive container {rt.settings.archive_container} does not exist")
+        return
     except AzureError as exc:
         status.problems.append(f"cannot list the archive container: {type(exc).__name__}")
         return
@@ -82,16 +88,32 @@ async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
         status.last_archived_blob = last[1]
 
 
-async def collect(rt: Runtime, check_subscription: bool = True) -> Status:
-    """Gather the facts and name every problem found."""
+async def collect(
+    rt: Runtime,
+    check_subscription: bool = True,
+    *,
+    expiry_warning: timedelta = EXPIRY_WARNING,
+    stale_after: timedelta = STALE_MESSAGE,
+    backlog: int = BACKLOG,
+) -> Status:
+    """Gather the facts and name every problem found (thresholds are parameters for tests)."""
     now = utcnow()
     status = Status(checked_at=now.isoformat())
-    if check_subscription:
+    if check_subscription and not rt.settings.notification_url:
+        status.problems.append(
+            "NOTIFICATION_URL is not set: no subscription can be created or recognised as ours"
+        )
+    elif check_subscription:
         try:
             subs = await SubscriptionKeeper(rt.graph, rt.settings).list()
         except GraphError as exc:
             subs = []
             status.problems.append(f"cannot read Graph subscriptions: {exc}")
+        except AzureError as exc:  # the credential could not get a token
+            subs = []
+            status.problems.append(
+                f"cannot get a Graph token: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            )
         else:
             if not subs:
                 status.problems.append(
@@ -105,7 +127,7 @@ async def collect(rt: Runtime, check_subscription: bool = True) -> Status:
                 left = sub.remaining(now)
                 if left <= timedelta(0):
                     status.problems.append(f"subscription {sub.id} has expired")
-                elif left < EXPIRY_WARNING:
+                elif left < expiry_warning:
                     status.problems.append(
                         f"subscription {sub.id} expires in {left.total_seconds() / 3600:.1f} h "
                         "and has not been renewed: is the keep_subscription timer running?"
@@ -117,12 +139,12 @@ async def collect(rt: Runtime, check_subscription: bool = True) -> Status:
             f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}: "
             "see why with `python cli.py replay-poison --dry-run`, fix the cause, then replay them"
         )
-    if status.queue_depth and status.queue_depth > BACKLOG:
+    if status.queue_depth and status.queue_depth > backlog:
         status.problems.append(f"queue is backing up: {status.queue_depth} messages")
     stale = status.oldest_visible_message_minutes
-    if stale is not None and stale > STALE_MESSAGE.total_seconds() / 60:
+    if stale is not None and stale > stale_after.total_seconds() / 60:
         status.problems.append(
-            f"queue is backing up: a message has waited {stale:.0f} min (is archive_call_record running?)"
+            f"queue is backing up: a message has waited {stale:.1f} min (is archive_call_record running?)"
         )
     status.verdict = "healthy" if not status.problems else "unhealthy"
     return status

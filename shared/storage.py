@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 
 # The async retry policy is only exported from here (pinned SDK version in requirements.txt).
@@ -36,15 +36,27 @@ def _conn(target: StorageTarget) -> str | None:
     return target.connection_string
 
 
-def _credential(target: StorageTarget) -> AsyncTokenCredential:
-    return managed_identity(target.client_id)
+def _credential(
+    target: StorageTarget, credential: AsyncTokenCredential | None
+) -> AsyncTokenCredential:
+    """The caller's credential (the CLI's DefaultAzureCredential), else the managed identity."""
+    return credential or managed_identity(target.client_id)
 
 
-def queue_client(target: StorageTarget, queue: str) -> QueueClient:
-    """A queue client that writes base64 text and reads base64 bytes, like the Functions host."""
+def queue_client(
+    target: StorageTarget,
+    queue: str,
+    credential: AsyncTokenCredential | None = None,
+    decode: bool = True,
+) -> QueueClient:
+    """A queue client that writes base64 text and reads base64 bytes, like the Functions host.
+
+    ``decode=False`` returns message content as sent (text), so one message that is not
+    base64 cannot make a whole receive fail (reading the poison queue).
+    """
     policies = {
         "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": BinaryBase64DecodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy() if decode else None,
         **QUEUE_OPTIONS,
     }
     conn = _conn(target)
@@ -52,13 +64,30 @@ def queue_client(target: StorageTarget, queue: str) -> QueueClient:
         return QueueClient.from_connection_string(conn, queue, **policies)
     if not target.queue_uri:
         raise SettingError(f"{target.setting}__queueServiceUri is not set: the queue URI is needed")
-    return QueueClient(target.queue_uri, queue, credential=_credential(target), **policies)
+    return QueueClient(
+        target.queue_uri, queue, credential=_credential(target, credential), **policies
+    )
 
 
-def blob_service(target: StorageTarget) -> BlobServiceClient:
+def blob_service(
+    target: StorageTarget, credential: AsyncTokenCredential | None = None
+) -> BlobServiceClient:
     conn = _conn(target)
     if conn:
         return BlobServiceClient.from_connection_string(conn)
     if not target.blob_uri:
         raise SettingError(f"{target.setting}__blobServiceUri is not set: the blob URI is needed")
-    return BlobServiceClient(target.blob_uri, credential=_credential(target))
+    return BlobServiceClient(target.blob_uri, credential=_credential(target, credential))
+
+
+def container_client(
+    target: StorageTarget, container: str, credential: AsyncTokenCredential | None = None
+) -> ContainerClient:
+    """A container client that owns its connection pool, so closing it closes everything
+    (one made by BlobServiceClient.get_container_client leaves the service's pool open)."""
+    conn = _conn(target)
+    if conn:
+        return ContainerClient.from_connection_string(conn, container)
+    if not target.blob_uri:
+        raise SettingError(f"{target.setting}__blobServiceUri is not set: the blob URI is needed")
+    return ContainerClient(target.blob_uri, container, credential=_credential(target, credential))

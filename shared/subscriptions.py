@@ -80,8 +80,9 @@ class SubscriptionKeeper:
         self.graph = graph
         self.settings = settings
 
-    async def list(self) -> list[Subscription]:
-        """This app's subscriptions for callRecords with our notification URL (every page)."""
+    async def list(self, every: bool = False) -> list[Subscription]:
+        """This app's subscriptions for callRecords with our notification URL (every page),
+        latest expiry first; ``every``: all subscriptions the app can see, whatever the URL."""
         found: list[Subscription] = []
         url: str | None = self.graph.url("subscriptions")
         while url:
@@ -89,10 +90,19 @@ class SubscriptionKeeper:
             found += [
                 Subscription.from_graph(s)
                 for s in page.get("value", [])
-                if _matches(s, self.settings)
+                if every or _matches(s, self.settings)
             ]
             url = page.get("@odata.nextLink")
         return sorted(found, key=lambda s: s.expires, reverse=True)
+
+    def is_ours(self, sub: Subscription) -> bool:
+        return _matches(sub.raw, self.settings)
+
+    async def get(self, subscription_id: str) -> Subscription:
+        """One subscription by id; NotFound once it is deleted or expired."""
+        return Subscription.from_graph(
+            await self.graph.get(self.graph.url(f"subscriptions/{subscription_id}"))
+        )
 
     async def create(self) -> Subscription:
         body = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 
@@ -11,7 +12,7 @@ from shared.messages import WorkItem
 from shared.notifications import BadRequest, check_validation_token, parse_body, sort_batch
 from shared.runtime import get_runtime
 from shared.settings import SettingError
-from shared.workqueue import QueueUnavailable
+from shared.workqueue import Message, QueueUnavailable
 
 log = logging.getLogger("notifications")
 
@@ -40,8 +41,12 @@ def read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
         return error(exc.status, str(exc))
 
 
-async def handle_notifications(req: func.HttpRequest) -> func.HttpResponse:
-    """Graph change notifications for callRecords -> one queue message per genuine record id."""
+Sorter = Callable[[list[object], str], tuple[list[Message], list[str], dict[str, int]]]
+
+
+async def accept(req: func.HttpRequest, kind: str, sort: Sorter) -> func.HttpResponse:
+    """What both Graph webhooks do: handshake, parse, keep the genuine items, queue them all
+    (durably, before answering), then 202; 503 if the queue cannot take them."""
     answer = handshake(req)
     if answer is not None:
         return answer
@@ -53,21 +58,27 @@ async def handle_notifications(req: func.HttpRequest) -> func.HttpResponse:
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
-    batch = sort_batch(value, rt.settings.client_state)
-    for reason in batch.dropped:
-        log.warning("dropped notification: %s", reason)
+    items, dropped, counts = sort(value, rt.settings.client_state)
+    for reason in dropped:
+        log.warning("dropped %s: %s", kind, reason)
     try:
-        await rt.work.put(WorkItem.new(rid, "notification") for rid in batch.ids)
+        await rt.work.put(items)
     except QueueUnavailable as exc:
         log.error("queue unavailable, answering 503 so Graph delivers again: %s", exc)
         return error(503, "queue unavailable; deliver again later", {"Retry-After": "30"})
-    log.info(
-        "queued %d record ids (%d dropped, %d duplicates)",
-        len(batch.ids),
-        len(batch.dropped),
-        batch.duplicates,
-    )
-    return json_response(
-        202,
-        {"queued": len(batch.ids), "dropped": len(batch.dropped), "duplicates": batch.duplicates},
-    )
+    body = {"queued": len(items), "dropped": len(dropped), **counts}
+    log.info("%s batch: %s", kind, body)
+    return json_response(202, body)
+
+
+def _notification_items(
+    value: list[object], client_state: str
+) -> tuple[list[Message], list[str], dict[str, int]]:
+    batch = sort_batch(value, client_state)
+    items: list[Message] = [WorkItem.new(rid, "notification") for rid in batch.ids]
+    return items, batch.dropped, {"duplicates": batch.duplicates}
+
+
+async def handle_notifications(req: func.HttpRequest) -> func.HttpResponse:
+    """Graph change notifications for callRecords -> one queue message per genuine record id."""
+    return await accept(req, "notification", _notification_items)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def test_small_chaos_run_loses_nothing() -> None:
     out = io.StringIO()
-    result = run(Plan(records=30, notifications=100, never=2, seed=11), out=out)
+    result = run(Plan(records=30, notifications=100, never=2, seed=11, window_minutes=2), out=out)
     report = out.getvalue()
     assert result["lost"] == 0, report
     assert result["incomplete"] == 0, report

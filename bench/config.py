@@ -1,0 +1,75 @@
+"""What one benchmark run does: the issue's counts, or smaller ones with --quick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PARTS = ("webhook", "archiver", "memory", "throttle")
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """A family of simulator records archived in one scenario."""
+
+    name: str
+    count: int
+    sessions: int
+    participants: int
+    floor_sample: int  # how many of them the CPU floor is measured on
+
+
+@dataclass
+class Config:
+    quick: bool = False
+    parts: tuple[str, ...] = PARTS
+    logdir: Path = Path()
+    # webhook: notifications per batch -> batches sent (after WEBHOOK_WARMUP unmeasured ones)
+    webhook_batches: dict[int, int] = field(default_factory=dict)
+    webhook_warmup: int = 5
+    # archiver
+    kinds: tuple[RecordKind, ...] = ()
+    latencies_ms: tuple[int, ...] = (0, 100)
+    paths: tuple[str, ...] = ("host", "inprocess")
+    # In process: as many records at once as the host runs (host.json batchSize +
+    # newBatchThreshold = 16 + 8), so the two paths are comparable.
+    concurrency: int = 24
+    profile: bool = False
+    # memory
+    memory_sessions: int = 10_000
+    memory_participants: int = 300
+    # throttle
+    throttle_records: int = 4000
+    throttle_seconds: int = 60  # measured from 20 s (one full window) to here
+    throttle_limit: int = 1500
+    throttle_window: int = 20
+
+    @classmethod
+    def make(cls, quick: bool, parts: tuple[str, ...], logdir: Path, **extra: object) -> Config:
+        if quick:
+            cfg = cls(
+                quick=True,
+                parts=parts,
+                logdir=logdir,
+                webhook_batches={1: 100, 10: 50, 100: 30},
+                kinds=(
+                    RecordKind("small", 200, 5, 3, 100),
+                    RecordKind("large", 20, 300, 150, 20),
+                ),
+                throttle_records=3000,
+                throttle_seconds=40,
+            )
+        else:
+            cfg = cls(
+                parts=parts,
+                logdir=logdir,
+                webhook_batches={1: 1500, 10: 400, 100: 150},
+                kinds=(
+                    RecordKind("small", 1000, 5, 3, 200),
+                    RecordKind("large", 100, 300, 150, 50),
+                ),
+            )
+        for key, value in extra.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        return cfg

@@ -1,0 +1,190 @@
+"""The poison queue, read for people: why each message was parked, and putting it back.
+
+Messages get there three ways, all base64 like the main queue: the archiver parks a WorkItem
+with ``reason`` and ``lastError`` when it gives up; a message that is not a WorkItem at all is
+parked as ``{"reason", "body"}``; the host copies a message verbatim after maxDequeueCount
+failures (a plain WorkItem or ControlItem JSON, no reason).
+
+Replaying leases each message (a visibility timeout), queues the fresh copy on the main queue,
+and only then deletes the poison message: a run that dies midway loses nothing, at worst a
+record is fetched twice (harmless, the archive writes each version once).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from azure.core.exceptions import AzureError
+from azure.storage.queue.aio import QueueClient
+
+from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
+from shared.workqueue import QueueUnavailable, WorkQueue
+
+LEASE_SECONDS = 300  # how long a message stays invisible while this run looks at it
+PAGE = 32  # the most messages one receive returns
+HOST_PARKED = "failed maxDequeueCount times (moved by the host, no reason recorded)"
+
+
+@dataclass(frozen=True)
+class Parked:
+    """One poison message, understood: the item (None when malformed) and why it is there."""
+
+    message_id: str
+    pop_receipt: str | None
+    inserted_on: datetime | None
+    item: WorkItem | ControlItem | None
+    reason: str
+    last_error: str | None = None
+    body: str | None = None  # the start of a malformed original
+
+    @property
+    def malformed(self) -> bool:
+        return self.item is None
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.item, WorkItem):
+            return self.item.id
+        if isinstance(self.item, ControlItem):
+            return f"control:{self.item.action}"
+        return "(malformed)"
+
+    def age(self, now: datetime | None = None) -> timedelta | None:
+        """How long it has been in the poison queue."""
+        if self.inserted_on is None:
+            return None
+        return (now or utcnow()) - self.inserted_on.astimezone(UTC)
+
+
+def understand(
+    content: str | bytes,
+) -> tuple[WorkItem | ControlItem | None, str, str | None, str | None]:
+    """(item, reason, last error, malformed body) of one poison message as stored (base64)."""
+    text = content.decode("ascii", "replace") if isinstance(content, bytes) else content
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None, "not base64: no queue trigger can read it", None, text[:200]
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "body" in data and "id" not in data and "control" not in data:
+        return None, str(data.get("reason") or "malformed"), None, str(data["body"])[:200]
+    try:
+        item = parse_message(raw)
+    except MessageError as exc:
+        return None, f"unreadable: {exc}", None, raw[:200].decode("utf-8", "replace")
+    if isinstance(item, ControlItem):
+        return item, HOST_PARKED, None, None
+    return item, item.reason or HOST_PARKED, item.last_error, None
+
+
+def parked(message: Any) -> Parked:
+    item, reason, error, body = understand(message.content or "")
+    return Parked(message.id, message.pop_receipt, message.inserted_on, item, reason, error, body)
+
+
+@dataclass
+class ReplaySummary:
+    seen: int = 0
+    replayed: int = 0
+    dropped: int = 0
+    malformed_kept: int = 0
+    skipped: int = 0  # not among the requested ids
+    failed: int = 0
+    found_ids: set[str] = field(default_factory=set)
+
+
+async def replay(
+    work: WorkQueue,
+    poison: QueueClient,
+    *,
+    dry_run: bool = False,
+    ids: set[str] | None = None,
+    drop_malformed: bool = False,
+    report: Callable[[Parked, str], None] | None = None,
+    lease_seconds: int = LEASE_SECONDS,
+) -> ReplaySummary:
+    """Go through every poison message once; replay the ones asked for (all, or ``ids``).
+
+    ``poison`` must not decode (storage.queue_client(..., decode=False)), so one message
+    that is not base64 is reported instead of failing the whole receive. ``report`` is
+    called with each message and what happened to it. Messages left in place are made
+    visible again at the end.
+    """
+    summary = ReplaySummary()
+    leased: list[Parked] = []
+    seen: set[str] = set()
+    while True:
+        batch = [
+            parked(m)
+            async for m in poison.receive_messages(
+                messages_per_page=PAGE, max_messages=PAGE, visibility_timeout=lease_seconds
+            )
+        ]
+        fresh = [p for p in batch if p.message_id not in seen]
+        if not fresh:  # empty, or the first leases ran out and we came round again
+            break
+        for entry in fresh:
+            seen.add(entry.message_id)
+            summary.seen += 1
+            outcome = await _handle(work, poison, entry, dry_run, ids, drop_malformed, summary)
+            if outcome.startswith(("kept", "skipped", "would", "failed")):
+                leased.append(entry)
+            if report:
+                report(entry, outcome)
+    for entry in leased:  # back to visible now, not in lease_seconds
+        try:
+            await poison.update_message(entry.message_id, entry.pop_receipt, visibility_timeout=0)
+        except AzureError:
+            pass  # the lease ran out already, or it is gone: visible or absent either way
+    return summary
+
+
+async def _handle(
+    work: WorkQueue,
+    poison: QueueClient,
+    entry: Parked,
+    dry_run: bool,
+    ids: set[str] | None,
+    drop_malformed: bool,
+    summary: ReplaySummary,
+) -> str:
+    item = entry.item
+    if item is None:
+        if not drop_malformed:
+            summary.malformed_kept += 1
+            return "kept (malformed)"
+        if dry_run:
+            return "would drop"
+        await poison.delete_message(entry.message_id, entry.pop_receipt)
+        summary.dropped += 1
+        return "dropped"
+    if isinstance(item, WorkItem):
+        summary.found_ids.add(item.id)
+    if ids is not None and not (isinstance(item, WorkItem) and item.id in ids):
+        summary.skipped += 1
+        return "skipped"
+    if dry_run:
+        return "would replay"
+    fresh = item.replayed() if isinstance(item, WorkItem) else item
+    try:
+        await work.put([fresh])
+    except QueueUnavailable as exc:
+        summary.failed += 1
+        return f"failed: {exc}"
+    try:
+        await poison.delete_message(entry.message_id, entry.pop_receipt)
+    except AzureError as exc:
+        # Queued but not deleted: it will be listed again, and replaying it twice is harmless.
+        summary.replayed += 1
+        return f"replayed (not deleted from poison: {type(exc).__name__})"
+    summary.replayed += 1
+    return "replayed"
