@@ -8,8 +8,6 @@ import contextlib
 import os
 import re
 import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools import azurite as azurite_mod
+from devtools.apphost import AppHost
 from devtools.graphsim.process import Simulator, start_simulator
-from devtools.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -160,55 +158,18 @@ _FAILED = re.compile(rb"Executed '[^']+' \(Failed")
 _REQUEUED = re.compile(rb"fetching again in ")
 
 
-class HostProcess:
-    """``python -m devtools.host`` in a subprocess: function_app.py as `func start` runs it,
-    HTTP on a free port, the queue trigger polled with host.json's batch settings."""
+class HostProcess(AppHost):
+    """The app under devtools.host (timers off), counting what its log says it did."""
 
     def __init__(self, env: dict[str, str], log_path: Path, extra: dict[str, str] | None = None):
-        self.port = free_port()
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "NOTIFICATION_URL": f"http://127.0.0.1:{self.port}/api/notifications",
-            **DISABLED_TIMERS,
-            **env,
-            **(extra or {}),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__({**DISABLED_TIMERS, **env, **(extra or {})}, log_path)
         self._offset = 0
         self.archived = 0
         self.failed = 0
         self.requeued = 0  # records put back on the queue with a delay (404, long throttle)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def start(self) -> HostProcess:
-        out = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.host", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        out.close()
-        try:
-            wait_for_port(self.port, timeout=60)
-            deadline = time.monotonic() + 30
-            while b"Host started" not in self.log_path.read_bytes():
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise TimeoutError
-                time.sleep(0.05)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"devtools.host did not start:\n{self.tail()}") from None
+    def start(self, timeout: float = 60.0) -> HostProcess:
+        super().start(timeout)
         self._offset = self.log_path.stat().st_size
         return self
 
@@ -225,27 +186,11 @@ class HostProcess:
         self.requeued += len(_REQUEUED.findall(lines))
         return self.archived, self.failed
 
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, timeout: float = 40.0) -> None:
+        super().stop(timeout)
 
     def __enter__(self) -> HostProcess:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def create_queue(conn: str, name: str) -> None:

@@ -34,29 +34,14 @@ from azure.storage.queue.aio import QueueClient
 from bench.config import Config
 from bench.report import PartResult, Row, percentile
 from bench.stack import CpuMeter, HostProcess, Stack, app_environ, create_queue, stack, unique
+from devtools.graphsim.notifier import change_notification
 
-TENANT = "dc368399-474c-4d40-900c-6265431fd81f"
-SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
 P99_TARGET_MS = 300.0
 THROUGHPUT_TARGET = 0.8
 ROUNDS = 5
 
 
-def notification(record_id: str, client_state: str) -> dict[str, Any]:
-    """One change notification as graph-facts.md shows it."""
-    return {
-        "subscriptionId": SUBSCRIPTION,
-        "subscriptionExpirationDateTime": "2030-06-12T10:00:00.000+00:00",
-        "changeType": "updated",
-        "clientState": client_state,
-        "resource": f"communications/callRecords/{record_id}",
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.callRecord",
-            "@odata.id": f"communications/callRecords/{record_id}",
-            "id": record_id,
-        },
-        "tenantId": TENANT,
-    }
+notification = change_notification
 
 
 def batches(size: int, count: int, client_state: str) -> list[tuple[list[str], bytes]]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.ports import free_port, wait_for_port
+from devtools.ports import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The well-known Azurite development account: public, documented, not a secret.
@@ -37,13 +36,7 @@ class Azurite:
         )
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
         self.process = None
 
     def restart(self) -> None:

@@ -21,8 +21,6 @@ import base64
 import os
 import random
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +35,9 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from devtools import azurite
+from devtools.apphost import AppHost
+from devtools.graphsim.notifier import change_notification
 from devtools.graphsim.process import Simulator, start_simulator
-from devtools.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "callrecords"
@@ -74,44 +73,6 @@ class Figures:
     drained: float = 0.0
 
 
-class App:
-    """devtools.host in a subprocess that can be killed and started again."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **env,
-            "NOTIFICATION_URL": f"http://127.0.0.1:{self.port}/api/notifications",
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.host", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        out.close()
-        wait_for_port(self.port, timeout=30)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def deliver(client: httpx.Client, url: str, body: bytes, figures: Figures) -> None:
     """POST one batch until it gets a 2xx, backing off like Graph (bounded here)."""
     delay = 0.2
@@ -128,17 +89,6 @@ def deliver(client: httpx.Client, url: str, body: bytes, figures: Figures) -> No
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
     raise RuntimeError("a batch was never accepted: Graph would keep trying for 4 hours")
-
-
-def notification(rid: str, state: str) -> dict[str, object]:
-    return {
-        "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
-        "changeType": "updated",
-        "clientState": state,
-        "resource": f"communications/callRecords/{rid}",
-        "resourceData": {"@odata.type": "#Microsoft.Graph.callRecord", "id": rid},
-        "tenantId": "dc368399-474c-4d40-900c-6265431fd81f",
-    }
 
 
 def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
@@ -162,7 +112,7 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
     ContainerClient.from_connection_string(az.connection_string, CONTAINER).create_container()
     for name in (QUEUE, f"{QUEUE}-poison"):
         QueueClient.from_connection_string(az.connection_string, name).create_queue()
-    app = App(env, work / "host.log")
+    app = AppHost(env, work / "host.log")
     app.start()
     figures = Figures()
     try:
@@ -197,7 +147,7 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
             while sent < len(order):
                 size = rng.choice([1, 1, 2, 5, 10, 20])
                 chunk = order[sent : sent + size]
-                items = [notification(r, state) for r in chunk]
+                items = [change_notification(r, state) for r in chunk]
                 if rng.random() < 0.1:
                     items.append(items[0])  # a duplicate inside one batch
                 deliver(
@@ -224,7 +174,9 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
                     app.kill()
                     threading.Timer(2, app.start).start()
             for rid in updated:  # every new version is notified after it exists
-                deliver(client, url, orjson.dumps({"value": [notification(rid, state)]}), figures)
+                deliver(
+                    client, url, orjson.dumps({"value": [change_notification(rid, state)]}), figures
+                )
                 figures.sent += 1
         figures.sending_done = time.monotonic()
 

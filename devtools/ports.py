@@ -1,8 +1,10 @@
-"""Free loopback ports, so several stacks (tests, make run, benchmarks) can run side by side."""
+"""Free loopback ports and child processes, so several stacks (tests, make run, chaos,
+benchmarks) can run side by side and stop cleanly."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -23,3 +25,15 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -75,6 +75,9 @@ class ArchiveWriter:
         and the write one atomic step, so concurrent duplicates cannot overwrite each other.
         """
         name = blob_name(record)
+        return name, await self._upload(name, data, record)
+
+    async def _upload(self, name: str, data: bytes, record: dict[str, Any]) -> bool:
         try:
             await self.container.upload_blob(
                 name,
@@ -84,13 +87,14 @@ class ArchiveWriter:
                 metadata=_metadata(record),
             )
         except (ResourceExistsError, ResourceModifiedError):
-            return name, False
-        return name, True
+            return False
+        return True
 
     async def write_stream(self, stream: RecordStream) -> tuple[str, bool, int]:
         """Write a multi-page record page by page: staged blocks, one commit, only if absent.
 
-        Memory stays at about one block (4 MiB) plus one page, whatever the meeting's size.
+        Memory stays at about one block (4 MiB) plus one page, whatever the meeting's size;
+        a record that fits in one block is uploaded in one request instead.
         Nothing is visible until the commit, so a failure mid-way leaves no blob (the staged
         blocks are discarded by the service). A version already archived is detected before
         any further page is fetched. Returns (blob name, written, bytes).
@@ -125,6 +129,9 @@ class ArchiveWriter:
             if len(buffer) >= BLOCK_BYTES:
                 await flush()
         buffer += b'],"participants_v2":' + orjson.dumps(await stream.participants) + b"}"
+        if not blocks:  # it all fit in one block: one plain upload, no staging round trips
+            written = await self._upload(name, bytes(buffer), head)
+            return name, written, len(buffer)
         await flush()
         try:
             await blob.commit_block_list(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devtools import azurite as azurite_mod
-from devtools.ports import free_port, wait_for_port
+from devtools.apphost import AppHost
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,57 +71,17 @@ async def runtime(app_env) -> AsyncIterator[object]:
     await rt_mod.reset_runtime()
 
 
-class Host:
-    """devtools.host running function_app.py in a subprocess.
+class Host(AppHost):
+    """The app under devtools.host, started at once, NOTIFICATION_URL pointing at it.
 
-    NOTIFICATION_URL points at this host. The subscription keeper is off unless a test turns
-    it on (keeper=True), so tests do not leave subscriptions behind in the shared simulator.
+    The subscription keeper is off unless a test turns it on (keeper=True), so tests do not
+    leave subscriptions behind in the shared simulator.
     """
 
     def __init__(self, env: dict[str, str], log: Path, keeper: bool = False) -> None:
-        self.port = free_port()
-        self.log_path = log
-        self.env = {
-            **os.environ,
-            "NOTIFICATION_URL": f"http://127.0.0.1:{self.port}/api/notifications",
-            **env,
-            "PYTHONUNBUFFERED": "1",
-        }
-        if not keeper:
-            self.env["AzureWebJobs.keep_subscription.Disabled"] = "true"
-        self.proc: subprocess.Popen[bytes] | None = None
+        extra = {} if keeper else {"AzureWebJobs.keep_subscription.Disabled": "true"}
+        super().__init__({**env, **extra}, log)
         self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        out = open(self.log_path, "ab")  # owned by the child process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.host", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_port(self.port, timeout=30)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"host did not start:\n{self.log()}") from None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

@@ -10,28 +10,14 @@ import orjson
 from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
+from devtools.graphsim.notifier import change_notification
+
 T = TypeVar("T")
-TENANT = "dc368399-474c-4d40-900c-6265431fd81f"
-SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
 
 
 def notification(record_id: str, client_state: str, **extra: Any) -> dict[str, Any]:
-    """One change notification exactly as graph-facts.md shows it."""
-    item = {
-        "subscriptionId": SUBSCRIPTION,
-        "subscriptionExpirationDateTime": "2030-06-12T10:00:00.000+00:00",
-        "changeType": "updated",
-        "clientState": client_state,
-        "resource": f"communications/callRecords/{record_id}",
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.callRecord",
-            "@odata.id": f"communications/callRecords/{record_id}",
-            "id": record_id,
-        },
-        "tenantId": TENANT,
-    }
-    item.update(extra)
-    return item
+    """One change notification exactly as graph-facts.md shows it, with ``extra`` keys changed."""
+    return {**change_notification(record_id, client_state), **extra}
 
 
 def batch(*items: dict[str, Any]) -> bytes:

@@ -36,6 +36,39 @@ def graph_offset_time(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds")
 
 
+EXAMPLE_SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
+EXAMPLE_TENANT = "dc368399-474c-4d40-900c-6265431fd81f"
+
+
+def change_notification(
+    record_id: str,
+    client_state: str,
+    *,
+    subscription_id: str = EXAMPLE_SUBSCRIPTION,
+    expires: str = "2030-06-12T10:00:00.000+00:00",
+    tenant_id: str = EXAMPLE_TENANT,
+    change: str = "updated",
+) -> dict[str, Any]:
+    """One callRecords change notification, exactly as Graph sends it (graph-facts.md).
+
+    The simulator's deliveries use it, and so do tests, chaos and benchmarks that play Graph.
+    """
+    resource = f"communications/callRecords/{record_id}"
+    return {
+        "subscriptionId": subscription_id,
+        "subscriptionExpirationDateTime": expires,
+        "changeType": change,
+        "clientState": client_state,
+        "resource": resource,
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.callRecord",
+            "@odata.id": resource,
+            "id": record_id,
+        },
+        "tenantId": tenant_id,
+    }
+
+
 def validation_token() -> str:
     """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded."""
     return (
@@ -155,20 +188,14 @@ class Notifier:
         return queued
 
     def _notification(self, sub: Subscription, record_id: str, change: str) -> dict[str, Any]:
-        resource = f"communications/callRecords/{record_id}"
-        return {
-            "subscriptionId": sub.id,
-            "subscriptionExpirationDateTime": graph_offset_time(sub.expiration),
-            "changeType": change,
-            "clientState": sub.client_state,
-            "resource": resource,
-            "resourceData": {
-                "@odata.type": "#Microsoft.Graph.callRecord",
-                "@odata.id": resource,
-                "id": record_id,
-            },
-            "tenantId": self.state.tenant_id,
-        }
+        return change_notification(
+            record_id,
+            sub.client_state,
+            subscription_id=sub.id,
+            expires=graph_offset_time(sub.expiration),
+            tenant_id=self.state.tenant_id,
+            change=change,
+        )
 
     def pause(self, hold: bool) -> None:
         self.paused, self.hold = True, hold

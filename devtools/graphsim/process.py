@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 
 from devtools.graphsim.client import SimClient
 from devtools.graphsim.tokens import SECRET_ENV
-from devtools.ports import free_port
+from devtools.ports import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "graphsim listening on "
@@ -99,13 +98,7 @@ class Simulator:
 
     def stop(self) -> None:
         """SIGTERM (state is saved), SIGKILL after 10 s."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=10)
         self.process = None
 
     def restart(self, timeout: float = 30.0) -> None:
