@@ -46,7 +46,7 @@ def _relay(proc: subprocess.Popen[bytes], log_path: Path) -> None:
             log.write(raw)
             log.flush()
             line = raw.decode(errors="replace").rstrip()
-            if any(word in line for word in SHOW):
+            if any(word in line for word in SHOW) and not line.startswith("  "):
                 print(f"  app | {line.split(': ', 1)[-1] if 'INFO' in line else line}", flush=True)
 
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_relay, args=(host, workdir / "host.log"), daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    seen: set[str] = set()
+    before = 0
     try:
         wait_for_port(port, timeout=30)
         print(
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         seen = {b.name for b in blobs.list_blobs()}
+        before = len(seen)
         started = time.monotonic()
         while not stop.is_set():
             if host.poll() is not None:
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         print(
-            f"\nStopping. {len(list(blobs.list_blobs()))} records archived in container '{container}'."
+            f"\nStopping. {len(seen) - before} record versions archived in this run "
+            f"({len(seen)} in container '{container}')."
         )
         host.terminate()
         try:
