@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import BlobBlock, ContentSettings
@@ -94,10 +93,10 @@ class ArchiveWriter:
         """Write a multi-page record page by page: staged blocks, one commit, only if absent.
 
         Memory stays at about one block (4 MiB) plus one page, whatever the meeting's size;
-        a record that fits in one block is uploaded in one request instead.
-        Nothing is visible until the commit, so a failure mid-way leaves no blob (the staged
-        blocks are discarded by the service). A version already archived is detected before
-        any further page is fetched. Returns (blob name, written, bytes).
+        a record that fits in one block is uploaded in one request instead. Nothing is visible
+        until the commit, so a failure mid-way leaves no blob (the service discards staged
+        blocks). A version already archived is detected before any further page is fetched.
+        Returns (blob name, written, bytes).
         """
         head = stream.head
         name = blob_name(head)
@@ -107,8 +106,7 @@ class ArchiveWriter:
         prefix = uuid.uuid4().hex
         blocks: list[BlobBlock] = []
         size = 0
-        buffer = bytearray(orjson.dumps(head)[:-1])
-        buffer += b',"sessions":[' if len(buffer) > 1 else b'"sessions":['
+        buffer = bytearray(stream.prefix() + b'"sessions":[')
 
         async def flush() -> None:
             nonlocal buffer, size
@@ -119,16 +117,16 @@ class ArchiveWriter:
             buffer = bytearray()
 
         first = True
-        async for page in stream.session_pages():
-            if not page:
+        async for fragment in stream.session_fragments():
+            if not fragment:
                 continue
             if not first:
                 buffer += b","
-            buffer += orjson.dumps(page)[1:-1]
+            buffer += fragment
             first = False
             if len(buffer) >= BLOCK_BYTES:
                 await flush()
-        buffer += b'],"participants_v2":' + orjson.dumps(await stream.participants) + b"}"
+        buffer += b'],"participants_v2":[' + await stream.participants + b"]}"
         if not blocks:  # it all fit in one block: one plain upload, no staging round trips
             written = await self._upload(name, bytes(buffer), head)
             return name, written, len(buffer)

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import orjson
-
 from shared.graph import GraphError, NotFound, Throttled, Unauthorized
 from shared.lifecycle import run_control
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
@@ -36,21 +34,18 @@ class Archived:
 async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     """Fetch every page of the record and upload it if that version is not archived yet.
 
-    A one-page record is merged in memory and uploaded in one request; a longer one is
-    written page by page (ArchiveWriter.write_stream). Any Graph, network or storage failure
+    The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
+    in one request, a longer one written page by page (ArchiveWriter.write_stream). Any Graph, network or storage failure
     raises before anything is committed, so the host retries the message and a partial
     record never reaches the archive.
     """
     started = time.perf_counter()
     stream = await rt.graph.open_call_record(item.id)
     try:
-        if stream.next_link is None:
-            doc = stream.head
-            doc["sessions"] = stream.first_sessions
-            stream.session_page_count, stream.sessions = 1, len(stream.first_sessions)
-            doc["participants_v2"] = await stream.participants
-            data = orjson.dumps(doc)
-            name, written = await rt.archive.write(doc, data)
+        if stream.next_link is None:  # one page: the whole record in one upload
+            sessions = [fragment async for fragment in stream.session_fragments()]
+            data = stream.document(sessions, await stream.participants)
+            name, written = await rt.archive.write(stream.head, data)
             size = len(data)
         else:
             name, written, size = await rt.archive.write_stream(stream)

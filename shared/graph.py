@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
+import msgspec
 import orjson
 
 from shared.auth import TokenProvider
@@ -25,6 +26,41 @@ MAX_TRIES = 4  # per request, for network errors and throttling
 SHORT_WAIT = 5.0  # seconds: a Retry-After up to this is waited out in place
 BACKOFF = 0.5  # seconds, doubled per try, when Graph gives no Retry-After
 PER_RECORD_LIMIT, PER_RECORD_PERIOD = 40, 20.0  # Graph's limit for one call record
+HEAD_KEYS = ("id", "version", "startDateTime", "endDateTime")  # decoded; the rest stays raw
+
+
+T = TypeVar("T")
+
+
+class _Page(msgspec.Struct):
+    """A Graph collection page, its items kept as raw JSON (validated, never turned into
+    Python objects: they are only copied into the archive)."""
+
+    value: list[msgspec.Raw]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
+_PAGE = msgspec.json.Decoder(_Page)
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _object(content: bytes) -> dict[str, Any]:
+    """A JSON object body as a dict ({} for an empty body, e.g. 204)."""
+    if not content:
+        return {}
+    body = orjson.loads(content)
+    if not isinstance(body, dict):
+        raise TypeError("JSON body is not an object")
+    return body
+
+
+def _fields(content: bytes) -> dict[str, msgspec.Raw]:
+    return _FIELDS.decode(content)
+
+
+def _page(content: bytes) -> _Page:
+    return _PAGE.decode(content)
 
 
 class GraphError(Exception):
@@ -113,7 +149,9 @@ class GraphClient:
         self.retries: Counter[str] = Counter()  # in-place retries by status (0: network)
         self.pace = AdaptiveRate()  # the app-wide budget, learned from 429s
 
-    async def request(self, method: str, url: str, json: Any = None) -> dict[str, Any]:
+    async def request(
+        self, method: str, url: str, json: Any = None, parse: Callable[[bytes], T] = _object
+    ) -> T:
         """One Graph call, with the transient faults absorbed in place.
 
         A 401 gets one fresh token. Network errors and 429/503/504 are retried here (with
@@ -128,7 +166,7 @@ class GraphClient:
         while True:
             attempt += 1
             try:
-                return await self._once(method, url, json)
+                return await self._once(method, url, json, parse)
             except Unauthorized as exc:
                 if exc.status != 401 or refreshed:
                     raise
@@ -147,7 +185,7 @@ class GraphClient:
                 self.retries[f"{exc.status or exc.code}"] += 1
                 await asyncio.sleep(wait)
 
-    async def _once(self, method: str, url: str, json: Any) -> dict[str, Any]:
+    async def _once(self, method: str, url: str, json: Any, parse: Callable[[bytes], T]) -> T:
         headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
         content = orjson.dumps(json) if json is not None else None
         if content is not None:
@@ -168,15 +206,11 @@ class GraphClient:
         self.pace.answered()
         if response.status_code >= 400:
             raise _error(response)
-        if response.status_code == 204 or not response.content:
-            return {}
         try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise Unreachable(response.status_code, "BadJson", "truncated or invalid JSON") from exc
-        if not isinstance(body, dict):
-            raise Unreachable(response.status_code, "BadJson", "JSON body is not an object")
-        return body
+            return parse(response.content)
+        except (orjson.JSONDecodeError, msgspec.DecodeError, TypeError) as exc:
+            # A truncated body (a connection dropped mid-response) lands here: retried.
+            raise Unreachable(response.status_code, "BadJson", f"invalid JSON: {exc}") from exc
 
     async def get(self, url: str) -> dict[str, Any]:
         return await self.request("GET", url)
@@ -189,27 +223,20 @@ class GraphClient:
 
         The participants_v2 chain starts at once, concurrently with the record; sessions pages
         are read one by one (each nextLink comes from the page before), so a huge meeting can
-        be written page by page without holding it whole. Requests for one record are paced
-        at Graph's 40 / 20 s.
+        be written page by page without holding it whole. Pages stay raw JSON: validated, then
+        copied into the archive byte for byte. Requests for one record are paced at Graph's
+        40 / 20 s.
         """
         rid = normalize_id(record_id)
         stream = RecordStream(self, rid)
         stream.participants = asyncio.ensure_future(stream.fetch_participants())
         try:
-            head = await stream.get(self.url(f"communications/callRecords/{rid}?$expand={EXPAND}"))
+            url = self.url(f"communications/callRecords/{rid}?$expand={EXPAND}")
+            fields = await stream.get(url, _fields)
+            stream.take_head(fields)
         except BaseException:
             await stream.close()
             raise
-        if str(head.get("id", rid)).lower() != rid:
-            await stream.close()
-            raise GraphError(200, "IdMismatch", f"asked for {rid}, got {head.get('id')!r}")
-        stream.first_sessions = list(head.pop("sessions", None) or [])
-        stream.next_link = head.pop(f"sessions{_NEXT}", None)
-        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
-        # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
-        head.pop("participants_v2", None)
-        head.pop(f"participants_v2{_NEXT}", None)
-        stream.head = head
         return stream
 
     async def fetch_call_record(self, record_id: str) -> FetchedRecord:
@@ -220,37 +247,34 @@ class GraphClient:
         """
         stream = await self.open_call_record(record_id)
         try:
-            sessions: list[Any] = []
-            async for page in stream.session_pages():
-                sessions.extend(page)
-            people = await stream.participants
+            sessions = [fragment async for fragment in stream.session_fragments()]
+            document = orjson.loads(stream.document(sessions, await stream.participants))
         finally:
             await stream.close()
-        doc = stream.head
-        doc["sessions"] = sessions
-        doc["participants_v2"] = people
         return FetchedRecord(
-            document=doc,
+            document=document,
             pages=stream.pages,
             session_pages=stream.session_page_count,
             participant_pages=stream.participant_page_count,
-            sessions=len(sessions),
-            participants=len(people),
+            sessions=stream.sessions,
+            participants=stream.participant_count,
             requests=stream.requests,
         )
 
 
 class RecordStream:
-    """One record being fetched: ``head`` (the record without sessions), ``session_pages()``
-    and the ``participants`` task. Close it to cancel what is still running."""
+    """One record being fetched: ``head`` (id, version, startDateTime), ``prefix()`` (the
+    record's own fields as raw JSON), ``session_fragments()`` and the ``participants`` task.
+    Close it to cancel what is still running."""
 
     def __init__(self, graph: GraphClient, record_id: str) -> None:
         self.graph = graph
         self.id = record_id
         self.head: dict[str, Any] = {}
-        self.first_sessions: list[Any] = []
+        self.fields: dict[str, msgspec.Raw] = {}
+        self.first_sessions: list[msgspec.Raw] = []
         self.next_link: str | None = None
-        self.participants: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.participants: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.requests: list[str] = []
         self.session_page_count = 0
         self.participant_page_count = 0
@@ -267,40 +291,68 @@ class RecordStream:
     def version(self) -> int:
         return int(self.head.get("version", 0))
 
-    async def get(self, url: str) -> dict[str, Any]:
+    async def get(self, url: str, parse: Callable[[bytes], T]) -> T:
         await self._window.wait()
         self.requests.append(url)
-        return await self.graph.get(url)
+        return await self.graph.request("GET", url, parse=parse)
 
-    async def session_pages(self) -> AsyncIterator[list[Any]]:
-        """The first page (from the record's response), then every nextLink page, in order."""
+    def take_head(self, fields: dict[str, msgspec.Raw]) -> None:
+        """Split the record's first response: its own fields, the first sessions, the link."""
+        head = {k: orjson.loads(bytes(fields[k])) for k in HEAD_KEYS if k in fields}
+        if str(head.get("id", self.id)).lower() != self.id:
+            raise GraphError(200, "IdMismatch", f"asked for {self.id}, got {head.get('id')!r}")
+        sessions = fields.pop("sessions", None)
+        self.first_sessions = _ITEMS.decode(sessions) if sessions is not None else []
+        link = fields.pop(f"sessions{_NEXT}", None)
+        self.next_link = orjson.loads(bytes(link)) if link is not None else None
+        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
+        # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
+        fields.pop("participants_v2", None)
+        fields.pop(f"participants_v2{_NEXT}", None)
+        self.head, self.fields = head, fields
+
+    def prefix(self) -> bytes:
+        """``{`` and the record's own fields, as Graph sent them, ready for ``"sessions"``."""
+        parts = [orjson.dumps(k) + b":" + bytes(v) for k, v in self.fields.items()]
+        return b"{" + b",".join(parts) + (b"," if parts else b"")
+
+    def document(self, sessions: list[bytes], participants: bytes) -> bytes:
+        """The whole record as JSON from its fragments."""
+        joined = b",".join(f for f in sessions if f)
+        return (
+            self.prefix()
+            + b'"sessions":['
+            + joined
+            + b'],"participants_v2":['
+            + participants
+            + b"]}"
+        )
+
+    async def session_fragments(self) -> AsyncIterator[bytes]:
+        """Each sessions page as the comma-joined raw JSON of its sessions, in order."""
         self.session_page_count = 1
         self.sessions = len(self.first_sessions)
-        yield self.first_sessions
+        yield b",".join(self.first_sessions)
         link = self.next_link
         while link:
-            page = await self.get(str(link))
-            values = page.get("value")
-            if not isinstance(values, list):
-                raise Unreachable(200, "BadPage", "a sessions page has no value array")
+            page = await self.get(str(link), _page)
             self.session_page_count += 1
-            self.sessions += len(values)
-            yield values
-            link = page.get(_NEXT)
+            self.sessions += len(page.value)
+            yield b",".join(page.value)
+            link = page.next_link
 
-    async def fetch_participants(self) -> list[Any]:
+    async def fetch_participants(self) -> bytes:
+        """Every participants_v2 page, as the comma-joined raw JSON of the participants."""
         url: str | None = self.graph.url(f"communications/callRecords/{self.id}/participants_v2")
-        items: list[Any] = []
+        fragments: list[bytes] = []
         while url:
-            page = await self.get(url)
-            values = page.get("value")
-            if not isinstance(values, list):
-                raise Unreachable(200, "BadPage", "a participants_v2 page has no value array")
+            page = await self.get(url, _page)
             self.participant_page_count += 1
-            self.participant_count += len(values)
-            items.extend(values)
-            url = page.get(_NEXT)
-        return items
+            self.participant_count += len(page.value)
+            if page.value:
+                fragments.append(b",".join(page.value))
+            url = page.next_link
+        return b",".join(fragments)
 
     async def close(self) -> None:
         if not self.participants.done():
