@@ -34,7 +34,6 @@ DEFAULT_WINDOW = timedelta(hours=48)
 LIST_LIMIT = 40  # requests
 LIST_PERIOD = 20.0  # seconds
 QUEUE_CHUNK = 100
-RateLimiter = SlidingWindow  # the List budget: SlidingWindow(LIST_LIMIT, LIST_PERIOD)
 
 
 class WindowError(ValueError):

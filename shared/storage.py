@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 
 # The async retry policy is only exported from here (pinned SDK version in requirements.txt).
@@ -67,17 +67,6 @@ def queue_client(
     return QueueClient(
         target.queue_uri, queue, credential=_credential(target, credential), **policies
     )
-
-
-def blob_service(
-    target: StorageTarget, credential: AsyncTokenCredential | None = None
-) -> BlobServiceClient:
-    conn = _conn(target)
-    if conn:
-        return BlobServiceClient.from_connection_string(conn)
-    if not target.blob_uri:
-        raise SettingError(f"{target.setting}__blobServiceUri is not set: the blob URI is needed")
-    return BlobServiceClient(target.blob_uri, credential=_credential(target, credential))
 
 
 def container_client(

@@ -10,9 +10,9 @@ import pytest
 
 from shared.archiver import archive_record
 from shared.messages import WorkItem, utcnow
+from shared.ratelimit import SlidingWindow
 from shared.reconcile import (
     RETENTION,
-    RateLimiter,
     WindowError,
     days,
     reconcile,
@@ -20,7 +20,7 @@ from shared.reconcile import (
 )
 
 # The List API budget (40 / 20 s) is the real limiter's job; here it would only add waiting.
-FAST = RateLimiter(limit=10_000, period=1.0)
+FAST = SlidingWindow(limit=10_000, period=1.0)
 
 
 def spread_over_30_days(sim, count: int) -> list[str]:
