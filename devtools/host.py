@@ -242,9 +242,9 @@ def queue_connection(setting: str, settings: dict[str, str]) -> str:
     if not value:
         raise HostError(f"connection setting {setting!r} is not set")
     if value.strip() == "UseDevelopmentStorage=true":
-        from shared.storage import _DEV_EXPANDED
+        from shared.storage import DEVELOPMENT_STORAGE
 
-        return _DEV_EXPANDED
+        return DEVELOPMENT_STORAGE
     return value
 
 

@@ -141,9 +141,3 @@ class ArchiveWriter:
         except (ResourceExistsError, ResourceModifiedError):
             return name, False, size
         return name, True, size
-
-    async def exists(self, record_id: str, start: datetime) -> bool:
-        """Whether any version of the record is archived (reconciliation skips those)."""
-        async for _ in self.container.list_blobs(name_starts_with=record_prefix(record_id, start)):
-            return True
-        return False

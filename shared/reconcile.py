@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.archive import blob_name, parse_graph_datetime
+from shared.archive import blob_name, parse_graph_datetime, record_prefix
 from shared.graph import Throttled
 from shared.ids import is_guid
 from shared.messages import WorkItem, utcnow
@@ -151,7 +151,7 @@ def _missing(item: Any, names: set[str], folders: set[str]) -> str | None:
             start = parse_graph_datetime(item.get("startDateTime"))
         except ValueError:
             return rid
-        return None if f"{start:%Y/%m/%d}/{rid}" in folders else rid
+        return None if record_prefix(rid, start) in folders else rid
     return None if name in names else rid
 
 
@@ -178,7 +178,7 @@ async def reconcile(
         progress(report)
     for start, end in days(since, until):
         names = await archived_names(rt, start, end)
-        folders = {name.rsplit("/", 1)[0] for name in names}
+        folders = {name.rsplit("/", 1)[0] + "/" for name in names}
         async for items in list_records(rt, start, end, limiter):
             report.pages += 1
             report.listed += len(items)

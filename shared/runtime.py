@@ -15,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 from shared.archive import ArchiveWriter
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
 from shared.graph import GraphClient
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, StorageTarget, load_settings
 from shared.storage import container_client, queue_client
 from shared.workqueue import WorkQueue
 
@@ -26,7 +26,8 @@ GRAPH_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
 @dataclass
 class Runtime:
     settings: Settings
-    credential: AsyncTokenCredential
+    credential: AsyncTokenCredential  # Graph's (and storage's, for the same identity)
+    credentials: list[AsyncTokenCredential]  # every distinct one, closed with the runtime
     tokens: TokenProvider
     http: httpx.AsyncClient
     graph: GraphClient
@@ -38,7 +39,8 @@ class Runtime:
         await self.work.queue.close()
         await self.work.poison.close()
         await self.archive.container.close()
-        await self.credential.close()
+        for credential in self.credentials:
+            await credential.close()
 
 
 _runtime: Runtime | None = None
@@ -49,27 +51,40 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
     """Wire the services for one set of settings (tests and the CLI build their own).
 
     A credential passed in (the CLI's DefaultAzureCredential) serves Graph and identity-based
-    storage alike; without one, each uses its managed identity (AZURE_CLIENT_ID, __clientId).
+    storage alike; without one, each managed identity in use (AZURE_CLIENT_ID, __clientId)
+    gets one credential, shared by every client that uses it and closed with the runtime.
     """
-    shared_credential = credential
-    credential = credential or managed_identity(settings.client_id)
-    tokens = TokenProvider(credential, settings.graph_scope)
+    credentials: dict[str | None, AsyncTokenCredential] = {}
+
+    def identity(client_id: str | None) -> AsyncTokenCredential:
+        if credential is not None:
+            return credential
+        if client_id not in credentials:
+            credentials[client_id] = managed_identity(client_id)
+        return credentials[client_id]
+
+    def storage_identity(target: StorageTarget) -> AsyncTokenCredential | None:
+        return None if target.connection_string else identity(target.client_id)
+
+    graph_identity = identity(settings.client_id)
+    tokens = TokenProvider(graph_identity, settings.graph_scope)
     # httpx's API over aiohttp's connection pool: the same client code, a fraction of the CPU
     # per request under concurrency (bench/README.md has the figures).
     http = httpx.AsyncClient(timeout=GRAPH_TIMEOUT, transport=AiohttpTransport(limits=GRAPH_LIMITS))
-    container = container_client(
-        settings.archive_storage, settings.archive_container, shared_credential
+    host, archive = settings.host_storage, settings.archive_storage
+    work = WorkQueue(
+        queue_client(host, settings.queue_name, storage_identity(host)),
+        queue_client(host, settings.poison_queue_name, storage_identity(host)),
     )
+    container = container_client(archive, settings.archive_container, storage_identity(archive))
     return Runtime(
         settings=settings,
-        credential=credential,
+        credential=graph_identity,
+        credentials=[graph_identity, *(c for c in credentials.values() if c is not graph_identity)],
         tokens=tokens,
         http=http,
         graph=GraphClient(settings.graph_base_url, tokens, http),
-        work=WorkQueue(
-            queue_client(settings.host_storage, settings.queue_name, shared_credential),
-            queue_client(settings.host_storage, settings.poison_queue_name, shared_credential),
-        ),
+        work=work,
         archive=ArchiveWriter(container),
     )
 

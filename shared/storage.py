@@ -12,8 +12,8 @@ from azure.storage.queue.aio import QueueClient
 from shared.auth import AsyncTokenCredential, managed_identity
 from shared.settings import SettingError, StorageTarget
 
-_DEV = "UseDevelopmentStorage=true"
-_DEV_EXPANDED = (
+_DEV_SHORTHAND = "UseDevelopmentStorage=true"
+DEVELOPMENT_STORAGE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
@@ -31,8 +31,8 @@ QUEUE_OPTIONS = {
 
 
 def _conn(target: StorageTarget) -> str | None:
-    if target.connection_string == _DEV:
-        return _DEV_EXPANDED
+    if target.connection_string == _DEV_SHORTHAND:
+        return DEVELOPMENT_STORAGE
     return target.connection_string
 
 

@@ -37,7 +37,7 @@ def read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
     try:
         return parse_body(req.get_body())
     except BadRequest as exc:
-        log.warning("notification request refused: %s", exc)
+        log.warning("webhook request refused: %s", exc)
         return error(exc.status, str(exc))
 
 

@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from shared.archive import ArchiveWriter, blob_name, parse_graph_datetime
+from shared.archive import ArchiveWriter, blob_name, parse_graph_datetime, record_prefix
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
 
@@ -89,8 +89,12 @@ async def test_written_once_then_noop_then_new_version(azurite) -> None:
         v3 = _record(3)
         results = await asyncio.gather(*(writer.write(v3, orjson.dumps(v3)) for _ in range(10)))
         assert sum(written for _, written in results) == 1
-        assert await writer.exists(RID, parse_graph_datetime(v3["startDateTime"]))
-        assert not await writer.exists(str(uuid.uuid4()), parse_graph_datetime(v3["startDateTime"]))
+        # Every version sits in the record's folder, the one reconciliation looks in.
+        folder = record_prefix(RID, parse_graph_datetime(v3["startDateTime"]))
+        in_folder = [b.name async for b in container.list_blobs(name_starts_with=folder)]
+        assert in_folder == [f"{folder}v1.json", f"{folder}v2.json", f"{folder}v3.json"]
+        other = record_prefix(str(uuid.uuid4()), parse_graph_datetime(v3["startDateTime"]))
+        assert [b.name async for b in container.list_blobs(name_starts_with=other)] == []
     finally:
         await container.delete_container()
         await service.close()
