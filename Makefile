@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 AZURITE := node_modules/.bin/azurite
+PYRIGHT := node_modules/.bin/pyright
 
-.PHONY: run test lint format bench chaos clean
+.PHONY: run test test-unit lint format bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -72,11 +73,13 @@ clean-extra-venvs:
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
-## make test: lint, then every test (unit, Azurite integration, end to end).
-test: $(STAMP) $(AZURITE) $(CHECKOV_STAMP) $(PY313_STAMP)
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+## make test: lint and type check, then every test (unit, then Azurite integration, end to end).
+test: lint $(CHECKOV_STAMP) $(PY313_STAMP)
 	$(PY) -m pytest
+
+## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
 
 # ---- begin: bench (owned by bench/; see bench/README.md) ----
 # make bench: every figure of issue 6 beside its floor or target, on loopback (Azurite, the
@@ -92,9 +95,10 @@ bench: $(STAMP) $(AZURITE)
 chaos: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.chaos
 
-lint: $(STAMP)
+lint: $(STAMP) $(AZURITE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PYRIGHT)
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .

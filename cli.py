@@ -39,11 +39,11 @@ from shared import poison
 from shared.archiver import archive_record
 from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
 from shared.ids import is_guid, normalize_id
-from shared.messages import WorkItem, utcnow
+from shared.messages import Source, WorkItem, utcnow
 from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_from_text
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
-from shared.status import collect
+from shared.status import Verdict, collect
 from shared.storage import queue_client
 from shared.subscriptions import Subscription, SubscriptionError, SubscriptionKeeper
 from shared.workqueue import QueueUnavailable
@@ -62,11 +62,9 @@ class CliError(Exception):
 # ------------------------------------------------------------------------------ output helpers
 
 
-def _when(dt: datetime | str | None) -> str:
+def _when(dt: datetime | None) -> str:
     if dt is None:
         return "-"
-    if isinstance(dt, str):
-        dt = datetime.fromisoformat(dt)
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -181,10 +179,10 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     facts = await collect(rt)
     if args.json:
         print(json.dumps(facts.as_dict(), indent=2))
-        return 0 if facts.verdict == "healthy" else 1
+        return 0 if facts.verdict is Verdict.HEALTHY else 1
     s = rt.settings
     if facts.subscription_id:
-        left = datetime.fromisoformat(facts.subscription_expires or "") - utcnow()
+        left = (facts.subscription_expires or utcnow()) - utcnow()
         sub = f"{facts.subscription_id}, expires {_when(facts.subscription_expires)} (in {_ago(left)})"
     else:
         sub = "none"
@@ -209,7 +207,7 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         print(f"{name:<16} {value}")
     for problem in facts.problems:
         print(f"  - {problem}")
-    return 0 if facts.verdict == "healthy" else 1
+    return 0 if facts.verdict is Verdict.HEALTHY else 1
 
 
 async def cmd_subscription(rt: Runtime, args: argparse.Namespace) -> int:
@@ -282,7 +280,7 @@ async def cmd_backfill(rt: Runtime, args: argparse.Namespace) -> int:
             rt,
             args.since,
             args.until,
-            source="backfill",
+            source=Source.BACKFILL,
             progress=bar.update,
             dry_run=args.dry_run,
         )
@@ -307,7 +305,7 @@ async def cmd_enqueue(rt: Runtime, args: argparse.Namespace) -> int:
     count = 0
     for first in range(0, len(ids), QUEUE_CHUNK):  # a bounded number of sends in flight
         count += await rt.work.put(
-            WorkItem.new(rid, "cli") for rid in ids[first : first + QUEUE_CHUNK]
+            WorkItem.new(rid, Source.CLI) for rid in ids[first : first + QUEUE_CHUNK]
         )
     print(f"queued {count} record id(s) on {rt.settings.queue_name}")
     return 0
@@ -316,7 +314,7 @@ async def cmd_enqueue(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_fetch(rt: Runtime, args: argparse.Namespace) -> int:
     (rid,) = _guids([args.id], "call record id")
     try:
-        result = await archive_record(rt, WorkItem.new(rid, "cli"))
+        result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
     except NotFound:
         raise CliError(
             f"record {rid} not found in Graph: not published yet (up to 150 min after the call "

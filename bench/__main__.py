@@ -31,7 +31,7 @@ def log(message: str) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller counts (about 3 minutes)")
     p.add_argument(
         "--only",

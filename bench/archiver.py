@@ -165,13 +165,13 @@ async def cpu_floor(st: Stack, kind: RecordKind, ids: list[str], concurrency: in
 
 async def _archive_all(rt: Any, ids: list[str], concurrency: int) -> list[Any]:
     from shared.archiver import archive_record
-    from shared.messages import WorkItem
+    from shared.messages import Source, WorkItem
 
     sem = asyncio.Semaphore(concurrency)
 
     async def one(rid: str) -> Any:
         async with sem:
-            return await archive_record(rt, WorkItem.new(rid, "notification"))
+            return await archive_record(rt, WorkItem.new(rid, Source.NOTIFICATION))
 
     return await asyncio.gather(*(one(r) for r in ids), return_exceptions=True)
 
@@ -225,7 +225,7 @@ async def in_process(st: Stack, ids: list[str], cfg: Config, profile: bool = Fal
 
 
 async def enqueue(conn: str, queue: str, ids: list[str]) -> None:
-    from shared.messages import WorkItem
+    from shared.messages import Source, WorkItem
 
     client = QueueClient.from_connection_string(
         conn, queue, message_encode_policy=TextBase64EncodePolicy()
@@ -234,7 +234,10 @@ async def enqueue(conn: str, queue: str, ids: list[str]) -> None:
         for i in range(0, len(ids), 64):
             chunk = ids[i : i + 64]
             await asyncio.gather(
-                *(client.send_message(WorkItem.new(r, "notification").to_json()) for r in chunk)
+                *(
+                    client.send_message(WorkItem.new(r, Source.NOTIFICATION).to_json())
+                    for r in chunk
+                )
             )
 
 
@@ -270,7 +273,11 @@ def hosted(st: Stack, ids: list[str], cfg: Config, name: str, timeout: float) ->
             now = time.perf_counter()
             if archived and t_first is None:
                 t_first = now - t0
-            if archived >= len(ids) or now > deadline or host.proc.poll() is not None:
+            if (
+                archived >= len(ids)
+                or now > deadline
+                or (host.proc is None or host.proc.poll() is not None)
+            ):
                 break
             time.sleep(0.02)
         cpu = meter.stop()

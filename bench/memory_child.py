@@ -38,17 +38,17 @@ def peak_kib() -> int:
 
 async def archive(warm_id: str, record_id: str) -> dict[str, object]:
     from shared.archiver import archive_record
-    from shared.messages import WorkItem
+    from shared.messages import Source, WorkItem
     from shared.runtime import build_runtime
     from shared.settings import load_settings
 
     rt = build_runtime(load_settings())
     try:
-        await archive_record(rt, WorkItem.new(warm_id, "notification"))
+        await archive_record(rt, WorkItem.new(warm_id, Source.NOTIFICATION))
         gc.collect()
         warm_rss, warm_peak = rss_kib(), peak_kib()
         t0 = time.perf_counter()
-        result = await archive_record(rt, WorkItem.new(record_id, "notification"))
+        result = await archive_record(rt, WorkItem.new(record_id, Source.NOTIFICATION))
         seconds = time.perf_counter() - t0
         peak = peak_kib()
         ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
 
     gc.collect()
     idle = rss_kib()
-    out = {
+    out: dict[str, object] = {
         "idle_rss_kib": idle,
         "idle_peak_kib": peak_kib(),
         "ru_maxrss_at_idle_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -74,7 +74,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
                 time.sleep(max(0.0, t0 + mark - time.perf_counter()))
                 stats = st.sim.client.stats()
                 archived, failed = host.poll_log()
-                point = {
+                point: dict[str, Any] = {
                     "t": mark,
                     **_counts(stats),
                     "archived": archived,

@@ -56,9 +56,9 @@ def batches(size: int, count: int, client_state: str) -> list[tuple[list[str], b
 
 def queue_messages(ids: list[str]) -> list[str]:
     """The messages the webhook queues for these ids (the app's own WorkItem JSON)."""
-    from shared.messages import WorkItem
+    from shared.messages import Source, WorkItem
 
-    return [WorkItem.new(i, "notification").to_json() for i in ids]
+    return [WorkItem.new(i, Source.NOTIFICATION).to_json() for i in ids]
 
 
 def _summary(latencies_s: list[float], notifications: int, wall: float) -> dict[str, Any]:

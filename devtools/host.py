@@ -181,7 +181,7 @@ def load_functions(app_dir: Path, settings: dict[str, str]) -> list[Function]:
         if settings.get(f"AzureWebJobs.{name}.Disabled", "").lower() in ("true", "1"):
             log.info("%s is disabled by AzureWebJobs.%s.Disabled", name, name)
             continue
-        functions.append(Function(name, handler, trigger, bindings))
+        functions.append(Function(str(name), handler, trigger, bindings))
     return functions
 
 

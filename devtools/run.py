@@ -72,7 +72,7 @@ def _write_cli_env(path: Path, env: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--port", type=int, default=7071, help="app port (default 7071, or a free one)"
     )

@@ -1,22 +1,25 @@
-"""The queue worker: fetch a complete record, write it once, log one line."""
+"""Archiving one record from the queue: fetch it complete, write it once, and the retry policy
+(404s and long throttles come back later as new messages; the host's last try parks)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+
+import orjson
 
 from shared.graph import GraphError, NotFound, Throttled, Unauthorized
-from shared.lifecycle import run_control
-from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
-from shared.runtime import Runtime, get_runtime
+from shared.messages import WorkItem, utcnow
+from shared.runtime import Runtime
 
-log = logging.getLogger("archive")
+log = logging.getLogger(__name__)
 
-# host.json extensions.queues.maxDequeueCount: on that try a failure is parked with its reason.
-MAX_DEQUEUE_COUNT = 5
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 MAX_DELAY = 1800  # seconds between two fetches of a record that is not published yet
 
 
@@ -35,7 +38,8 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     """Fetch every page of the record and upload it if that version is not archived yet.
 
     The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
-    in one request, a longer one written page by page (ArchiveWriter.write_stream). Any Graph, network or storage failure
+    in one request, a longer one written page by page (ArchiveWriter.write_stream).
+    Any Graph, network or storage failure
     raises before anything is committed, so the host retries the message and a partial
     record never reaches the archive.
     """
@@ -44,7 +48,7 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     try:
         if stream.next_link is None:  # one page: the whole record in one upload
             sessions = [fragment async for fragment in stream.session_fragments()]
-            data = stream.document(sessions, await stream.participants)
+            data = stream.document(sessions, await stream.participants_task)
             name, written = await rt.archive.write(stream.head, data)
             size = len(data)
         else:
@@ -66,7 +70,7 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
         result.id,
         result.version,
         result.pages,
-        stream.sessions,
+        stream.session_count,
         stream.participant_count,
         result.bytes,
         result.ms,
@@ -109,30 +113,28 @@ async def retry_later(rt: Runtime, item: WorkItem, error: GraphError, at_least: 
     )
 
 
-async def handle_message(body: bytes, dequeue_count: int | None = None) -> None:
-    """Queue trigger entry: archive a record, or carry out a control action.
+@functools.cache
+def max_dequeue_count() -> int:
+    """host.json's ``extensions.queues.maxDequeueCount`` (the host's default, 5, if unset): on
+    that try a failure is parked by us, with its reason, instead of by the host, bare."""
+    host = orjson.loads(HOST_JSON.read_bytes())
+    return int(host.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+
+
+async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
+    """Archive the record a queue message names, applying the retry policy.
 
     404 and long throttles go back on the queue with a delay; other failures raise so the host
     retries, and on the host's last try the item is parked in poison with the reason and the
-    last error (instead of the host's bare copy). Malformed messages go straight to poison.
+    last error (instead of the host's bare copy).
     """
-    rt = await get_runtime()
     try:
-        item = parse_message(body)
-    except MessageError as exc:
-        log.error("malformed queue message moved to poison: %s", exc)
-        await rt.work.put_raw_poison(body, str(exc))
-        return
-    try:
-        if isinstance(item, ControlItem):
-            await run_control(rt, item)
-        else:
-            try:
-                await archive_record(rt, item)
-            except NotFound as exc:
-                await retry_later(rt, item, exc)
-            except Throttled as exc:
-                await retry_later(rt, item, exc, at_least=exc.retry_after or 0)
+        try:
+            await archive_record(rt, item)
+        except NotFound as exc:
+            await retry_later(rt, item, exc)
+        except Throttled as exc:
+            await retry_later(rt, item, exc, at_least=exc.retry_after or 0)
     except Exception as exc:
         if isinstance(exc, Unauthorized):
             log.error(
@@ -143,7 +145,7 @@ async def handle_message(body: bytes, dequeue_count: int | None = None) -> None:
                 exc.code,
                 f" {rt.settings.client_id}" if rt.settings.client_id else "",
             )
-        if (dequeue_count or 0) < MAX_DEQUEUE_COUNT or isinstance(item, ControlItem):
+        if dequeue_count < max_dequeue_count():
             raise
         reason = f"failed {dequeue_count} times"
         error = f"{type(exc).__name__}: {exc}"[:500]

@@ -1,4 +1,4 @@
-"""Tokens: one credential per process, one token request per token lifetime.
+"""Tokens: one credential per managed identity, one token request per token lifetime.
 
 azure-identity's ManagedIdentityCredential speaks the App Service protocol
 (IDENTITY_ENDPOINT/IDENTITY_HEADER) in Azure and against the local simulator alike.
@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
 
 from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
 
 # Refresh this long before expiry, so a token never runs out in the middle of a record.
 REFRESH_MARGIN_SECONDS = 300
-
-
-class AsyncTokenCredential(Protocol):
-    async def get_token(self, *scopes: str) -> AccessToken: ...
-    async def close(self) -> None: ...
 
 
 class TokenProvider:
@@ -29,7 +24,6 @@ class TokenProvider:
         self._scope = scope
         self._token: AccessToken | None = None
         self._lock = asyncio.Lock()
-        self.requests = 0  # how many tokens were fetched (benchmarks report it)
 
     def _fresh(self) -> AccessToken | None:
         token = self._token
@@ -47,7 +41,6 @@ class TokenProvider:
             if cached:
                 return cached.token
             self._token = await self._credential.get_token(self._scope)
-            self.requests += 1
             return self._token.token
 
     def invalidate(self) -> None:

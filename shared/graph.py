@@ -7,7 +7,6 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -17,6 +16,7 @@ import orjson
 
 from shared.auth import TokenProvider
 from shared.ids import normalize_id
+from shared.jsonvalues import as_object
 from shared.ratelimit import AdaptiveRate, SlidingWindow
 
 API = "v1.0"
@@ -49,8 +49,8 @@ def _object(content: bytes) -> dict[str, Any]:
     """A JSON object body as a dict ({} for an empty body, e.g. 204)."""
     if not content:
         return {}
-    body = orjson.loads(content)
-    if not isinstance(body, dict):
+    body = as_object(orjson.loads(content))
+    if body is None:
         raise TypeError("JSON body is not an object")
     return body
 
@@ -116,27 +116,6 @@ def _error(response: httpx.Response) -> GraphError:
     elif status in (401, 403):
         cls = Unauthorized
     return cls(status, code, message, _retry_after(response))
-
-
-@dataclass
-class FetchedRecord:
-    """A complete record and what it took to get it."""
-
-    document: dict[str, Any]
-    pages: int = 1
-    session_pages: int = 1
-    participant_pages: int = 1
-    sessions: int = 0
-    participants: int = 0
-    requests: list[str] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return str(self.document.get("id", ""))
-
-    @property
-    def version(self) -> int:
-        return int(self.document.get("version", 0))
 
 
 class GraphClient:
@@ -229,7 +208,7 @@ class GraphClient:
         """
         rid = normalize_id(record_id)
         stream = RecordStream(self, rid)
-        stream.participants = asyncio.ensure_future(stream.fetch_participants())
+        stream.participants_task = asyncio.ensure_future(stream.fetch_participants())
         try:
             url = self.url(f"communications/callRecords/{rid}?$expand={EXPAND}")
             fields = await stream.get(url, _fields)
@@ -238,28 +217,6 @@ class GraphClient:
             await stream.close()
             raise
         return stream
-
-    async def fetch_call_record(self, record_id: str) -> FetchedRecord:
-        """The whole record in memory: every session (with segments), every participants_v2.
-
-        The first response with the pages merged in and no nextLink annotations, or an
-        exception: never a partial record.
-        """
-        stream = await self.open_call_record(record_id)
-        try:
-            sessions = [fragment async for fragment in stream.session_fragments()]
-            document = orjson.loads(stream.document(sessions, await stream.participants))
-        finally:
-            await stream.close()
-        return FetchedRecord(
-            document=document,
-            pages=stream.pages,
-            session_pages=stream.session_page_count,
-            participant_pages=stream.participant_page_count,
-            sessions=stream.sessions,
-            participants=stream.participant_count,
-            requests=stream.requests,
-        )
 
 
 class RecordStream:
@@ -274,12 +231,11 @@ class RecordStream:
         self.fields: dict[str, msgspec.Raw] = {}
         self.first_sessions: list[msgspec.Raw] = []
         self.next_link: str | None = None
-        self.participants: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.requests: list[str] = []
+        self.participants_task: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.session_page_count = 0
         self.participant_page_count = 0
         self.participant_count = 0
-        self.sessions = 0
+        self.session_count = 0
         self._window = SlidingWindow(PER_RECORD_LIMIT, PER_RECORD_PERIOD)
 
     @property
@@ -293,7 +249,6 @@ class RecordStream:
 
     async def get(self, url: str, parse: Callable[[bytes], T]) -> T:
         await self._window.wait()
-        self.requests.append(url)
         return await self.graph.request("GET", url, parse=parse)
 
     def take_head(self, fields: dict[str, msgspec.Raw]) -> None:
@@ -331,13 +286,13 @@ class RecordStream:
     async def session_fragments(self) -> AsyncIterator[bytes]:
         """Each sessions page as the comma-joined raw JSON of its sessions, in order."""
         self.session_page_count = 1
-        self.sessions = len(self.first_sessions)
+        self.session_count = len(self.first_sessions)
         yield b",".join(self.first_sessions)
         link = self.next_link
         while link:
             page = await self.get(str(link), _page)
             self.session_page_count += 1
-            self.sessions += len(page.value)
+            self.session_count += len(page.value)
             yield b",".join(page.value)
             link = page.next_link
 
@@ -355,6 +310,6 @@ class RecordStream:
         return b",".join(fragments)
 
     async def close(self) -> None:
-        if not self.participants.done():
-            self.participants.cancel()
-        await asyncio.gather(self.participants, return_exceptions=True)
+        if not self.participants_task.done():
+            self.participants_task.cancel()
+        await asyncio.gather(self.participants_task, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""Keeping the subscription alive: the hourly keeper, lifecycle notifications, control actions.
+"""Keeping the subscription alive: the hourly keeper, lifecycle events, control actions.
 
 Lifecycle notifications are answered 202 at once; the work they ask for (reauthorize,
 recreate and reconcile, reconcile) goes through the queue as a ControlItem, so a slow Graph
@@ -9,33 +9,31 @@ from __future__ import annotations
 
 import logging
 
-import azure.functions as func
-
 from shared.graph import GraphError, NotFound
 from shared.ids import is_guid
-from shared.messages import ControlItem
-from shared.notifications import same_secret
+from shared.jsonvalues import as_object
+from shared.messages import ControlAction, ControlItem, WorkItem
+from shared.notifications import Sorted, same_secret
 from shared.reconcile import reconcile_recent
 from shared.runtime import Runtime
 from shared.subscriptions import Outcome, SubscriptionError, SubscriptionKeeper
-from shared.webhook import accept
-from shared.workqueue import Message
 
-log = logging.getLogger("lifecycle")
+log = logging.getLogger(__name__)
 
 EVENTS = {
-    "reauthorizationrequired": "reauthorize",
-    "subscriptionremoved": "recreate",
-    "missed": "reconcile",
+    "reauthorizationrequired": ControlAction.REAUTHORIZE,
+    "subscriptionremoved": ControlAction.RECREATE,
+    "missed": ControlAction.RECONCILE,
 }
 
 
 def sort_events(value: list[object], client_state: str) -> tuple[list[ControlItem], list[str]]:
     """Genuine lifecycle events as control actions (one per subscription and action)."""
-    actions: dict[tuple[str, str | None], ControlItem] = {}
+    actions: dict[tuple[ControlAction, str | None], ControlItem] = {}
     dropped: list[str] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
+    for index, raw in enumerate(value):
+        item = as_object(raw)
+        if item is None:
             dropped.append(f"item {index}: not an object")
             continue
         if not same_secret(item.get("clientState"), client_state):
@@ -56,18 +54,13 @@ def sort_events(value: list[object], client_state: str) -> tuple[list[ControlIte
     return list(actions.values()), dropped
 
 
-def _lifecycle_items(
-    value: list[object], client_state: str
-) -> tuple[list[Message], list[str], dict[str, int]]:
+def lifecycle_items(value: list[object], client_state: str) -> Sorted:
+    """A lifecycle-notification batch as the control actions to queue."""
     actions, dropped = sort_events(value, client_state)
     for action in actions:
         log.info("lifecycle: %s queued for subscription %s", action.action, action.subscription_id)
-    return list(actions), dropped, {}
-
-
-async def handle_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
-    """Graph lifecycle notifications -> queued control actions, then 202."""
-    return await accept(req, "lifecycle notification", _lifecycle_items)
+    items: list[WorkItem | ControlItem] = list(actions)
+    return Sorted(items, dropped)
 
 
 async def keep_subscription(rt: Runtime) -> Outcome:
@@ -85,7 +78,7 @@ async def keep_subscription(rt: Runtime) -> Outcome:
 async def run_control(rt: Runtime, item: ControlItem) -> None:
     """Carry out a lifecycle action taken from the queue (raises to be retried)."""
     keeper = SubscriptionKeeper(rt.graph, rt.settings)
-    if item.action == "reauthorize":
+    if item.action is ControlAction.REAUTHORIZE:
         if item.subscription_id:
             try:
                 await keeper.reauthorize(item.subscription_id)
@@ -100,7 +93,7 @@ async def run_control(rt: Runtime, item: ControlItem) -> None:
         if (await keeper.ensure()).action == "created":
             # It was gone, so notifications may have been lost meanwhile.
             await reconcile_recent(rt, item.hours)
-    elif item.action == "recreate":
+    elif item.action is ControlAction.RECREATE:
         # Close the gap even if the subscription cannot be recreated right now (that needs a
         # person, and the message is retried): the reconciliation does not depend on it.
         try:
@@ -109,5 +102,5 @@ async def run_control(rt: Runtime, item: ControlItem) -> None:
             await reconcile_recent(rt, item.hours)
             raise
         await reconcile_recent(rt, item.hours)
-    elif item.action == "reconcile":
+    elif item.action is ControlAction.RECONCILE:
         await reconcile_recent(rt, item.hours)

@@ -7,12 +7,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import orjson
 
 from shared.ids import normalize_id
+from shared.jsonvalues import as_object
 
-SOURCES = ("notification", "lifecycle", "reconcile", "backfill", "cli", "replay", "retry")
+
+class Source(StrEnum):
+    """Who queued a record id (kept in the message, shown in poison and logs)."""
+
+    NOTIFICATION = "notification"
+    LIFECYCLE = "lifecycle"
+    RECONCILE = "reconcile"
+    BACKFILL = "backfill"
+    CLI = "cli"
+    REPLAY = "replay"
+    RETRY = "retry"
+
+
+class ControlAction(StrEnum):
+    """What a lifecycle notification asks the queue worker to do."""
+
+    REAUTHORIZE = "reauthorize"
+    RECREATE = "recreate"
+    RECONCILE = "reconcile"
+
+
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -29,7 +51,7 @@ class WorkItem:
     """One record to archive."""
 
     id: str
-    source: str = "notification"
+    source: Source = Source.NOTIFICATION
     first_seen: datetime | None = None
     attempt: int = 0
     last_error: str | None = None
@@ -60,11 +82,11 @@ class WorkItem:
 
     def replayed(self) -> WorkItem:
         """A fresh start for an item taken back from poison (new window, no attempts)."""
-        return WorkItem(id=self.id, source="replay", first_seen=utcnow())
+        return WorkItem(id=self.id, source=Source.REPLAY, first_seen=utcnow())
 
     @classmethod
-    def new(cls, record_id: str, source: str) -> WorkItem:
-        return cls(id=normalize_id(record_id), source=source, first_seen=utcnow())
+    def new(cls, record_id: str, source: Source) -> WorkItem:
+        return cls(id=normalize_id(record_id), source=Source(source), first_seen=utcnow())
 
     @classmethod
     def from_body(cls, body: bytes | str) -> WorkItem:
@@ -75,23 +97,24 @@ class WorkItem:
         text = raw.strip()
         if text[:1] != b"{":
             try:
-                return cls.new(text.decode("ascii").strip('"'), "cli")
+                return cls.new(text.decode("ascii").strip('"'), Source.CLI)
             except (UnicodeDecodeError, ValueError) as exc:
                 raise MessageError("message is neither JSON nor a GUID") from exc
         try:
-            data = orjson.loads(text)
+            data = as_object(orjson.loads(text))
         except orjson.JSONDecodeError as exc:
             raise MessageError(f"message is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
+        if data is None:
             raise MessageError("message JSON is not an object")
         try:
             record_id = normalize_id(data.get("id"))
         except ValueError as exc:
             raise MessageError(str(exc)) from exc
-        source = data.get("source", "notification")
-        if source not in SOURCES:
-            raise MessageError(f"unknown source {str(source)[:40]!r}")
-        attempt = data.get("attempt", 0)
+        try:
+            source = Source(data.get("source", Source.NOTIFICATION))
+        except ValueError as exc:
+            raise MessageError(f"unknown source {str(data.get('source'))[:40]!r}") from exc
+        attempt: object = data.get("attempt", 0)
         if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt < 10_000:
             raise MessageError("attempt must be a small non-negative integer")
         first_seen = None
@@ -114,14 +137,11 @@ class WorkItem:
         )
 
 
-CONTROL_ACTIONS = ("reauthorize", "recreate", "reconcile")
-
-
 @dataclass(frozen=True)
 class ControlItem:
     """Work a lifecycle notification asks for, queued so the webhook can answer 202 at once."""
 
-    action: str
+    action: ControlAction
     subscription_id: str | None = None
     hours: int | None = None
 
@@ -135,9 +155,10 @@ class ControlItem:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ControlItem:
-        action = data.get("control")
-        if action not in CONTROL_ACTIONS:
-            raise MessageError(f"unknown control action {str(action)[:40]!r}")
+        try:
+            action = ControlAction(data.get("control"))
+        except ValueError as exc:
+            raise MessageError(f"unknown control action {str(data.get('control'))[:40]!r}") from exc
         sub = data.get("subscriptionId")
         hours = data.get("hours")
         if sub is not None:
@@ -147,7 +168,7 @@ class ControlItem:
                 raise MessageError(str(exc)) from exc
         if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 24 * 30):
             raise MessageError("hours must be 1-720")
-        return cls(str(action), sub, hours)
+        return cls(action, sub, hours)
 
 
 def parse_message(body: bytes | str) -> WorkItem | ControlItem:
@@ -155,9 +176,9 @@ def parse_message(body: bytes | str) -> WorkItem | ControlItem:
     raw = body.encode() if isinstance(body, str) else body
     if raw.lstrip()[:1] == b"{" and b'"control"' in raw:
         try:
-            data = orjson.loads(raw)
+            data = as_object(orjson.loads(raw))
         except orjson.JSONDecodeError as exc:
             raise MessageError(f"message is not valid JSON: {exc}") from exc
-        if isinstance(data, dict) and "control" in data:
+        if data is not None and "control" in data:
             return ControlItem.from_dict(data)
     return WorkItem.from_body(raw)

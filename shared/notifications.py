@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 
 from shared.ids import is_guid
+from shared.jsonvalues import as_list, as_object
+from shared.messages import ControlItem, Source, WorkItem
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph batches are far smaller; this bounds the parse.
 MAX_VALIDATION_TOKEN = 1024
@@ -30,10 +32,18 @@ class BadRequest(ValueError):
 class Batch:
     """A notification batch sorted out: ids to queue (deduplicated, in order) and drops."""
 
-    ids: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list[str])
+    dropped: list[str] = field(default_factory=list[str])
     duplicates: int = 0
-    subscriptions: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """What a webhook queues from one request, what it dropped (with reasons), and counts."""
+
+    items: list[WorkItem | ControlItem]
+    dropped: list[str]
+    counts: dict[str, int] = field(default_factory=dict[str, int])
 
 
 def check_validation_token(token: str) -> str:
@@ -59,13 +69,13 @@ def parse_body(body: bytes) -> list[Any]:
     if not body.strip():
         raise BadRequest("empty body: expected a JSON object with a 'value' array")
     try:
-        data = orjson.loads(body)
+        data = as_object(orjson.loads(body))
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON ({str(exc).split(':')[0]})") from exc
-    if not isinstance(data, dict):
+    if data is None:
         raise BadRequest("body must be a JSON object with a 'value' array")
-    value = data.get("value")
-    if not isinstance(value, list):
+    value = as_list(data.get("value"))
+    if value is None:
         raise BadRequest("body has no 'value' array")
     if len(value) > MAX_ITEMS:
         raise BadRequest(f"'value' holds more than {MAX_ITEMS} notifications", status=413)
@@ -82,9 +92,9 @@ def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
     rid = resource[len(RESOURCE_PREFIX) :]
     if not is_guid(rid):
         return None, "resource id is not a GUID"
-    data = item.get("resourceData")
-    if data is not None:
-        if not isinstance(data, dict):
+    if item.get("resourceData") is not None:
+        data = as_object(item["resourceData"])
+        if data is None:
             return None, "resourceData is not an object"
         odata_type = data.get("@odata.type")
         if odata_type is not None and str(odata_type).lower() != ODATA_TYPE:
@@ -98,8 +108,9 @@ def sort_batch(value: list[Any], client_state: str) -> Batch:
     """Keep genuine callRecord ids; drop (with a reason) everything else, item by item."""
     batch = Batch()
     seen: set[str] = set()
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
+    for index, raw in enumerate(value):
+        item = as_object(raw)
+        if item is None:
             batch.dropped.append(f"item {index}: not an object")
             continue
         if not same_secret(item.get("clientState"), client_state):
@@ -116,12 +127,18 @@ def sort_batch(value: list[Any], client_state: str) -> Batch:
         if rid is None:
             batch.dropped.append(f"item {index}: {why}")
             continue
-        sub = item.get("subscriptionId")
-        if isinstance(sub, str) and is_guid(sub):
-            batch.subscriptions.add(sub.lower())
         if rid in seen:
             batch.duplicates += 1
             continue
         seen.add(rid)
         batch.ids.append(rid)
     return batch
+
+
+def notification_items(value: list[Any], client_state: str) -> Sorted:
+    """A change-notification batch as the work items to queue (one per genuine record id)."""
+    batch = sort_batch(value, client_state)
+    items: list[WorkItem | ControlItem] = [
+        WorkItem.new(rid, Source.NOTIFICATION) for rid in batch.ids
+    ]
+    return Sorted(items, batch.dropped, {"duplicates": batch.duplicates})

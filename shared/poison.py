@@ -23,6 +23,7 @@ import orjson
 from azure.core.exceptions import AzureError
 from azure.storage.queue.aio import QueueClient
 
+from shared.jsonvalues import as_object
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
 from shared.workqueue import QueueUnavailable, WorkQueue
 
@@ -72,10 +73,10 @@ def understand(
     except (binascii.Error, ValueError):
         return None, "not base64: no queue trigger can read it", None, text[:200]
     try:
-        data: Any = orjson.loads(raw)
+        data = as_object(orjson.loads(raw))
     except orjson.JSONDecodeError:
         data = None
-    if isinstance(data, dict) and "body" in data and "id" not in data and "control" not in data:
+    if data is not None and "body" in data and "id" not in data and "control" not in data:
         return None, str(data.get("reason") or "malformed"), None, str(data["body"])[:200]
     try:
         item = parse_message(raw)
@@ -99,7 +100,7 @@ class ReplaySummary:
     malformed_kept: int = 0
     skipped: int = 0  # not among the requested ids
     failed: int = 0
-    found_ids: set[str] = field(default_factory=set)
+    found_ids: set[str] = field(default_factory=set[str])
 
 
 async def replay(

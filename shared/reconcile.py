@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.archive import blob_name, parse_graph_datetime, record_prefix
+from shared.blobstore import blob_name, parse_graph_datetime, record_prefix
 from shared.graph import Throttled
 from shared.ids import is_guid
-from shared.messages import WorkItem, utcnow
+from shared.jsonvalues import as_object
+from shared.messages import Source, WorkItem, utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
 
-log = logging.getLogger("reconcile")
+log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=30)
 # Start this much inside the 30 days, so a record is not listed while it is being expired.
@@ -47,7 +48,7 @@ class Report:
     since: datetime
     until: datetime
     requested_since: datetime
-    source: str = "reconcile"
+    source: Source = Source.RECONCILE
     dry_run: bool = False
     listed: int = 0
     archived: int = 0  # listed and already in the archive
@@ -137,9 +138,10 @@ async def list_records(
         url = page.get("@odata.nextLink")
 
 
-def _missing(item: Any, names: set[str], folders: set[str]) -> str | None:
+def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
     """The id of a listed record whose listed version is not archived, else None."""
-    if not isinstance(item, dict) or not is_guid(item.get("id")):
+    item = as_object(listed)
+    if item is None or not is_guid(item.get("id")):
         return None
     rid = str(item["id"]).lower()
     try:
@@ -159,7 +161,7 @@ async def reconcile(
     rt: Runtime,
     since: datetime,
     until: datetime | None = None,
-    source: str = "reconcile",
+    source: Source = Source.RECONCILE,
     progress: Callable[[Report], None] | None = None,
     limiter: SlidingWindow | None = None,
     dry_run: bool = False,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from shared.archive import ArchiveWriter
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
+from shared.blobstore import ArchiveWriter
 from shared.graph import GraphClient
 from shared.settings import Settings, StorageTarget, load_settings
 from shared.storage import container_client, queue_client

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from shared.jsonvalues import as_object
+
 # Every app setting the code reads (the infra tests check that Bicep sets each one).
 SETTING_NAMES: tuple[str, ...] = (
     "AzureWebJobsStorage",
@@ -165,10 +167,13 @@ def local_settings_env(app_dir: Path, environ: Mapping[str, str] | None = None) 
     if not path.exists():
         return env
     try:
-        values = orjson.loads(path.read_bytes()).get("Values") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        raise SettingError(f"{path} is malformed: it must be JSON with a Values object") from None
-    if not isinstance(values, dict):
+        document = as_object(orjson.loads(path.read_bytes()))
+    except orjson.JSONDecodeError:
+        document = None
+    if document is None:
+        raise SettingError(f"{path} is malformed: it must be JSON with a Values object")
+    values = as_object(document.get("Values") or {})
+    if values is None:
         raise SettingError(f"{path} is malformed: Values must be an object")
     for key, value in values.items():
         if value is not None and env.get(key) in (None, ""):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -23,22 +24,31 @@ BACKLOG = 5000
 RECENT_DAYS = 3
 
 
+class Verdict(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
 @dataclass
 class Status:
-    verdict: str = "healthy"
-    problems: list[str] = field(default_factory=list)
+    verdict: Verdict = Verdict.HEALTHY
+    problems: list[str] = field(default_factory=list[str])
     subscription_id: str | None = None
-    subscription_expires: str | None = None
+    subscription_expires: datetime | None = None
     queue_depth: int | None = None
     poison_depth: int | None = None
     oldest_visible_message_minutes: float | None = None
     last_archived_blob: str | None = None
-    last_archived_at: str | None = None
+    last_archived_at: datetime | None = None
     archived_last_24h: int = 0
-    checked_at: str = ""
+    checked_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: date-times as ISO 8601 text."""
+        return {
+            key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in asdict(self).items()
+        }
 
 
 async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
@@ -84,7 +94,7 @@ async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
         status.problems.append(f"cannot list the archive container: {type(exc).__name__}")
         return
     if last:
-        status.last_archived_at = last[0].isoformat()
+        status.last_archived_at = last[0]
         status.last_archived_blob = last[1]
 
 
@@ -98,7 +108,7 @@ async def collect(
 ) -> Status:
     """Gather the facts and name every problem found (thresholds are parameters for tests)."""
     now = utcnow()
-    status = Status(checked_at=now.isoformat())
+    status = Status(checked_at=now)
     if check_subscription and not rt.settings.notification_url:
         status.problems.append(
             "NOTIFICATION_URL is not set: no subscription can be created or recognised as ours"
@@ -123,7 +133,7 @@ async def collect(
             else:
                 sub = subs[0]
                 status.subscription_id = sub.id
-                status.subscription_expires = sub.expires.isoformat()
+                status.subscription_expires = sub.expires
                 left = sub.remaining(now)
                 if left <= timedelta(0):
                     status.problems.append(f"subscription {sub.id} has expired")
@@ -146,5 +156,5 @@ async def collect(
         status.problems.append(
             f"queue is backing up: a message has waited {stale:.1f} min (is archive_call_record running?)"
         )
-    status.verdict = "healthy" if not status.problems else "unhealthy"
+    status.verdict = Verdict.HEALTHY if not status.problems else Verdict.UNHEALTHY
     return status

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 
@@ -9,7 +12,6 @@ from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue._shared.policies_async import LinearRetry
 from azure.storage.queue.aio import QueueClient
 
-from shared.auth import AsyncTokenCredential, managed_identity
 from shared.settings import SettingError, StorageTarget
 
 _DEV_SHORTHAND = "UseDevelopmentStorage=true"
@@ -23,8 +25,9 @@ DEVELOPMENT_STORAGE = (
 
 # The webhook must answer Graph within 3 s: a sick queue fails fast (then 503, Graph retries)
 # instead of sitting in the SDK's default 15 s+ exponential backoff.
-QUEUE_OPTIONS = {
-    "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),
+QUEUE_OPTIONS: dict[str, Any] = {
+    # The SDK annotates these as int but computes with them as seconds: fractions work.
+    "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),  # pyright: ignore[reportArgumentType]
     "connection_timeout": 2,
     "read_timeout": 5,
 }
@@ -36,25 +39,19 @@ def _conn(target: StorageTarget) -> str | None:
     return target.connection_string
 
 
-def _credential(
-    target: StorageTarget, credential: AsyncTokenCredential | None
-) -> AsyncTokenCredential:
-    """The caller's credential (the CLI's DefaultAzureCredential), else the managed identity."""
-    return credential or managed_identity(target.client_id)
-
-
 def queue_client(
     target: StorageTarget,
     queue: str,
-    credential: AsyncTokenCredential | None = None,
+    credential: AsyncTokenCredential | None,
     decode: bool = True,
 ) -> QueueClient:
     """A queue client that writes base64 text and reads base64 bytes, like the Functions host.
+    ``credential`` serves identity-based targets (None with a connection string).
 
     ``decode=False`` returns message content as sent (text), so one message that is not
     base64 cannot make a whole receive fail (reading the poison queue).
     """
-    policies = {
+    policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy() if decode else None,
         **QUEUE_OPTIONS,
@@ -62,21 +59,19 @@ def queue_client(
     conn = _conn(target)
     if conn:
         return QueueClient.from_connection_string(conn, queue, **policies)
-    if not target.queue_uri:
+    if not target.queue_uri or credential is None:
         raise SettingError(f"{target.setting}__queueServiceUri is not set: the queue URI is needed")
-    return QueueClient(
-        target.queue_uri, queue, credential=_credential(target, credential), **policies
-    )
+    return QueueClient(target.queue_uri, queue, credential=credential, **policies)
 
 
 def container_client(
-    target: StorageTarget, container: str, credential: AsyncTokenCredential | None = None
+    target: StorageTarget, container: str, credential: AsyncTokenCredential | None
 ) -> ContainerClient:
     """A container client that owns its connection pool, so closing it closes everything
     (one made by BlobServiceClient.get_container_client leaves the service's pool open)."""
     conn = _conn(target)
     if conn:
         return ContainerClient.from_connection_string(conn, container)
-    if not target.blob_uri:
+    if not target.blob_uri or credential is None:
         raise SettingError(f"{target.setting}__blobServiceUri is not set: the blob URI is needed")
-    return ContainerClient(target.blob_uri, container, credential=_credential(target, credential))
+    return ContainerClient(target.blob_uri, container, credential=credential)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.archive import parse_graph_datetime
+from shared.blobstore import parse_graph_datetime
 from shared.graph import GraphClient, GraphError, NotFound
 from shared.messages import utcnow
 from shared.settings import Settings

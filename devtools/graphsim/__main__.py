@@ -62,7 +62,8 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     server = site._server
-    port = server.sockets[0].getsockname()[1] if server and server.sockets else args.port
+    sockets = getattr(server, "sockets", None)  # an asyncio.Server once listening
+    port = sockets[0].getsockname()[1] if sockets else args.port
     listening = f"http://{args.host}:{port}"
     sim.base_url = (args.base_url or listening).rstrip("/")
     print(f"graphsim listening on {listening}", flush=True)

@@ -190,7 +190,7 @@ class Notifier:
     def _notification(self, sub: Subscription, record_id: str, change: str) -> dict[str, Any]:
         return change_notification(
             record_id,
-            sub.client_state,
+            sub.client_state or "",
             subscription_id=sub.id,
             expires=graph_offset_time(sub.expiration),
             tenant_id=self.state.tenant_id,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.graphsim import records
-from devtools.graphsim.records import RecordSpec, graph_time, parse_time
+from devtools.graphsim.records import TENANT_ID, RecordSpec, graph_time, parse_time
 
 
 def utcnow() -> datetime:
@@ -169,7 +169,7 @@ class SimState:
     """Records, subscriptions and settings; one per simulator process."""
 
     seed: int | None = None
-    tenant_id: str = records.TENANT_ID
+    tenant_id: str = TENANT_ID
     records: dict[str, RecordSpec] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     config: SimConfig = field(default_factory=SimConfig)

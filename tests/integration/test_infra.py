@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -101,7 +101,7 @@ MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 @functools.cache
 def parsed(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
+    return dict(BicepParser().parse(file_path=path))
 
 
 def bicep(name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.helpers import batch, blobs, notification, queue_depth, wait_for
+from tests.integration.helpers import batch, blobs, notification, queue_depth, wait_for
 
 pytestmark = pytest.mark.e2e
 

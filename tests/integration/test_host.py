@@ -18,7 +18,7 @@ import pytest
 from devtools.host import HostError, QueueOptions, Schedule, resolve
 from devtools.ports import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TEST_APP = """
 import azure.functions as func

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.archiver import archive_record
-from shared.messages import WorkItem, utcnow
+from shared.messages import Source, WorkItem, utcnow
 from shared.ratelimit import SlidingWindow
 from shared.reconcile import (
     RETENTION,
@@ -61,7 +61,7 @@ async def test_backfill_queues_exactly_the_missing_and_a_second_run_nothing(
     # Some already archived; one of them has since got a version 2, which is not.
     pre = ids[::7]
     for rid in pre:
-        await archive_record(runtime, WorkItem.new(rid, "cli"))
+        await archive_record(runtime, WorkItem.new(rid, Source.CLI))
     fresh_sim.client.new_version(pre[0], notify=False)
     expected = (set(ids) - set(pre)) | {pre[0]}
 
@@ -69,7 +69,7 @@ async def test_backfill_queues_exactly_the_missing_and_a_second_run_nothing(
     report = await reconcile(
         runtime,
         utcnow() - timedelta(days=30),
-        source="backfill",
+        source=Source.BACKFILL,
         limiter=FAST,
         progress=seen.append,
     )
@@ -95,8 +95,8 @@ async def test_no_dedupe_against_the_queue_duplicates_are_harmless(fresh_sim, ru
     before the queue drains queue the same ids twice, and the archive still gets each once."""
     ids = spread_over_30_days(fresh_sim, 4)
     since = utcnow() - timedelta(days=30)
-    first = await reconcile(runtime, since, source="backfill", limiter=FAST)
-    second = await reconcile(runtime, since, source="backfill", limiter=FAST)
+    first = await reconcile(runtime, since, source=Source.BACKFILL, limiter=FAST)
+    second = await reconcile(runtime, since, source=Source.BACKFILL, limiter=FAST)
     assert first.queued == second.queued == 4
     queued = await drain(runtime)
     assert sorted(i.id for i in queued) == sorted(ids * 2)

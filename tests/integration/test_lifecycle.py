@@ -11,10 +11,10 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.ports import free_port
 from shared.lifecycle import run_control
-from shared.messages import ControlItem, WorkItem
+from shared.messages import ControlAction, ControlItem, WorkItem
 from shared.subscriptions import SubscriptionError
-from tests.conftest import Host
-from tests.helpers import blobs, wait_for
+from tests.integration.conftest import Host
+from tests.integration.helpers import blobs, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +106,7 @@ async def test_recreate_that_fails_still_closes_the_gap(fresh_sim, runtime, make
     dead = f"http://127.0.0.1:{free_port()}/api/notifications"
     rt = make_runtime(NOTIFICATION_URL=dead)
     with pytest.raises(SubscriptionError, match="validation handshake"):
-        await run_control(rt, ControlItem("recreate", str(uuid.uuid4())))
+        await run_control(rt, ControlItem(ControlAction.RECREATE, str(uuid.uuid4())))
     queued = [WorkItem.from_body(m.content) for m in await rt.work.queue.peek_messages(32)]
     assert sorted(i.id for i in queued) == sorted(lost)
     assert {i.source for i in queued} == {"reconcile"}

@@ -15,11 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared import archiver
+from shared import archiver, handlers
 from shared.graph import Unauthorized, Unreachable
-from shared.messages import WorkItem, utcnow
+from shared.messages import Source, WorkItem, utcnow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _blobs(rt) -> dict[str, dict]:
@@ -48,15 +48,15 @@ async def _count(queue) -> int:
 
 def test_max_dequeue_count_matches_host_json() -> None:
     host = json.loads((ROOT / "host.json").read_text())
-    assert archiver.MAX_DEQUEUE_COUNT == host["extensions"]["queues"]["maxDequeueCount"]
+    assert archiver.max_dequeue_count() == host["extensions"]["queues"]["maxDequeueCount"]
 
 
 async def test_not_yet_available_goes_back_on_the_queue_then_arrives(runtime, sim) -> None:
     rid = sim.client.create_record(
         sessions=70, participants=5, available_after_fetches=2, notify=False
     )["id"]
-    item = WorkItem.new(rid, "notification")
-    await archiver.handle_message(item.to_json().encode(), dequeue_count=1)  # 404: requeued
+    item = WorkItem.new(rid, Source.NOTIFICATION)
+    await handlers.queue_message(item.to_json().encode(), dequeue_count=1)  # 404: requeued
     assert await _blobs(runtime) == {}
     first, body = await _next_message(runtime.work.queue)
     again = WorkItem.from_body(body)
@@ -65,19 +65,19 @@ async def test_not_yet_available_goes_back_on_the_queue_then_arrives(runtime, si
     # A new message, not a redelivery: the host's dequeue count is not used up by a 404.
     assert first.dequeue_count == 1
 
-    await archiver.handle_message(body, dequeue_count=1)  # 404 again: delay 2 s
+    await handlers.queue_message(body, dequeue_count=1)  # 404 again: delay 2 s
     _, body = await _next_message(runtime.work.queue)
     assert WorkItem.from_body(body).attempt == 2
-    await archiver.handle_message(body, dequeue_count=1)  # published now
+    await handlers.queue_message(body, dequeue_count=1)  # published now
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 
 async def test_never_published_goes_to_poison_with_its_reason(runtime, sim) -> None:
     rid = sim.client.create_record(never_available=True, notify=False)["id"]
     old = WorkItem(
-        id=rid, source="notification", first_seen=utcnow() - timedelta(minutes=241), attempt=9
+        id=rid, source=Source.NOTIFICATION, first_seen=utcnow() - timedelta(minutes=241), attempt=9
     )
-    await archiver.handle_message(old.to_json().encode(), dequeue_count=1)
+    await handlers.queue_message(old.to_json().encode(), dequeue_count=1)
     assert await _count(runtime.work.queue) == 0
     _, body = await _next_message(runtime.work.poison)
     parked = WorkItem.from_body(body)
@@ -91,7 +91,9 @@ async def test_short_faults_are_absorbed_in_place(runtime, sim) -> None:
     try:
         before = dict(runtime.graph.retries)
         faults_before = sum(sim.client.stats()["faults"].values())
-        await archiver.handle_message(WorkItem.new(rid, "cli").to_json().encode(), dequeue_count=1)
+        await handlers.queue_message(
+            WorkItem.new(rid, Source.CLI).to_json().encode(), dequeue_count=1
+        )
         retried = runtime.graph.retries - Counter(before)
         # All four faults were served; 429, 503 and the truncated body were retried here (a
         # connection closed before any answer may be retried by the connection pool itself).
@@ -108,55 +110,57 @@ async def test_long_throttle_goes_back_with_at_least_retry_after(runtime, sim) -
     sim.client.set_faults(retry_after=7, script=["429"])
     try:
         started = asyncio.get_running_loop().time()
-        await archiver.handle_message(WorkItem.new(rid, "cli").to_json().encode(), dequeue_count=1)
+        await handlers.queue_message(
+            WorkItem.new(rid, Source.CLI).to_json().encode(), dequeue_count=1
+        )
         assert await _count(runtime.work.queue) == 1
         _, body = await _next_message(runtime.work.queue, wait=20)
         assert asyncio.get_running_loop().time() - started >= 6.5  # invisible for Retry-After
     finally:
         sim.client.set_faults(reset=True)
-    await archiver.handle_message(body, dequeue_count=1)
+    await handlers.queue_message(body, dequeue_count=1)
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 
 async def test_connection_dropped_mid_pagination_never_writes_half(runtime, sim) -> None:
     rid = sim.client.create_record(sessions=200, participants=3, notify=False)["id"]
-    body = WorkItem.new(rid, "notification").to_json().encode()
+    body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
     sim.client.set_faults(
         script=["ok", "ok", "drop_partial", "drop_partial", "drop_partial", "drop_partial"]
     )
     try:
         with pytest.raises(Unreachable):
-            await archiver.handle_message(body, dequeue_count=1)  # the host will retry
+            await handlers.queue_message(body, dequeue_count=1)  # the host will retry
     finally:
         sim.client.set_faults(reset=True)
     assert await _blobs(runtime) == {}  # nothing half-fetched was written
-    await archiver.handle_message(body, dequeue_count=2)  # the host's retry
+    await handlers.queue_message(body, dequeue_count=2)  # the host's retry
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 
 async def test_missing_app_role_is_named_then_parked_then_replayed(runtime, sim, caplog) -> None:
     rid = sim.client.create_record(notify=False)["id"]
-    body = WorkItem.new(rid, "notification").to_json().encode()
+    body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
     caplog.set_level(logging.ERROR, logger="archive")
     sim.client.set_faults(script=["403", "403", "403", "403"])
     try:
         with pytest.raises(Unauthorized):
-            await archiver.handle_message(body, dequeue_count=1)
+            await handlers.queue_message(body, dequeue_count=1)
         assert "needs the application role CallRecords.Read.All" in caplog.text
-        await archiver.handle_message(body, dequeue_count=archiver.MAX_DEQUEUE_COUNT)  # last try
+        await handlers.queue_message(body, dequeue_count=archiver.max_dequeue_count())  # last try
     finally:
         sim.client.set_faults(reset=True)
     _, parked_body = await _next_message(runtime.work.poison)
     parked = WorkItem.from_body(parked_body)
-    assert parked.reason == f"failed {archiver.MAX_DEQUEUE_COUNT} times"
+    assert parked.reason == f"failed {archiver.max_dequeue_count()} times"
     assert "Unauthorized" in (parked.last_error or "") and "403" in (parked.last_error or "")
     # Once the role is granted, the replayed item archives the record.
-    await archiver.handle_message(parked.replayed().to_json().encode(), dequeue_count=1)
+    await handlers.queue_message(parked.replayed().to_json().encode(), dequeue_count=1)
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 
 async def test_malformed_message_is_parked_not_retried(runtime) -> None:
-    await archiver.handle_message(b'{"id": "../../x"}', dequeue_count=1)
+    await handlers.queue_message(b'{"id": "../../x"}', dequeue_count=1)
     _, body = await _next_message(runtime.work.poison)
     parked = orjson.loads(base64.b64decode(body) if not body.startswith(b"{") else body)
     assert parked["body"] == '{"id": "../../x"}' and "GUID" in parked["reason"]

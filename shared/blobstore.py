@@ -126,7 +126,7 @@ class ArchiveWriter:
             first = False
             if len(buffer) >= BLOCK_BYTES:
                 await flush()
-        buffer += b'],"participants_v2":[' + await stream.participants + b"]}"
+        buffer += b'],"participants_v2":[' + await stream.participants_task + b"]}"
         if not blocks:  # it all fit in one block: one plain upload, no staging round trips
             written = await self._upload(name, bytes(buffer), head)
             return name, written, len(buffer)

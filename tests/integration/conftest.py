@@ -13,7 +13,7 @@ import pytest
 from devtools import azurite as azurite_mod
 from devtools.apphost import AppHost
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

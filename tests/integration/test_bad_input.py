@@ -12,8 +12,8 @@ import orjson
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from tests.conftest import Host
-from tests.helpers import batch, blobs, notification, queue_depth, queued_ids, wait_for
+from tests.integration.conftest import Host
+from tests.integration.helpers import batch, blobs, notification, queue_depth, queued_ids, wait_for
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
 JSON = {"Content-Type": "application/json"}

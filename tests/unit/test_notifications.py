@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from shared.ids import is_guid, normalize_id
-from shared.messages import MessageError, WorkItem
+from shared.messages import MessageError, Source, WorkItem
 from shared.notifications import (
     MAX_VALIDATION_TOKEN,
     BadRequest,
@@ -130,7 +130,7 @@ def test_bodies_that_are_not_batches(body: bytes, status: int) -> None:
 
 
 def test_queue_message_round_trip_and_rejects() -> None:
-    item = WorkItem.new(RID.upper(), "notification")
+    item = WorkItem.new(RID.upper(), Source.NOTIFICATION)
     back = WorkItem.from_body(item.to_json().encode())
     assert back.id == RID and back.source == "notification" and back.first_seen == item.first_seen
     assert WorkItem.from_body(RID.encode()).id == RID  # a bare id queued by hand

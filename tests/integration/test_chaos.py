@@ -4,6 +4,7 @@ outage and a killed host, and still every record archived once, complete, at its
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.e2e
 
 def test_small_chaos_run_loses_nothing() -> None:
     out = io.StringIO()
-    result = run(Plan(records=30, notifications=100, never=2, seed=11, window_minutes=2), out=out)
+    result: dict[str, Any] = run(
+        Plan(records=30, notifications=100, never=2, seed=11, window_minutes=2), out=out
+    )
     report = out.getvalue()
     assert result["lost"] == 0, report
     assert result["incomplete"] == 0, report

@@ -26,42 +26,12 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.functions_contract import EXPECTED_TRIGGERS
+
+ROOT = Path(__file__).resolve().parents[2]
 VENV_PY313 = ROOT / ".venv-py313" / "bin" / "python"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# The functions the app defines (issue 5) and the trigger each must have in Azure: the webhooks
-# are anonymous (Graph cannot send credentials; clientState authenticates), health needs a key.
-EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
-    "notifications": {
-        "type": "httpTrigger",
-        "route": "notifications",
-        "methods": ["POST"],
-        "authLevel": "ANONYMOUS",
-    },
-    "lifecycle": {
-        "type": "httpTrigger",
-        "route": "lifecycle",
-        "methods": ["POST"],
-        "authLevel": "ANONYMOUS",
-    },
-    "health": {
-        "type": "httpTrigger",
-        "route": "health",
-        "methods": ["GET"],
-        "authLevel": "FUNCTION",
-    },
-    "archive_call_record": {
-        "type": "queueTrigger",
-        "queueName": "%CALLRECORDS_QUEUE%",
-        "connection": "AzureWebJobsStorage",
-    },
-    "keep_subscription": {"type": "timerTrigger"},
-    "reconcile": {"type": "timerTrigger"},
-}
-# function_app.py names two of them differently from the issue; same contract
-EXPECTED_TRIGGERS["lifecycle_notifications"] = EXPECTED_TRIGGERS["lifecycle"]
-EXPECTED_TRIGGERS["reconcile_recent"] = EXPECTED_TRIGGERS["reconcile"]
 
 # Runs inside .venv-py313: the worker's own indexing code, fed plain stand-ins for the protobufs.
 WORKER_INDEX = textwrap.dedent(

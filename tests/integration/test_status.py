@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from shared.archiver import archive_record
-from shared.messages import WorkItem
+from shared.messages import Source, WorkItem
 from shared.status import collect
 from shared.subscriptions import SubscriptionKeeper
-from tests.test_subscriptions import create_directly
+from tests.integration.test_subscriptions import create_directly
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     # Renewed, and one record archived: healthy.
     await SubscriptionKeeper(rt.graph, rt.settings).ensure()
     rid = fresh_sim.client.create_record(sessions=1, participants=2, notify=False)["id"]
-    archived = await archive_record(rt, WorkItem.new(rid, "cli"))
+    archived = await archive_record(rt, WorkItem.new(rid, Source.CLI))
     facts = await collect(rt)
     assert (facts.verdict, facts.problems) == ("healthy", [])
     assert facts.subscription_id == short.id
@@ -54,7 +54,7 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     assert facts.subscription_id is None
     assert any("no Graph subscription delivers to NOTIFICATION_URL" in p for p in facts.problems)
 
-    await rt.work.put([WorkItem.new(str(uuid.uuid4()), "cli")])
+    await rt.work.put([WorkItem.new(str(uuid.uuid4()), Source.CLI)])
     await asyncio.sleep(1.5)  # Azurite's insertion times have whole seconds
     assert not any("backing up" in p for p in (await collect(rt)).problems)  # 15 min default
     facts = await collect(rt, stale_after=timedelta(seconds=1), backlog=0)
@@ -62,7 +62,7 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     assert len(backing_up) == 2 and "1 messages" in backing_up[0], backing_up
     assert "has waited" in backing_up[1]
 
-    await rt.work.put_poison(WorkItem.new(rid, "cli"), "test", "Graph 404")
+    await rt.work.put_poison(WorkItem.new(rid, Source.CLI), "test", "Graph 404")
     facts = await collect(rt)
     assert facts.poison_depth == 1
     assert any(

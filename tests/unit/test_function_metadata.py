@@ -1,0 +1,70 @@
+"""What Azure indexes: each function's binding JSON, and handler parameters matching bindings."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import azure.functions as func
+import orjson
+import pytest
+
+import function_app
+from shared.settings import SETTING_NAMES
+from tests.functions_contract import EXPECTED_TRIGGERS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# get_functions() may be called once per app: it registers the functions as it goes.
+_FUNCTIONS = {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
+
+
+def _functions() -> dict[str, func.Function]:
+    return _FUNCTIONS
+
+
+def _bindings(name: str) -> list[dict[str, object]]:
+    return orjson.loads(_functions()[name].get_function_json())["bindings"]
+
+
+def test_every_function_is_known() -> None:
+    assert set(_functions()) == set(EXPECTED_TRIGGERS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TRIGGERS))
+def test_trigger_binding(name: str) -> None:
+    trigger = _bindings(name)[0]
+    assert trigger["direction"] == "IN"
+    for key, value in EXPECTED_TRIGGERS[name].items():
+        assert trigger.get(key) == value, (name, key)
+    if trigger["type"] == "httpTrigger":
+        assert _bindings(name)[1] == {"direction": "OUT", "type": "http", "name": "$return"}
+
+
+def test_reconcile_does_not_run_on_start_up() -> None:
+    # A scale-out must not trigger a 48 h listing.
+    assert "runOnStartup" not in _bindings("reconcile")[0]
+
+
+@pytest.mark.parametrize("name", sorted(_functions()))
+def test_handler_parameters_match_bindings(name: str) -> None:
+    fn = _functions()[name]
+    handler = fn.get_user_function()
+    params = set(inspect.signature(handler).parameters)
+    names = {b["name"] for b in _bindings(name) if b["name"] != "$return"}
+    assert params == names
+    assert inspect.iscoroutinefunction(handler), "handlers share per-process async clients"
+
+
+def test_function_app_imports_without_settings() -> None:
+    """Indexing must never need settings (Azure indexes before they are resolved)."""
+    code = "import function_app; print(len(function_app.app.get_functions()))"
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == len(_FUNCTIONS)
