@@ -75,6 +75,9 @@ def test_timers() -> None:
     (rec,) = _bindings("reconcile")
     assert rec["type"] == "timerTrigger" and rec["schedule"] == "0 37 * * * *"
     assert "runOnStartup" not in rec  # a scale-out must not trigger a 48 h listing
+    (tables,) = _bindings("rebuild_tables")
+    assert tables["type"] == "timerTrigger" and tables["schedule"] == "0 15 3 * * *"  # daily
+    assert "runOnStartup" not in tables
 
 
 def test_every_function_is_known() -> None:
@@ -85,6 +88,7 @@ def test_every_function_is_known() -> None:
         "keep_subscription",
         "reconcile",
         "health",
+        "rebuild_tables",
     }
 
 

@@ -1,0 +1,354 @@
+"""Rebuild the analysis tables of a UTC day from the archive's latest versions.
+
+A day's tables are a pure function of the archive's blobs under ``yyyy/MM/dd/`` (the day the
+call started, which is also the partition date): for each record, the blob with the highest
+``v{version}`` is read and flattened (tables.py), and each table is written as ONE Parquet blob,
+``{table}/date=YYYY-MM-DD/part-0.parquet``, replacing the previous one. Rebuilding a day is
+therefore idempotent, and a reader never sees half a day (a block blob becomes visible whole,
+on commit). Rows are appended to the Parquet files in batches of ROW_BATCH on local temporary
+files, so memory stays at one batch plus the few records being read, however busy the day.
+
+Which days changed: the archive is write-once (a blob is never modified or, within its
+retention, deleted), so a day's content is identified by its blob count and its newest blob's
+last-modified time. The ``calls`` blob of each day carries, as metadata, the fingerprint of the
+archive it was built from (with the rules and table version). The timer lists the ``calls/``
+blobs once (with metadata) and each recent day folder of the archive once, and rebuilds only
+the days whose fingerprint differs: no state blob to keep in step, and a run cut short by the
+function timeout simply resumes with the days still different on the next run. The calls blob
+is written last, so its fingerprint is only there once the day's other tables are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import ContainerClient
+
+from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
+from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ROW_BATCH = 20_000  # rows buffered per table before they go to the Parquet file
+DOWNLOADS = 8  # archive blobs read at once
+# The timer looks this far back: Graph keeps records 30 days, so nothing older can still be
+# archived by the app (older history: `cli.py tabulate --since ...`).
+TIMER_DAYS = 32
+PARQUET_BLOB = "part-0.parquet"
+
+_VERSION_BLOB = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/([^/]+)/v(\d+)\.json$")
+
+
+def table_blob(table: str, day: date) -> str:
+    return f"{table}/date={day:%Y-%m-%d}/{PARQUET_BLOB}"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a day's archive held when its tables were built."""
+
+    blobs: int
+    newest: str  # last-modified of the newest blob, ISO 8601
+    rules: str
+    version: str = TABLES_VERSION
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "archiveblobs": str(self.blobs),
+            "archivenewest": self.newest,
+            "rules": self.rules,
+            "tablesversion": self.version,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str] | None) -> Fingerprint | None:
+        meta = meta or {}
+        try:
+            return cls(
+                int(meta["archiveblobs"]),
+                meta["archivenewest"],
+                meta["rules"],
+                meta["tablesversion"],
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+@dataclass
+class DayListing:
+    """The archive's blobs of one day: the latest version of each record, and the fingerprint."""
+
+    day: date
+    latest: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (version, blob)
+    blobs: int = 0
+    newest: datetime | None = None
+
+    def fingerprint(self, rules: RuleSet) -> Fingerprint:
+        newest = self.newest.astimezone(UTC).isoformat() if self.newest else ""
+        return Fingerprint(self.blobs, newest, rules.name.value)
+
+
+@dataclass
+class DayResult:
+    day: date
+    records: int = 0
+    calls: int = 0
+    streams: int = 0
+    participants: int = 0
+    skipped: int = 0  # blobs that could not be read as a record (logged, never fatal)
+    bytes: dict[str, int] = field(default_factory=dict)  # table -> Parquet bytes
+    json_bytes: int = 0
+
+
+@dataclass
+class Progress:
+    """Where a run is; passed to the caller's callback as it goes."""
+
+    days: int = 0
+    days_done: int = 0
+    records: int = 0  # records to read in the listed days
+    records_done: int = 0
+    results: list[DayResult] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        if self.records:
+            return min(1.0, self.records_done / self.records)
+        return 1.0 if self.days and self.days_done >= self.days else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def days_between(since: datetime, until: datetime) -> list[date]:
+    """Every UTC date that [since, until) touches."""
+    first = since.astimezone(UTC).date()
+    last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+async def list_day(archive: ContainerClient, day: date) -> DayListing:
+    """One listing of the day's folder: every record's latest version and the fingerprint."""
+    listing = DayListing(day)
+    async for blob in archive.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
+        m = _VERSION_BLOB.match(blob.name)
+        if not m:
+            continue
+        listing.blobs += 1
+        modified: datetime | None = blob.last_modified
+        if modified and (listing.newest is None or modified > listing.newest):
+            listing.newest = modified
+        rid, version = m.group(4).lower(), int(m.group(5))
+        if rid not in listing.latest or version > listing.latest[rid][0]:
+            listing.latest[rid] = (version, blob.name)
+    return listing
+
+
+class DayWriter:
+    """Appends record rows to one local Parquet file per table, in batches."""
+
+    def __init__(self, directory: Path) -> None:
+        self.paths = {name: directory / f"{name}.parquet" for name in SCHEMAS}
+        self.writers = {
+            name: pq.ParquetWriter(str(path), SCHEMAS[name], compression="snappy")
+            for name, path in self.paths.items()
+        }
+        self.buffers: dict[str, list[Row]] = {name: [] for name in SCHEMAS}
+        self.counts: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
+
+    def add(self, rows: RecordRows) -> None:
+        for name, buffer in self.buffers.items():
+            new = rows.table(name)
+            buffer.extend(new)
+            self.counts[name] += len(new)
+            if len(buffer) >= ROW_BATCH:
+                self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        buffer = self.buffers[name]
+        if buffer:
+            table = pa.Table.from_pylist(buffer, schema=SCHEMAS[name])
+            self.writers[name].write_table(table)
+            buffer.clear()
+
+    def close(self) -> dict[str, Path]:
+        for name, writer in self.writers.items():
+            self._flush(name)
+            writer.close()
+        return self.paths
+
+
+async def _read_records(
+    archive: ContainerClient, listing: DayListing, on_record: Callable[[bytes | None], None]
+) -> None:
+    """Download every latest-version blob of the day, DOWNLOADS at a time, in id order."""
+    names = [listing.latest[rid][1] for rid in sorted(listing.latest)]
+    gate = asyncio.Semaphore(DOWNLOADS)
+
+    async def fetch(name: str) -> bytes | None:
+        async with gate:
+            try:
+                stream = await archive.download_blob(name)
+                return await stream.readall()
+            except ResourceNotFoundError:  # removed by a lifecycle rule since the listing
+                log.warning("archive blob %s vanished during the build; skipped", name)
+                return None
+
+    # A window of downloads in flight, consumed in order: memory is a window of records.
+    window = DOWNLOADS * 2
+    for first in range(0, len(names), window):
+        chunk = [asyncio.ensure_future(fetch(n)) for n in names[first : first + window]]
+        for task in chunk:
+            on_record(await task)
+
+
+async def ensure_container(tables: ContainerClient) -> None:
+    try:
+        await tables.create_container()
+    except ResourceExistsError:
+        pass
+
+
+async def build_day(
+    archive: ContainerClient,
+    tables: ContainerClient,
+    listing: DayListing,
+    rules: RuleSet | None = None,
+    on_record: Callable[[], None] | None = None,
+) -> DayResult:
+    """Write the day's three tables from its listing (latest versions only)."""
+    rules = rules or RULE_SETS[DEFAULT_RULES]
+    result = DayResult(listing.day)
+    fingerprint = listing.fingerprint(rules)
+    if not listing.latest:
+        for name in SCHEMAS:  # nothing archived that day (any more): no stale tables either
+            try:
+                await tables.delete_blob(table_blob(name, listing.day))
+            except ResourceNotFoundError:
+                pass
+        return result
+    with tempfile.TemporaryDirectory(prefix="callrecord-tables-") as tmp:
+        writer = DayWriter(Path(tmp))
+        try:
+
+            def take(data: bytes | None) -> None:
+                if data is not None:
+                    result.json_bytes += len(data)
+                    try:
+                        record: Any = orjson.loads(data)
+                        writer.add(flatten(record, rules))
+                        result.records += 1
+                    except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
+                        result.skipped += 1
+                        log.warning("a %s record could not be tabulated: %s", listing.day, exc)
+                if on_record:
+                    on_record()
+
+            await _read_records(archive, listing, take)
+        finally:
+            paths = writer.close()
+        result.calls = writer.counts["calls"]
+        result.streams = writer.counts["streams"]
+        result.participants = writer.counts["participants"]
+        # calls last: its metadata (the fingerprint) says the day is complete
+        for name in ("streams", "participants", "calls"):
+            path = paths[name]
+            result.bytes[name] = path.stat().st_size
+            with path.open("rb") as data:
+                await tables.upload_blob(
+                    table_blob(name, listing.day),
+                    data,
+                    overwrite=True,
+                    length=result.bytes[name],
+                    content_settings=ContentSettings(content_type="application/vnd.apache.parquet"),
+                    metadata={**fingerprint.metadata(), "rows": str(writer.counts[name])},
+                )
+    return result
+
+
+async def built_fingerprints(tables: ContainerClient) -> dict[date, Fingerprint]:
+    """The fingerprint each day's tables were built from (one listing of ``calls/``)."""
+    found: dict[date, Fingerprint] = {}
+    try:
+        async for blob in tables.list_blobs(name_starts_with="calls/date=", include=["metadata"]):
+            m = re.match(r"^calls/date=(\d{4}-\d{2}-\d{2})/", blob.name)
+            fp = Fingerprint.from_metadata(blob.metadata)
+            if m and fp:
+                found[date.fromisoformat(m.group(1))] = fp
+    except ResourceNotFoundError:  # the container does not exist yet: nothing built
+        pass
+    return found
+
+
+async def tabulate(
+    archive: ContainerClient,
+    tables: ContainerClient,
+    days: list[date],
+    only_changed: bool = False,
+    rules: RuleSet | None = None,
+    progress: ProgressCallback | None = None,
+) -> Progress:
+    """Rebuild the given days (or, ``only_changed``, those whose archive changed since their
+    tables were built). Days are listed first, so progress counts records."""
+    rules = rules or RULE_SETS[DEFAULT_RULES]
+    await ensure_container(tables)
+    built = await built_fingerprints(tables) if only_changed else {}
+    listings: list[DayListing] = []
+    for day in days:
+        listing = await list_day(archive, day)
+        if only_changed:
+            previous = built.get(day)
+            if previous == listing.fingerprint(rules) or (previous is None and not listing.blobs):
+                continue
+        listings.append(listing)
+    state = Progress(days=len(listings), records=sum(len(x.latest) for x in listings))
+    if progress:
+        progress(state)
+    for listing in listings:
+
+        def one_more() -> None:
+            state.records_done += 1
+            if progress:
+                progress(state)
+
+        result = await build_day(archive, tables, listing, rules, one_more)
+        state.results.append(result)
+        state.days_done += 1
+        log.info(
+            "tables for %s: %d records, %d streams (%d unreadable)",
+            listing.day,
+            result.records,
+            result.streams,
+            result.skipped,
+        )
+        if progress:
+            progress(state)
+    return state
+
+
+async def rebuild_changed_days(runtime: Runtime, now: datetime | None = None) -> Progress:
+    """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed."""
+    now = now or datetime.now(UTC)
+    days = days_between(now - timedelta(days=TIMER_DAYS), now)
+    state = await tabulate(runtime.archive.container, runtime.tables, days, only_changed=True)
+    log.info(
+        "analytics tables: %d of the last %d days rebuilt (%d records)",
+        state.days_done,
+        len(days),
+        state.records_done,
+    )
+    return state
