@@ -68,12 +68,22 @@ clean-extra-venvs:
 	rm -rf $(CHECKOV_VENV) $(PY313_VENV)
 # ---- end: extra virtual environments ----
 
+# Headless Chromium (Debian package `chromium`) for tests/test_analytics_tables.py, which looks
+# at the HTML quality report. Installed with apt-get when missing and run as root; otherwise
+# that test skips, saying why. Nothing happens when it is already there.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	echo "chromium is not installed (needs root and apt-get): the HTML report test will skip"
+
 ## make run: Azurite + Graph simulator (playing a tenant) + the app, until Ctrl-C.
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
 ## make test: lint, then every test (unit, Azurite integration, end to end).
-test: $(STAMP) $(AZURITE) $(CHECKOV_STAMP) $(PY313_STAMP)
+test: $(STAMP) $(AZURITE) $(CHECKOV_STAMP) $(PY313_STAMP) chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest

@@ -36,8 +36,8 @@ def _daily_chart(daily: list[Group], audio: list[Group]) -> str:
     """Poor rate per day: bars for all classified streams, a line for audio, the target."""
     if not daily:
         return "<p>No classified streams in the window.</p>"
-    width, height = 960, 280
-    left, right, top, bottom = 56, 16, 16, 46
+    width, height = 960, 290
+    left, right, top, bottom = 56, 16, 16, 56
     plot_w, plot_h = width - left - right, height - top - bottom
     rates = [g.poor_rate or 0.0 for g in daily] + [g.poor_rate or 0.0 for g in audio]
     peak = max([*rates, AUDIO_POOR_RATE_TARGET * 1.5])
@@ -74,8 +74,10 @@ def _daily_chart(daily: list[Group], audio: list[Group]) -> str:
         )
         if i % label_every == 0:
             parts.append(
-                f'<text x="{cx:.1f}" y="{height - bottom + 16}" font-size="11" '
+                f'<text x="{cx:.1f}" y="{height - bottom + 15}" font-size="11" '
                 f'text-anchor="middle" fill="#59636e">{escape(g.key[5:])}</text>'
+                f'<text x="{cx:.1f}" y="{height - bottom + 28}" font-size="10" '
+                f'text-anchor="middle" fill="#8c959f">n={g.streams:,}</text>'
             )
     by_day = {g.key: g for g in audio}
     points = [
@@ -191,6 +193,8 @@ classification) · rates over classified streams</div>
 <h2>Poor stream rate per day</h2>
 {_daily_chart(report.daily, report.daily_audio)}
 <h2>Worst {len(report.by)} by {dim} (poor streams)</h2>
+<div class="sub">Bar length: poor streams; dark red: poor rate above
+{AUDIO_POOR_RATE_TARGET * 100:.0f}%.</div>
 {_top_bars(report.by)}
 <table><thead><tr><th>{dim}</th><th>classified streams</th><th>poor</th><th>poor rate</th></tr>
 </thead><tbody>{rows}</tbody></table>
