@@ -118,7 +118,7 @@ def _top_bars(groups: list[Group]) -> str:
     """The worst keys: one bar per key, length = poor streams, with the rate beside it."""
     if not groups:
         return "<p>No classified streams to rank.</p>"
-    label_w, bar_w, row_h = 330, 480, 26
+    label_w, bar_w, row_h = 300, 460, 26
     width, height = label_w + bar_w + 150, row_h * len(groups) + 10
     most = max(g.poor for g in groups) or 1
     parts = [
@@ -128,7 +128,8 @@ def _top_bars(groups: list[Group]) -> str:
     for i, g in enumerate(groups):
         yy = 5 + i * row_h
         name = _name(g)
-        short = name if len(name) <= 48 else name[:47] + "…"
+        shown = g.label or g.key  # the table below gives the ids
+        short = shown if len(shown) <= 40 else shown[:39] + "…"
         length = bar_w * g.poor / most
         colour = "#c62828" if (g.poor_rate or 0) > AUDIO_POOR_RATE_TARGET else "#ef9a9a"
         parts.append(
