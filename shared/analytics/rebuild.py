@@ -43,8 +43,11 @@ from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-ROW_BATCH = 20_000  # rows buffered per table before they go to the Parquet file
-DOWNLOADS = 8  # archive blobs read at once
+ROW_BATCH = 10_000  # rows buffered per table (as columns) before they go to the Parquet file
+# Archive blobs read at once: up to DOWNLOADS, and up to DOWNLOAD_BYTES between them (the sizes
+# come with the listing), so a day of 50 MB meetings cannot take gigabytes at once.
+DOWNLOADS = 32
+DOWNLOAD_BYTES = 64 * 1024 * 1024
 # The timer looks this far back: Graph keeps records 30 days, so nothing older can still be
 # archived by the app (older history: `cli.py tabulate --since ...`).
 TIMER_DAYS = 32
@@ -93,7 +96,9 @@ class DayListing:
     """The archive's blobs of one day: the latest version of each record, and the fingerprint."""
 
     day: date
-    latest: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (version, blob)
+    latest: dict[str, tuple[int, str, int]] = field(
+        default_factory=dict
+    )  # id -> version, blob, size
     blobs: int = 0
     newest: datetime | None = None
 
@@ -154,12 +159,13 @@ async def list_day(archive: ContainerClient, day: date) -> DayListing:
             listing.newest = modified
         rid, version = m.group(4).lower(), int(m.group(5))
         if rid not in listing.latest or version > listing.latest[rid][0]:
-            listing.latest[rid] = (version, blob.name)
+            listing.latest[rid] = (version, blob.name, int(blob.size or 0))
     return listing
 
 
 class DayWriter:
-    """Appends record rows to one local Parquet file per table, in batches."""
+    """Appends record rows to one local Parquet file per table, in batches of ROW_BATCH rows
+    held as columns (a list per column costs a fraction of a dict per row)."""
 
     def __init__(self, directory: Path) -> None:
         self.paths = {name: directory / f"{name}.parquet" for name in SCHEMAS}
@@ -167,23 +173,29 @@ class DayWriter:
             name: pq.ParquetWriter(str(path), SCHEMAS[name], compression="snappy")
             for name, path in self.paths.items()
         }
-        self.buffers: dict[str, list[Row]] = {name: [] for name in SCHEMAS}
+        self.columns: dict[str, dict[str, list[Any]]] = {
+            name: {col: [] for col in schema.names} for name, schema in SCHEMAS.items()
+        }
+        self.pending: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
         self.counts: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
 
     def add(self, rows: RecordRows) -> None:
-        for name, buffer in self.buffers.items():
-            new = rows.table(name)
-            buffer.extend(new)
+        for name, columns in self.columns.items():
+            new: list[Row] = rows.table(name)
+            for col, values in columns.items():
+                values.extend(row.get(col) for row in new)
+            self.pending[name] += len(new)
             self.counts[name] += len(new)
-            if len(buffer) >= ROW_BATCH:
+            if self.pending[name] >= ROW_BATCH:
                 self._flush(name)
 
     def _flush(self, name: str) -> None:
-        buffer = self.buffers[name]
-        if buffer:
-            table = pa.Table.from_pylist(buffer, schema=SCHEMAS[name])
-            self.writers[name].write_table(table)
-            buffer.clear()
+        if self.pending[name]:
+            columns = self.columns[name]
+            self.writers[name].write_table(pa.Table.from_pydict(columns, schema=SCHEMAS[name]))
+            for values in columns.values():
+                values.clear()
+            self.pending[name] = 0
 
     def close(self) -> dict[str, Path]:
         for name, writer in self.writers.items():
@@ -195,24 +207,35 @@ class DayWriter:
 async def _read_records(
     archive: ContainerClient, listing: DayListing, on_record: Callable[[bytes | None], None]
 ) -> None:
-    """Download every latest-version blob of the day, DOWNLOADS at a time, in id order."""
-    names = [listing.latest[rid][1] for rid in sorted(listing.latest)]
-    gate = asyncio.Semaphore(DOWNLOADS)
+    """Download every latest-version blob of the day in id order, a window at a time (at most
+    DOWNLOADS blobs and DOWNLOAD_BYTES, at least one blob), the next window while this one is
+    consumed: memory is two windows of records, whatever the day holds."""
+    windows: list[list[str]] = []
+    window_bytes = 0
+    for rid in sorted(listing.latest):
+        _, name, size = listing.latest[rid]
+        if not windows or len(windows[-1]) >= DOWNLOADS or window_bytes + size > DOWNLOAD_BYTES:
+            windows.append([])
+            window_bytes = 0
+        windows[-1].append(name)
+        window_bytes += size
 
     async def fetch(name: str) -> bytes | None:
-        async with gate:
-            try:
-                stream = await archive.download_blob(name)
-                return await stream.readall()
-            except ResourceNotFoundError:  # removed by a lifecycle rule since the listing
-                log.warning("archive blob %s vanished during the build; skipped", name)
-                return None
+        try:
+            stream = await archive.download_blob(name)
+            return await stream.readall()
+        except ResourceNotFoundError:  # removed by a lifecycle rule since the listing
+            log.warning("archive blob %s vanished during the build; skipped", name)
+            return None
 
-    # A window of downloads in flight, consumed in order: memory is a window of records.
-    window = DOWNLOADS * 2
-    for first in range(0, len(names), window):
-        chunk = [asyncio.ensure_future(fetch(n)) for n in names[first : first + window]]
-        for task in chunk:
+    def start(window: list[str]) -> list[asyncio.Future[bytes | None]]:
+        return [asyncio.ensure_future(fetch(name)) for name in window]
+
+    ahead = start(windows[0]) if windows else []
+    for n in range(len(windows)):
+        current = ahead
+        ahead = start(windows[n + 1]) if n + 1 < len(windows) else []
+        for task in current:
             on_record(await task)
 
 
