@@ -121,6 +121,7 @@ def _top_bars(groups: list[Group]) -> str:
     label_w, bar_w, row_h = 300, 460, 26
     width, height = label_w + bar_w + 150, row_h * len(groups) + 10
     most = max(g.poor for g in groups) or 1
+    repeated = {g.label for g in groups if g.label and sum(h.label == g.label for h in groups) > 1}
     parts = [
         f'<svg role="img" aria-label="Worst keys by poor streams" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
@@ -128,7 +129,9 @@ def _top_bars(groups: list[Group]) -> str:
     for i, g in enumerate(groups):
         yy = 5 + i * row_h
         name = _name(g)
-        shown = g.label or g.key  # the table below gives the ids
+        shown = g.label or g.key  # the table below gives the ids; namesakes get a few here
+        if g.label in repeated:
+            shown = f"{g.label} ({g.key[:8]})"
         short = shown if len(shown) <= 40 else shown[:39] + "…"
         length = bar_w * g.poor / most
         colour = "#c62828" if (g.poor_rate or 0) > AUDIO_POOR_RATE_TARGET else "#ef9a9a"
