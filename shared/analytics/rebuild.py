@@ -97,7 +97,7 @@ class DayListing:
 
     day: date
     latest: dict[str, tuple[int, str, int]] = field(
-        default_factory=dict
+        default_factory=dict[str, tuple[int, str, int]]
     )  # id -> version, blob, size
     blobs: int = 0
     newest: datetime | None = None
@@ -115,7 +115,7 @@ class DayResult:
     streams: int = 0
     participants: int = 0
     skipped: int = 0  # blobs that could not be read as a record (logged, never fatal)
-    bytes: dict[str, int] = field(default_factory=dict)  # table -> Parquet bytes
+    bytes: dict[str, int] = field(default_factory=dict[str, int])  # table -> Parquet bytes
     json_bytes: int = 0
 
 
@@ -127,7 +127,7 @@ class Progress:
     days_done: int = 0
     records: int = 0  # records to read in the listed days
     records_done: int = 0
-    results: list[DayResult] = field(default_factory=list)
+    results: list[DayResult] = field(default_factory=list[DayResult])
 
     @property
     def fraction(self) -> float:
@@ -192,7 +192,9 @@ class DayWriter:
     def _flush(self, name: str) -> None:
         if self.pending[name]:
             columns = self.columns[name]
-            self.writers[name].write_table(pa.Table.from_pydict(columns, schema=SCHEMAS[name]))
+            # the stubs leave from_pydict's mapping type open; the schema fixes every column
+            table = pa.Table.from_pydict(columns, schema=SCHEMAS[name])  # pyright: ignore[reportUnknownMemberType]
+            self.writers[name].write_table(table)
             for values in columns.values():
                 values.clear()
             self.pending[name] = 0

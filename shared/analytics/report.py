@@ -72,10 +72,10 @@ class QualityReport:
     classified: int = 0
     poor: int = 0
     poor_rate: float | None = None
-    kinds: list[KindSummary] = field(default_factory=list)
-    by: list[Group] = field(default_factory=list)
-    daily: list[Group] = field(default_factory=list)  # key = YYYY-MM-DD, all kinds
-    daily_audio: list[Group] = field(default_factory=list)
+    kinds: list[KindSummary] = field(default_factory=list[KindSummary])
+    by: list[Group] = field(default_factory=list[Group])
+    daily: list[Group] = field(default_factory=list[Group])  # key = YYYY-MM-DD, all kinds
+    daily_audio: list[Group] = field(default_factory=list[Group])
     days_with_tables: int = 0
 
     @property

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -144,9 +144,9 @@ class RecordRows:
     """The rows one record contributes to each table."""
 
     start: datetime  # the call's UTC start: its partition date
-    calls: list[Row] = field(default_factory=list)
-    streams: list[Row] = field(default_factory=list)
-    participants: list[Row] = field(default_factory=list)
+    calls: list[Row] = field(default_factory=list[Row])
+    streams: list[Row] = field(default_factory=list[Row])
+    participants: list[Row] = field(default_factory=list[Row])
 
     def table(self, name: str) -> list[Row]:
         return {"calls": self.calls, "streams": self.streams, "participants": self.participants}[
@@ -155,11 +155,11 @@ class RecordRows:
 
 
 def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
 
 
 def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
+    return cast("list[Any]", value) if isinstance(value, list) else []
 
 
 def _str(value: object) -> str | None:
