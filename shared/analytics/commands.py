@@ -89,7 +89,10 @@ async def run_tabulate(rt: Runtime, since: datetime, until: datetime, err: IO[st
     ]
     skipped = sum(r.skipped for r in results)
     if skipped:
-        lines.append(f"{skipped} archived blob(s) could not be read as a record (see -v)")
+        lines.append(
+            f"{skipped} archived blob(s) left out: gone since the listing, in the Archive tier, "
+            "or not a record (each is named above)"
+        )
     empty = [str(d) for d in days if d not in {r.day for r in results if r.records}]
     if empty:
         lines.append(f"no records archived on {', '.join(empty)}")

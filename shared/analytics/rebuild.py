@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
@@ -114,7 +114,7 @@ class DayResult:
     calls: int = 0
     streams: int = 0
     participants: int = 0
-    skipped: int = 0  # blobs that could not be read as a record (logged, never fatal)
+    skipped: int = 0  # blobs not read: gone, in the Archive tier, not a record (logged, not fatal)
     bytes: dict[str, int] = field(default_factory=dict[str, int])  # table -> Parquet bytes
     json_bytes: int = 0
 
@@ -229,16 +229,27 @@ async def _read_records(
         except ResourceNotFoundError:  # removed by a lifecycle rule since the listing
             log.warning("archive blob %s vanished during the build; skipped", name)
             return None
+        except HttpResponseError as exc:
+            if exc.error_code != "BlobArchived":
+                raise
+            # ARCHIVE_ARCHIVE_AFTER_DAYS moved it to the Archive tier: unreadable until rehydrated
+            log.warning("archive blob %s is in the Archive tier (rehydrate it to include it)", name)
+            return None
 
     def start(window: list[str]) -> list[asyncio.Future[bytes | None]]:
         return [asyncio.ensure_future(fetch(name)) for name in window]
 
     ahead = start(windows[0]) if windows else []
-    for n in range(len(windows)):
-        current = ahead
-        ahead = start(windows[n + 1]) if n + 1 < len(windows) else []
-        for task in current:
-            on_record(await task)
+    current: list[asyncio.Future[bytes | None]] = []
+    try:
+        for n in range(len(windows)):
+            current = ahead
+            ahead = start(windows[n + 1]) if n + 1 < len(windows) else []
+            for task in current:
+                on_record(await task)
+    finally:  # a failure (storage down) leaves no download running behind it
+        for task in [*current, *ahead]:
+            task.cancel()
 
 
 async def ensure_container(tables: ContainerClient) -> None:
@@ -271,7 +282,9 @@ async def build_day(
         try:
 
             def take(data: bytes | None) -> None:
-                if data is not None:
+                if data is None:
+                    result.skipped += 1
+                else:
                     result.json_bytes += len(data)
                     try:
                         record: Any = orjson.loads(data)
