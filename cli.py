@@ -386,7 +386,13 @@ async def cmd_replay_poison(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_tabulate(rt: Runtime, args: argparse.Namespace) -> int:
-    for line in await analytics.run_tabulate(rt, args.since, args.until or utcnow(), sys.stderr):
+    try:
+        lines = await analytics.run_tabulate(rt, args.since, args.until or utcnow(), sys.stderr)
+    except ResourceNotFoundError:
+        raise CliError(
+            f"archive container {rt.settings.archive_container} does not exist"
+        ) from None
+    for line in lines:
         print(line)
     return 0
 

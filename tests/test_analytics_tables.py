@@ -406,6 +406,18 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     assert result.returncode == 2 and "neither a duration" in result.stderr
 
 
+def test_tabulate_without_an_archive_is_one_line(app_env) -> None:
+    result = run_cli(
+        "tabulate",
+        "--since",
+        "1d",
+        ARCHIVE_CONTAINER=unique("missing"),
+        ANALYTICS_CONTAINER=unique("t"),
+    )
+    assert result.returncode == 1
+    assert "archive container missing" in one_error_line(result)
+
+
 def test_the_simulated_streams_are_good_poor_and_unclassified() -> None:
     """The reference above (and `make run`) see every class in what the simulator makes."""
     from devtools.graphsim import records
