@@ -21,12 +21,12 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# ---- begin: extra virtual environments for tests/test_infra.py and tests/test_worker_index.py ----
+# ---- begin: extra virtual environments for tests/integration/test_infra.py and tests/integration/test_worker_index.py ----
 # checkov pins an older pycep-parser than .venv's (one that cannot parse Bicep `extension`
 # declarations), and the Functions worker for Python 3.13 (PyPI azure-functions-runtime, with
 # azure-functions 2.x) needs Python 3.13: each gets its own virtual environment, pinned, with a
 # stamp file like .venv. Without a Python 3.13 (python3.13 on PATH, or a 3.13 that pyenv has
-# installed) .venv-py313 is left out and tests/test_worker_index.py skips, saying why.
+# installed) .venv-py313 is left out and tests/integration/test_worker_index.py skips, saying why.
 CHECKOV_VERSION           := 3.3.30
 FUNCTIONS_RUNTIME_VERSION := 1.3.0
 AZURE_FUNCTIONS_2_VERSION := 2.3.0
@@ -53,7 +53,7 @@ $(CHECKOV_STAMP):
 $(PY313_STAMP): requirements.txt
 	@py="$$($(FIND_PYTHON313))"; \
 	if [ -z "$$py" ]; then \
-		echo "No Python 3.13 found (python3.13 on PATH, or via pyenv): tests/test_worker_index.py will skip."; \
+		echo "No Python 3.13 found (python3.13 on PATH, or via pyenv): tests/integration/test_worker_index.py will skip."; \
 		exit 0; \
 	fi; \
 	set -ex; \
@@ -69,12 +69,22 @@ clean-extra-venvs:
 	rm -rf $(CHECKOV_VENV) $(PY313_VENV)
 # ---- end: extra virtual environments ----
 
+# Headless Chromium (Debian package `chromium`) for tests/integration/test_analytics_tables.py, which looks
+# at the HTML quality report. Installed with apt-get when missing and run as root; otherwise
+# that test skips, saying why. Nothing happens when it is already there.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	echo "chromium is not installed (needs root and apt-get): the HTML report test will skip"
+
 ## make run: Azurite + Graph simulator (playing a tenant) + the app, until Ctrl-C.
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
 ## make test: lint and type check, then every test (unit, then Azurite integration, end to end).
-test: lint $(CHECKOV_STAMP) $(PY313_STAMP)
+test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium
 	$(PY) -m pytest
 
 ## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.

@@ -7,6 +7,8 @@
     enqueue         queue record ids by hand (e.g. a bot's callChainId)
     fetch           archive one record now, in the foreground
     replay-poison   show why messages were parked, and put them back on the queue
+    tabulate        rebuild the call-quality tables (Parquet) from the archive
+    quality         the call-quality report (poor streams, worst users/subnets/...)
 
 Settings are the app's: the environment, then local.settings.json Values next to this file.
 Identity: DefaultAzureCredential (the managed identity where the app runs; a service principal
@@ -36,6 +38,10 @@ from azure.core.exceptions import (
 )
 
 from shared import poison
+from shared.analytics import commands as analytics
+from shared.analytics.buildings import BuildingFileError
+from shared.analytics.report import Dimension, NoTables
+from shared.analytics.rules import RuleSetName
 from shared.archiver import archive_record
 from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
 from shared.ids import is_guid, normalize_id
@@ -377,6 +383,42 @@ async def cmd_replay_poison(rt: Runtime, args: argparse.Namespace) -> int:
     return 1 if summary.failed or absent else 0
 
 
+async def cmd_tabulate(rt: Runtime, args: argparse.Namespace) -> int:
+    try:
+        lines = await analytics.run_tabulate(rt, args.since, args.until or utcnow(), sys.stderr)
+    except ResourceNotFoundError:
+        raise CliError(
+            f"archive container {rt.settings.archive_container} does not exist"
+        ) from None
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def cmd_quality(rt: Runtime | None, args: argparse.Namespace) -> int:
+    until = args.until or utcnow()
+    container = rt.settings.analytics_container if rt else "local"
+    opts = analytics.QualityOptions(
+        since=args.since,
+        until=until,
+        by=Dimension(args.by),
+        rules=RuleSetName(args.rules),
+        buildings=args.buildings,
+        json=args.json,
+        html=args.html,
+        tables=args.tables,
+        cache=args.cache or ROOT / ".local" / "tables" / container,
+    )
+    try:
+        return await analytics.run_quality(rt, opts, sys.stdout, sys.stderr)
+    except NoTables as exc:
+        raise CliError(
+            f"{exc}; build them first: {analytics.since_hint(args.since, until)}"
+        ) from None
+    except (BuildingFileError, ValueError) as exc:
+        raise CliError(str(exc), code=2) from None
+
+
 # ------------------------------------------------------------------------------ wiring
 
 
@@ -462,6 +504,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drop-malformed", action="store_true", help="delete malformed messages")
     p.set_defaults(handler=cmd_replay_poison)
+
+    p = sub.add_parser(
+        "tabulate",
+        help="rebuild the call-quality tables (Parquet) from the archive",
+        description="Rebuild the calls, streams and participants tables of every UTC day the "
+        "window touches, from the latest archived version of each record, into "
+        "ANALYTICS_CONTAINER (Hive-partitioned by date). Safe to repeat.",
+    )
+    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
+    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    p.set_defaults(handler=cmd_tabulate)
+
+    p = sub.add_parser(
+        "quality",
+        help="call-quality report: poor streams (CQD rules), worst users/subnets/...",
+        description="Streams classified, poor, poor rate beside Microsoft's audio target "
+        "(3%), and the worst 10 of a dimension, over the streams tables (fetched to a local "
+        "cache, or --tables DIR). DuckDB does the work.",
+    )
+    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
+    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    p.add_argument("--by", choices=[d.value for d in Dimension], default=Dimension.USER.value)
+    p.add_argument("--rules", choices=[r.value for r in RuleSetName], default=RuleSetName.CQD.value)
+    p.add_argument("--buildings", type=Path, metavar="FILE.csv", help="CQD building file (subnets)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
+    p.add_argument(
+        "--tables", type=Path, metavar="DIR", help="a local copy of the tables (no storage)"
+    )
+    p.add_argument("--cache", type=Path, metavar="DIR", help="where fetched tables are kept")
+    p.set_defaults(handler=cmd_quality)
     return parser
 
 
@@ -482,6 +555,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"subscription {args.action} takes no ID")
         if args.all and args.action not in ("list", "delete"):
             parser.error("--all goes with list or delete")
+    if args.command == "quality" and args.by == Dimension.BUILDING and not args.buildings:
+        parser.error("--by building needs a building file: --buildings FILE.csv")
 
 
 def load_environment() -> Settings:
@@ -503,6 +578,8 @@ def credential(settings: Settings) -> Any:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if getattr(args, "tables", None) is not None:  # quality over a local copy: no settings
+        return await args.handler(None, args)
     settings = load_environment()
     rt = build_runtime(settings, credential(settings))
     try:

@@ -6,6 +6,7 @@
     keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
     reconcile            timer, hourly              list recent records, queue the missing
     health               GET /api/health (key)      subscription, queues, archive: a verdict
+    rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
 
 Each function is one call into shared/handlers.py, the only module that knows Azure Functions;
 docs/architecture.md shows the layers below it.
@@ -45,6 +46,13 @@ async def keep_subscription(timer: func.TimerRequest) -> None:
 @app.timer_trigger(schedule="0 37 * * * *", arg_name="timer")
 async def reconcile(timer: func.TimerRequest) -> None:
     await handlers.reconcile_recent()
+
+
+# Daily, after the previous day's last records are published (at most 150 minutes after a
+# call ends); only days whose archive changed are rebuilt, so a backfill is picked up too.
+@app.timer_trigger(schedule="0 15 3 * * *", arg_name="timer")
+async def rebuild_tables(timer: func.TimerRequest) -> None:
+    await handlers.rebuild_tables()
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

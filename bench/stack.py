@@ -26,6 +26,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISABLED_TIMERS = {
     "AzureWebJobs.keep_subscription.Disabled": "true",
     "AzureWebJobs.reconcile.Disabled": "true",
+    "AzureWebJobs.rebuild_tables.Disabled": "true",
 }
 
 

@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
   Azurite         : blob {az.blob_port}, queue {az.queue_port}  (data: .local/azurite)
   Archive         : container '{container}' -> copies in ./local-archive/
   Operator CLI    : set -a; . .local/cli.env; set +a; .venv/bin/python cli.py status
+  Call quality    : (same shell) cli.py tabulate --since 1d; cli.py quality --since 1d --html q.html
   Ctrl-C to stop.
 """,
             flush=True,

@@ -106,6 +106,8 @@ var tags = {
 var functionAppName = 'func-api-${resourceToken}'
 // Names the Python code and design.md rely on
 var archiveContainerName = 'callrecords'
+// Derived call-quality tables (Parquet), rebuilt from the archive by the rebuild_tables timer
+var analyticsContainerName = 'callrecords-tables'
 var callrecordsQueueName = 'callrecords'
 var poisonQueueName = '${callrecordsQueueName}-poison'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
@@ -152,6 +154,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     archiveContainerName: archiveContainerName
+    analyticsContainerName: analyticsContainerName
     deploymentContainerName: deploymentContainerName
     queueNames: [
       callrecordsQueueName
@@ -215,6 +218,7 @@ module api 'app/api.bicep' = {
     storageQueueEndpoint: storage.outputs.queueEndpoint
     deploymentContainerName: deploymentContainerName
     archiveContainerName: archiveContainerName
+    analyticsContainerName: analyticsContainerName
     callrecordsQueueName: callrecordsQueueName
     graphBaseUrl: graphBaseUrl
     clientStateSecretUri: keyVault.outputs.clientStateSecretUri
@@ -250,6 +254,7 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output ARCHIVE_CONTAINER string = archiveContainerName
+output ANALYTICS_CONTAINER string = analyticsContainerName
 output CALLRECORDS_QUEUE string = callrecordsQueueName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -10,6 +10,7 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
     reconcile            -> reconcile.reconcile_recent
+    rebuild_tables       -> analytics.rebuild.rebuild_changed_days
     health               -> status.collect
 """
 
@@ -165,6 +166,13 @@ async def keep_subscription() -> None:
 
 async def reconcile_recent() -> None:
     await reconcile.reconcile_recent(await get_runtime())
+
+
+async def rebuild_tables() -> None:
+    # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
+    from shared.analytics.rebuild import rebuild_changed_days
+
+    await rebuild_changed_days(await get_runtime())
 
 
 async def health() -> func.HttpResponse:

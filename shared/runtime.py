@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 import httpx
+from azure.storage.blob.aio import ContainerClient
 from httpx_aiohttp import AiohttpTransport
 
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
@@ -33,12 +34,14 @@ class Runtime:
     graph: GraphClient
     work: WorkQueue
     archive: ArchiveWriter
+    tables: ContainerClient  # ANALYTICS_CONTAINER: derived Parquet tables (shared/analytics/)
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.work.queue.close()
         await self.work.poison.close()
         await self.archive.container.close()
+        await self.tables.close()
         for credential in self.credentials:
             await credential.close()
 
@@ -86,6 +89,7 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
         graph=GraphClient(settings.graph_base_url, tokens, http),
         work=work,
         archive=ArchiveWriter(container),
+        tables=container_client(archive, settings.analytics_container, storage_identity(archive)),
     )
 
 

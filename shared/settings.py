@@ -30,6 +30,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "AZURE_CLIENT_ID",
     "ARCHIVE_RETRY_BASE_SECONDS",
     "ARCHIVE_RETRY_WINDOW_MINUTES",
+    "ANALYTICS_CONTAINER",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -73,6 +74,8 @@ class Settings:
     client_id: str | None
     retry_base_seconds: int
     retry_window_minutes: int
+    # Derived Parquet tables, in the archive's storage account (shared/analytics/).
+    analytics_container: str = "callrecords-tables"
 
     @property
     def poison_queue_name(self) -> str:
@@ -245,4 +248,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_id=client_id,
         retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+        analytics_container=_name(env, "ANALYTICS_CONTAINER", "callrecords-tables"),
     )

@@ -37,4 +37,5 @@ EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
         "runOnStartup": True,
     },
     "reconcile": {"type": "timerTrigger", "schedule": "0 37 * * * *"},
+    "rebuild_tables": {"type": "timerTrigger", "schedule": "0 15 3 * * *"},  # daily
 }

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from devtools.graphsim import quality
+
 SEED_PATH = Path(__file__).with_name("seed_callrecord.json")
 SEED: dict[str, Any] = json.loads(SEED_PATH.read_text(encoding="utf-8"))
 SEED_SESSION: dict[str, Any] = SEED["sessions"][0]
@@ -116,6 +118,7 @@ class RecordSpec:
             self.participants,
             self.segments_per_session,
             self.duplicate_session_ids,
+            tuple(self.modalities),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +140,7 @@ class Shape:
     base_participants: int
     segments_per_session: int
     duplicate_session_ids: bool
+    modalities: tuple[str, ...] = ("audio",)
 
 
 def new_spec(
@@ -338,6 +342,9 @@ def _session_full(shape: Shape, index: int, base_url: str) -> dict[str, Any]:
     segments = []
     count = rng.randint(1, max(shape.segments_per_session, 1))
     seg_span = (s_end - s_start) / count
+    # Media quality has its own random stream, so the rest of the document is unchanged by it.
+    qrng = random.Random(f"{shape.seed}:{shape.id}:s{index}:quality")
+    video, sharing = quality.session_media(shape.modalities, qrng)
     for n in range(count):
         seg = _segment(rng)
         seg["startDateTime"] = graph_time(s_start + seg_span * n)
@@ -345,11 +352,16 @@ def _session_full(shape: Shape, index: int, base_url: str) -> dict[str, Any]:
         seg["id"] = _uuid(rng)
         seg["caller"] = _endpoint(SEED_SEGMENT["caller"], caller, rng)
         seg["callee"] = _endpoint(SEED_SEGMENT["callee"], callee, rng)
+        quality.apply(seg, seg_span.total_seconds(), video, sharing, qrng)
         segments.append(seg)
     session: dict[str, Any] = {}
     for key, value in SEED_SESSION.items():  # seed key order, seed extras kept
         if key == "modalities":
-            session[key] = list(value)
+            session[key] = [
+                *value,
+                *(["video"] if video else []),
+                *(["screenSharing"] if sharing else []),
+            ]
         elif key == "startDateTime":
             session[key] = graph_time(s_start)
         elif key == "endDateTime":

@@ -29,6 +29,7 @@ param storageBlobEndpoint string
 param storageQueueEndpoint string
 param deploymentContainerName string
 param archiveContainerName string
+param analyticsContainerName string
 param callrecordsQueueName string
 param graphBaseUrl string
 param clientStateSecretUri string
@@ -125,6 +126,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARCHIVE_STORAGE__credential: 'managedidentity'
     ARCHIVE_STORAGE__clientId: identityClientId
     ARCHIVE_CONTAINER: archiveContainerName
+    ANALYTICS_CONTAINER: analyticsContainerName
     CALLRECORDS_QUEUE: callrecordsQueueName
     GRAPH_BASE_URL: graphBaseUrl
     // Resolved by the platform with keyVaultReferenceIdentity; the value itself never lands here

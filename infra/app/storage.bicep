@@ -1,5 +1,6 @@
 // The app's one storage account: Functions host storage (AzureWebJobsStorage), the work queue
-// and its poison queue, the archive container and the Flex Consumption deployment container.
+// and its poison queue, the archive container, the analysis tables container and the Flex
+// Consumption deployment container.
 //
 // Network: Flex Consumption without VNet integration reaches storage over the public endpoint
 // from outbound addresses that are neither fixed nor listable, so an IP firewall cannot admit
@@ -11,6 +12,7 @@ param location string
 param tags object = {}
 param skuName string = 'Standard_LRS'
 param archiveContainerName string
+param analyticsContainerName string
 param deploymentContainerName string
 param queueNames array
 @description('Container-level time-based retention (WORM) in days; 0 = none.')
@@ -80,6 +82,17 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: archiveContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Analysis tables container: Parquet derived from the archive, replaced on every rebuild (so no
+// WORM policy and no lifecycle tiering). The identity's Storage Blob Data Owner on the account
+// (host storage, rbac.bicep) already covers it.
+resource analyticsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: analyticsContainerName
   properties: {
     publicAccess: 'None'
   }

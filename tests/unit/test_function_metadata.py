@@ -45,9 +45,10 @@ def test_trigger_binding(name: str) -> None:
         assert _bindings(name)[1] == {"direction": "OUT", "type": "http", "name": "$return"}
 
 
-def test_reconcile_does_not_run_on_start_up() -> None:
-    # A scale-out must not trigger a 48 h listing.
-    assert "runOnStartup" not in _bindings("reconcile")[0]
+@pytest.mark.parametrize("name", ["reconcile", "rebuild_tables"])
+def test_heavy_timers_do_not_run_on_start_up(name: str) -> None:
+    # A scale-out must not trigger a 48 h listing or a table rebuild.
+    assert "runOnStartup" not in _bindings(name)[0]
 
 
 @pytest.mark.parametrize("name", sorted(_functions()))

@@ -1,0 +1,397 @@
+"""Rebuild the analysis tables of a UTC day from the archive's latest versions.
+
+A day's tables are a pure function of the archive's blobs under ``yyyy/MM/dd/`` (the day the
+call started, which is also the partition date): for each record, the blob with the highest
+``v{version}`` is read and flattened (tables.py), and each table is written as ONE Parquet blob,
+``{table}/date=YYYY-MM-DD/part-0.parquet``, replacing the previous one. Rebuilding a day is
+therefore idempotent, and a reader never sees half a day (a block blob becomes visible whole,
+on commit). Rows are appended to the Parquet files in batches of ROW_BATCH on local temporary
+files, so memory stays at one batch plus the few records being read, however busy the day.
+
+Which days changed: the archive is write-once (a blob is never modified or, within its
+retention, deleted), so a day's content is identified by its blob count and its newest blob's
+last-modified time. The ``calls`` blob of each day carries, as metadata, the fingerprint of the
+archive it was built from (with the rules and table version). The timer lists the ``calls/``
+blobs once (with metadata) and each recent day folder of the archive once, and rebuilds only
+the days whose fingerprint differs: no state blob to keep in step, and a run cut short by the
+function timeout simply resumes with the days still different on the next run. The calls blob
+is written last, so its fingerprint is only there once the day's other tables are.
+"""
+
+# pyarrow ships no type stubs: its unknowns are allowed in this module only.
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# pyright: reportUnknownParameterType=false
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import ContainerClient
+
+from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
+from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ROW_BATCH = 10_000  # rows buffered per table (as columns) before they go to the Parquet file
+# Archive blobs read at once: up to DOWNLOADS, and up to DOWNLOAD_BYTES between them (the sizes
+# come with the listing), so a day of 50 MB meetings cannot take gigabytes at once.
+DOWNLOADS = 32
+DOWNLOAD_BYTES = 64 * 1024 * 1024
+# The timer looks this far back: Graph keeps records 30 days, so nothing older can still be
+# archived by the app (older history: `cli.py tabulate --since ...`).
+TIMER_DAYS = 32
+PARQUET_BLOB = "part-0.parquet"
+
+_VERSION_BLOB = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/([^/]+)/v(\d+)\.json$")
+
+
+def table_blob(table: str, day: date) -> str:
+    return f"{table}/date={day:%Y-%m-%d}/{PARQUET_BLOB}"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a day's archive held when its tables were built."""
+
+    blobs: int
+    newest: str  # last-modified of the newest blob, ISO 8601
+    rules: str
+    version: str = TABLES_VERSION
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "archiveblobs": str(self.blobs),
+            "archivenewest": self.newest,
+            "rules": self.rules,
+            "tablesversion": self.version,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str] | None) -> Fingerprint | None:
+        meta = meta or {}
+        try:
+            return cls(
+                int(meta["archiveblobs"]),
+                meta["archivenewest"],
+                meta["rules"],
+                meta["tablesversion"],
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+@dataclass
+class DayListing:
+    """The archive's blobs of one day: the latest version of each record, and the fingerprint."""
+
+    day: date
+    latest: dict[str, tuple[int, str, int]] = field(
+        default_factory=dict[str, tuple[int, str, int]]
+    )  # id -> version, blob, size
+    blobs: int = 0
+    newest: datetime | None = None
+
+    def fingerprint(self, rules: RuleSet) -> Fingerprint:
+        newest = self.newest.astimezone(UTC).isoformat() if self.newest else ""
+        return Fingerprint(self.blobs, newest, rules.name.value)
+
+
+@dataclass
+class DayResult:
+    day: date
+    records: int = 0
+    calls: int = 0
+    streams: int = 0
+    participants: int = 0
+    skipped: int = 0  # blobs not read: gone, in the Archive tier, not a record (logged, not fatal)
+    bytes: dict[str, int] = field(default_factory=dict[str, int])  # table -> Parquet bytes
+    json_bytes: int = 0
+
+
+@dataclass
+class Progress:
+    """Where a run is; passed to the caller's callback as it goes."""
+
+    days: int = 0
+    days_done: int = 0
+    records: int = 0  # records to read in the listed days
+    records_done: int = 0
+    results: list[DayResult] = field(default_factory=list[DayResult])
+
+    @property
+    def fraction(self) -> float:
+        if self.records:
+            return min(1.0, self.records_done / self.records)
+        return 1.0 if self.days and self.days_done >= self.days else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def days_between(since: datetime, until: datetime) -> list[date]:
+    """Every UTC date that [since, until) touches."""
+    first = since.astimezone(UTC).date()
+    last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+async def list_day(archive: ContainerClient, day: date) -> DayListing:
+    """One listing of the day's folder: every record's latest version and the fingerprint."""
+    listing = DayListing(day)
+    async for blob in archive.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
+        m = _VERSION_BLOB.match(blob.name)
+        if not m:
+            continue
+        listing.blobs += 1
+        modified: datetime | None = blob.last_modified
+        if modified and (listing.newest is None or modified > listing.newest):
+            listing.newest = modified
+        rid, version = m.group(4).lower(), int(m.group(5))
+        if rid not in listing.latest or version > listing.latest[rid][0]:
+            listing.latest[rid] = (version, blob.name, int(blob.size or 0))
+    return listing
+
+
+class DayWriter:
+    """Appends record rows to one local Parquet file per table, in batches of ROW_BATCH rows
+    held as columns (a list per column costs a fraction of a dict per row)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.paths = {name: directory / f"{name}.parquet" for name in SCHEMAS}
+        self.writers = {
+            name: pq.ParquetWriter(str(path), SCHEMAS[name], compression="snappy")
+            for name, path in self.paths.items()
+        }
+        self.columns: dict[str, dict[str, list[Any]]] = {
+            name: {col: [] for col in schema.names} for name, schema in SCHEMAS.items()
+        }
+        self.pending: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
+        self.counts: dict[str, int] = dict.fromkeys(SCHEMAS, 0)
+
+    def add(self, rows: RecordRows) -> None:
+        for name, columns in self.columns.items():
+            new: list[Row] = rows.table(name)
+            for col, values in columns.items():
+                values.extend(row.get(col) for row in new)
+            self.pending[name] += len(new)
+            self.counts[name] += len(new)
+            if self.pending[name] >= ROW_BATCH:
+                self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        if self.pending[name]:
+            columns = self.columns[name]
+            # the stubs leave from_pydict's mapping type open; the schema fixes every column
+            table = pa.Table.from_pydict(columns, schema=SCHEMAS[name])  # pyright: ignore[reportUnknownMemberType]
+            self.writers[name].write_table(table)
+            for values in columns.values():
+                values.clear()
+            self.pending[name] = 0
+
+    def close(self) -> dict[str, Path]:
+        for name, writer in self.writers.items():
+            self._flush(name)
+            writer.close()
+        return self.paths
+
+
+async def _read_records(
+    archive: ContainerClient, listing: DayListing, on_record: Callable[[bytes | None], None]
+) -> None:
+    """Download every latest-version blob of the day in id order, a window at a time (at most
+    DOWNLOADS blobs and DOWNLOAD_BYTES, at least one blob), the next window while this one is
+    consumed: memory is two windows of records, whatever the day holds."""
+    windows: list[list[str]] = []
+    window_bytes = 0
+    for rid in sorted(listing.latest):
+        _, name, size = listing.latest[rid]
+        if not windows or len(windows[-1]) >= DOWNLOADS or window_bytes + size > DOWNLOAD_BYTES:
+            windows.append([])
+            window_bytes = 0
+        windows[-1].append(name)
+        window_bytes += size
+
+    async def fetch(name: str) -> bytes | None:
+        try:
+            stream = await archive.download_blob(name)
+            return await stream.readall()
+        except ResourceNotFoundError:  # removed by a lifecycle rule since the listing
+            log.warning("archive blob %s vanished during the build; skipped", name)
+            return None
+        except HttpResponseError as exc:
+            if getattr(exc, "error_code", None) != "BlobArchived":
+                raise
+            # ARCHIVE_ARCHIVE_AFTER_DAYS moved it to the Archive tier: unreadable until rehydrated
+            log.warning("archive blob %s is in the Archive tier (rehydrate it to include it)", name)
+            return None
+
+    def start(window: list[str]) -> list[asyncio.Future[bytes | None]]:
+        return [asyncio.ensure_future(fetch(name)) for name in window]
+
+    ahead = start(windows[0]) if windows else []
+    current: list[asyncio.Future[bytes | None]] = []
+    try:
+        for n in range(len(windows)):
+            current = ahead
+            ahead = start(windows[n + 1]) if n + 1 < len(windows) else []
+            for task in current:
+                on_record(await task)
+    finally:  # a failure (storage down) leaves no download running behind it
+        for task in [*current, *ahead]:
+            task.cancel()
+
+
+async def ensure_container(tables: ContainerClient) -> None:
+    try:
+        await tables.create_container()
+    except ResourceExistsError:
+        pass
+
+
+async def build_day(
+    archive: ContainerClient,
+    tables: ContainerClient,
+    listing: DayListing,
+    rules: RuleSet | None = None,
+    on_record: Callable[[], None] | None = None,
+) -> DayResult:
+    """Write the day's three tables from its listing (latest versions only)."""
+    rules = rules or RULE_SETS[DEFAULT_RULES]
+    result = DayResult(listing.day)
+    fingerprint = listing.fingerprint(rules)
+    if not listing.latest:
+        for name in SCHEMAS:  # nothing archived that day (any more): no stale tables either
+            try:
+                await tables.delete_blob(table_blob(name, listing.day))
+            except ResourceNotFoundError:
+                pass
+        return result
+    with tempfile.TemporaryDirectory(prefix="callrecord-tables-") as tmp:
+        writer = DayWriter(Path(tmp))
+        try:
+
+            def take(data: bytes | None) -> None:
+                if data is None:
+                    result.skipped += 1
+                else:
+                    result.json_bytes += len(data)
+                    try:
+                        record: Any = orjson.loads(data)
+                        writer.add(flatten(record, rules))
+                        result.records += 1
+                    except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
+                        result.skipped += 1
+                        log.warning("a %s record could not be tabulated: %s", listing.day, exc)
+                if on_record:
+                    on_record()
+
+            await _read_records(archive, listing, take)
+        finally:
+            paths = writer.close()
+        result.calls = writer.counts["calls"]
+        result.streams = writer.counts["streams"]
+        result.participants = writer.counts["participants"]
+        # calls last: its metadata (the fingerprint) says the day is complete
+        for name in ("streams", "participants", "calls"):
+            path = paths[name]
+            result.bytes[name] = path.stat().st_size
+            with path.open("rb") as data:
+                await tables.upload_blob(
+                    table_blob(name, listing.day),
+                    data,
+                    overwrite=True,
+                    length=result.bytes[name],
+                    content_settings=ContentSettings(content_type="application/vnd.apache.parquet"),
+                    metadata={**fingerprint.metadata(), "rows": str(writer.counts[name])},
+                )
+    return result
+
+
+async def built_fingerprints(tables: ContainerClient) -> dict[date, Fingerprint]:
+    """The fingerprint each day's tables were built from (one listing of ``calls/``)."""
+    found: dict[date, Fingerprint] = {}
+    try:
+        async for blob in tables.list_blobs(name_starts_with="calls/date=", include=["metadata"]):
+            m = re.match(r"^calls/date=(\d{4}-\d{2}-\d{2})/", blob.name)
+            fp = Fingerprint.from_metadata(blob.metadata)
+            if m and fp:
+                found[date.fromisoformat(m.group(1))] = fp
+    except ResourceNotFoundError:  # the container does not exist yet: nothing built
+        pass
+    return found
+
+
+async def tabulate(
+    archive: ContainerClient,
+    tables: ContainerClient,
+    days: list[date],
+    only_changed: bool = False,
+    rules: RuleSet | None = None,
+    progress: ProgressCallback | None = None,
+) -> Progress:
+    """Rebuild the given days (or, ``only_changed``, those whose archive changed since their
+    tables were built). Days are listed first, so progress counts records."""
+    rules = rules or RULE_SETS[DEFAULT_RULES]
+    await ensure_container(tables)
+    built = await built_fingerprints(tables) if only_changed else {}
+    listings: list[DayListing] = []
+    for day in days:
+        listing = await list_day(archive, day)
+        if only_changed:
+            previous = built.get(day)
+            if previous == listing.fingerprint(rules) or (previous is None and not listing.blobs):
+                continue
+        listings.append(listing)
+    state = Progress(days=len(listings), records=sum(len(x.latest) for x in listings))
+    if progress:
+        progress(state)
+    for listing in listings:
+
+        def one_more() -> None:
+            state.records_done += 1
+            if progress:
+                progress(state)
+
+        result = await build_day(archive, tables, listing, rules, one_more)
+        state.results.append(result)
+        state.days_done += 1
+        log.info(
+            "tables for %s: %d records, %d streams (%d unreadable)",
+            listing.day,
+            result.records,
+            result.streams,
+            result.skipped,
+        )
+        if progress:
+            progress(state)
+    return state
+
+
+async def rebuild_changed_days(runtime: Runtime, now: datetime | None = None) -> Progress:
+    """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed."""
+    now = now or datetime.now(UTC)
+    days = days_between(now - timedelta(days=TIMER_DAYS), now)
+    state = await tabulate(runtime.archive.container, runtime.tables, days, only_changed=True)
+    log.info(
+        "analytics tables: %d of the last %d days rebuilt (%d records)",
+        state.days_done,
+        len(days),
+        state.records_done,
+    )
+    return state
