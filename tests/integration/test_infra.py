@@ -851,8 +851,22 @@ def test_readme_explains_deploy_and_the_manual_grant() -> None:
         "appRoleAssignments",
         "New-MgServicePrincipalAppRoleAssignment",
         "CallRecords.Read.All",
+        # the archive account, its role, the lock and the audit logs
+        "ARCHIVE_IN_HOST_ACCOUNT",
+        "blobs/add/action",
+        "ARCHIVE_IMMUTABILITY_LOCKED",
+        "cannot be undone",
+        "lock-archive-immutability.sh",
+        "StorageBlobLogs",
+        'Category == "StorageDelete"',
+        "AuditEvent",
+        "ARCHIVE_READ_LOGS_ENABLED",
     ):
         assert needle in readme, needle
+    # every azd variable main.parameters.json reads is documented
+    params = (INFRA / "main.parameters.json").read_text()
+    for variable in re.findall(r"\$\{([A-Z_]+)=", params):
+        assert f"`{variable}`" in readme, variable
 
 
 def test_main_parameters_file_matches_main_bicep() -> None:
