@@ -920,7 +920,7 @@ def test_checkov_text_keeps_every_resource() -> None:
         if re.search(r"^extension\s", path.read_text(), re.M):
             continue
         before = parsed(path)
-        after = dict(BicepParser().parse(text=checkov_text(path.read_text())))
+        after: dict[str, Any] = dict(BicepParser().parse(text=checkov_text(path.read_text())))
         assert after["resources"] == before["resources"], path.name
         assert after.get("modules") == before.get("modules"), path.name
         assert set(after["parameters"]) == set(before["parameters"]), path.name
