@@ -38,7 +38,8 @@ var builtInRoleNames = {
 // (read), Put Blob / Put Block / Put Block List (write, add). Azure lists Put Blob and Put Block
 // List under both blobs/write and blobs/add/action (learn.microsoft.com/azure/storage/blobs/
 // storage-auth-abac-attributes); write also allows an overwrite, which the code never sends
-// (If-None-Match: *) and which the container's retention policy refuses when one is set.
+// (If-None-Match: *), after which versioning keeps the earlier content, and which a retention
+// policy on the container refuses.
 // Deliberately absent: blobs/delete, blobs/deleteBlobVersion/action (previous versions stay),
 // blobs/permanentDelete/action, tags, immutability-policy and container actions.
 var archiveWriterDataActions = [
