@@ -44,7 +44,7 @@ param graphClientState string
 ])
 param graphBaseUrl string = 'https://graph.microsoft.com'
 
-@description('Storage redundancy. The Archive tier (archiveArchiveAfterDays) needs LRS, GRS or RA-GRS; ZRS/GZRS accounts cannot use it.')
+@description('Redundancy of the host account (Functions host storage, queues, deployment package: nothing that outlives a redeploy).')
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
@@ -55,10 +55,27 @@ param graphBaseUrl string = 'https://graph.microsoft.com'
 ])
 param storageSkuName string = 'Standard_LRS'
 
-@description('Time-based retention (WORM) on the archive container, in days since each blob was written. 0 = no immutability policy. The policy is created unlocked; locking it is a separate, irreversible step (infra/README.md).')
+@description('Redundancy of the archive account. The Archive tier (archiveArchiveAfterDays) needs LRS, GRS or RA-GRS; ZRS/GZRS accounts cannot use it. GRS keeps a copy in the paired region.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param archiveStorageSkuName string = 'Standard_LRS'
+
+@description('Put the archive container in the host storage account instead of an account of its own: one account less, for small or trial deployments. The identity then holds Storage Blob Data Owner over the archive too and could delete records; only a retention policy (archiveImmutabilityDays) still prevents it.')
+param archiveInHostAccount bool = false
+
+@description('Time-based retention (container-level WORM) on the archive container, in days since each blob was written: no one can change or delete a record before then. 0 = no policy.')
 @minValue(0)
 @maxValue(146000)
 param archiveImmutabilityDays int = 0
+
+@description('IRREVERSIBLE. true = lock the retention policy (the azd postprovision hook does it; templates cannot). A locked policy can never be shortened or removed, only extended (at most five times); nobody can delete a record, the container or the account until every record is past its retention. Test with false first.')
+param archiveImmutabilityLocked bool = false
 
 @description('Lifecycle rule: move archived records to the Cool tier this many days after they were written. 0 = never.')
 @minValue(0)
@@ -68,18 +85,21 @@ param archiveCoolAfterDays int = 0
 @minValue(0)
 param archiveArchiveAfterDays int = 0
 
-@description('Blob versioning on the account. Off by default: archive blobs are written once and never overwritten, while every deployment would leave an old package version behind.')
-param blobVersioningEnabled bool = false
+@description('Blob versioning on the account that holds the archive. On by default: the app never overwrites a record, so it costs nothing, and if something did overwrite one the previous version stays, which the app\'s role cannot delete. In a shared account (archiveInHostAccount) each deployment also leaves its old package behind as a version.')
+param blobVersioningEnabled bool = true
 
-@description('Blob soft delete retention in days (0 = off).')
+@description('Blob soft delete retention in days on the account that holds the archive (0 = off).')
 @minValue(0)
 @maxValue(365)
 param blobSoftDeleteDays int = 7
 
-@description('Container soft delete retention in days (0 = off).')
+@description('Container soft delete retention in days on the account that holds the archive (0 = off).')
 @minValue(0)
 @maxValue(365)
 param containerSoftDeleteDays int = 7
+
+@description('Also send the archive\'s read and list operations (StorageRead) to Log Analytics. Writes and deletes are always sent; reads are the bulk of the volume (every existence check, listing and health call) and say least about tampering.')
+param archiveReadLogsEnabled bool = false
 
 @description('Upper bound of Flex Consumption instances (also bounds the load on Graph).')
 @minValue(1)
@@ -104,23 +124,49 @@ var tags = {
   'azd-env-name': environmentName
 }
 var functionAppName = 'func-api-${resourceToken}'
-// Names the Python code and design.md rely on
+// Names the Python code relies on (shared/settings.py defaults and the README)
 var archiveContainerName = 'callrecords'
-// Derived call-quality tables (Parquet), rebuilt from the archive by the rebuild_tables timer
+// Derived call-quality tables (Parquet), rebuilt from the archive by the rebuild_tables timer:
+// beside the archive, but replaced on every rebuild, so with no retention and a role of its own
 var analyticsContainerName = 'callrecords-tables'
 var callrecordsQueueName = 'callrecords'
 var poisonQueueName = '${callrecordsQueueName}-poison'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var pythonVersion = '3.11'
+var archive = {
+  name: archiveContainerName
+  immutabilityDays: archiveImmutabilityDays
+  immutabilityLocked: archiveImmutabilityLocked
+  coolAfterDays: archiveCoolAfterDays
+  archiveAfterDays: archiveArchiveAfterDays
+}
+var archiveDataProtection = {
+  versioning: blobVersioningEnabled
+  blobSoftDeleteDays: blobSoftDeleteDays
+  containerSoftDeleteDays: containerSoftDeleteDays
+}
+// Host blobs (timer status, host keys, the package) are rewritten all the time: versions would
+// only pile up
+var hostDataProtection = {
+  versioning: false
+  blobSoftDeleteDays: 7
+  containerSoftDeleteDays: 7
+}
+var archiveLogCategories = archiveReadLogsEnabled ? [
+  'StorageWrite'
+  'StorageDelete'
+  'StorageRead'
+] : [
+  'StorageWrite'
+  'StorageDelete'
+]
 
-// Resource group holding everything of this environment
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
 }
 
-// User-assigned managed identity: the app's only identity (storage, Key Vault, App Insights, Graph)
 module identity 'app/identity.bicep' = {
   name: 'identity'
   scope: rg
@@ -131,7 +177,6 @@ module identity 'app/identity.bicep' = {
   }
 }
 
-// Log Analytics workspace + workspace-based Application Insights with local auth disabled
 module monitoring 'app/monitoring.bicep' = {
   name: 'monitoring'
   scope: rg
@@ -144,8 +189,9 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
-// Storage account: host storage, the work queues, the archive and the deployment package
-module storage 'app/storage.bicep' = {
+// The host account: Functions host storage, the work queues, the deployment package, the app's
+// own small state blobs, and the archive too when archiveInHostAccount is set
+module hostStorage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
   params: {
@@ -153,23 +199,43 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     skuName: storageSkuName
-    archiveContainerName: archiveContainerName
-    analyticsContainerName: analyticsContainerName
-    deploymentContainerName: deploymentContainerName
     queueNames: [
       callrecordsQueueName
       poisonQueueName
     ]
-    archiveImmutabilityDays: archiveImmutabilityDays
-    archiveCoolAfterDays: archiveCoolAfterDays
-    archiveArchiveAfterDays: archiveArchiveAfterDays
-    blobVersioningEnabled: blobVersioningEnabled
-    blobSoftDeleteDays: blobSoftDeleteDays
-    containerSoftDeleteDays: containerSoftDeleteDays
+    containerNames: concat([deploymentContainerName], archiveInHostAccount ? [analyticsContainerName] : [])
+    archive: archiveInHostAccount ? archive : null
+    dataProtection: archiveInHostAccount ? archiveDataProtection : hostDataProtection
+    logAnalyticsWorkspaceId: archiveInHostAccount ? monitoring.outputs.logAnalyticsId : ''
+    blobLogCategories: archiveLogCategories
   }
 }
 
-// Key Vault (RBAC) holding the generated Graph clientState
+// The archive account: the records alone, written once by a role that cannot delete, so that
+// neither the app nor anything holding its identity can remove one
+module archiveStorage 'app/storage.bicep' = if (!archiveInHostAccount) {
+  name: 'archive-storage'
+  scope: rg
+  params: {
+    name: 'starchive${resourceToken}'
+    location: location
+    tags: tags
+    skuName: archiveStorageSkuName
+    containerNames: [
+      analyticsContainerName
+    ]
+    archive: archive
+    dataProtection: archiveDataProtection
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    blobLogCategories: archiveLogCategories
+  }
+}
+
+// The ?: makes sure the archive module's outputs are read only when it is deployed
+// (learn.microsoft.com/azure/azure-resource-manager/bicep/conditional-resource-deployment)
+var archiveAccountName = archiveInHostAccount ? hostStorage.outputs.name : archiveStorage.outputs.name
+var archiveBlobEndpoint = archiveInHostAccount ? hostStorage.outputs.blobEndpoint : archiveStorage.outputs.blobEndpoint
+
 module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
@@ -179,28 +245,29 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     clientStateSecretName: 'graph-client-state'
     clientStateValue: graphClientState
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
-// Role assignments of the managed identity, each on the narrowest scope that works
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
   params: {
     principalId: identity.outputs.principalId
-    storageAccountName: storage.outputs.name
-    archiveContainerName: archiveContainerName
+    hostStorageAccountName: hostStorage.outputs.name
     queueNames: [
       callrecordsQueueName
       poisonQueueName
     ]
+    archiveStorageAccountName: archiveAccountName
+    archiveContainerName: archiveContainerName
+    analyticsContainerName: analyticsContainerName
     keyVaultName: keyVault.outputs.name
     clientStateSecretName: keyVault.outputs.clientStateSecretName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 
-// Flex Consumption plan and the Function App with every app setting the code reads
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -214,8 +281,9 @@ module api 'app/api.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageBlobEndpoint: storage.outputs.blobEndpoint
-    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageBlobEndpoint: hostStorage.outputs.blobEndpoint
+    storageQueueEndpoint: hostStorage.outputs.queueEndpoint
+    archiveBlobEndpoint: archiveBlobEndpoint
     deploymentContainerName: deploymentContainerName
     archiveContainerName: archiveContainerName
     analyticsContainerName: analyticsContainerName
@@ -232,7 +300,6 @@ module api 'app/api.bicep' = {
   ]
 }
 
-// Graph app role CallRecords.Read.All for the managed identity (Microsoft Graph Bicep extension)
 module graphAppRole 'app/graph-app-role.bicep' = if (grantGraphPermission) {
   name: 'graph-app-role'
   scope: rg
@@ -241,23 +308,68 @@ module graphAppRole 'app/graph-app-role.bicep' = if (grantGraphPermission) {
   }
 }
 
-// Outputs become azd environment values (azd env get-values)
+// Outputs become azd environment values (azd env get-values) and reach the azd hooks
+@description('Region of every resource.')
 output AZURE_LOCATION string = location
+
+@description('Tenant of the deployment.')
 output AZURE_TENANT_ID string = tenant().tenantId
+
+@description('Resource group holding everything.')
 output AZURE_RESOURCE_GROUP string = rg.name
+
+@description('Name of the Function App.')
 output AZURE_FUNCTION_NAME string = api.outputs.name
+
+@description('Name of the Function App, under the name azd looks for (service api).')
 output SERVICE_API_NAME string = api.outputs.name
+
+@description('Base URL of the Function App.')
 output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
+
+@description('Change-notification webhook URL.')
 output NOTIFICATION_URL string = api.outputs.notificationUrl
+
+@description('Lifecycle-notification webhook URL.')
 output LIFECYCLE_NOTIFICATION_URL string = api.outputs.lifecycleNotificationUrl
-output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
-output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
-output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+
+@description('Name of the host storage account.')
+output AZURE_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
+
+@description('Blob endpoint of the host storage account.')
+output AZURE_STORAGE_BLOB_ENDPOINT string = hostStorage.outputs.blobEndpoint
+
+@description('Queue endpoint of the host storage account.')
+output AZURE_STORAGE_QUEUE_ENDPOINT string = hostStorage.outputs.queueEndpoint
+
+@description('Name of the account that holds the archive (the host account when archiveInHostAccount).')
+output ARCHIVE_STORAGE_ACCOUNT_NAME string = archiveAccountName
+
+@description('Blob endpoint of the account that holds the archive (ARCHIVE_STORAGE__blobServiceUri).')
+output ARCHIVE_STORAGE_BLOB_ENDPOINT string = archiveBlobEndpoint
+
+@description('Name of the archive container.')
 output ARCHIVE_CONTAINER string = archiveContainerName
+@description('The call-quality tables container (ANALYTICS_CONTAINER), in the archive\'s account.')
 output ANALYTICS_CONTAINER string = analyticsContainerName
+
+@description('Name of the work queue.')
 output CALLRECORDS_QUEUE string = callrecordsQueueName
+
+@description('Name of the Key Vault.')
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+
+@description('Client id of the app\'s managed identity.')
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+
+@description('Object id of the app\'s managed identity (what an administrator grants CallRecords.Read.All to).')
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+
+@description('Whether this deployment granted CallRecords.Read.All itself.')
 output GRAPH_PERMISSION_GRANTED bool = grantGraphPermission
+
+@description('Application Insights connection string.')
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+
+@description('Resource id of the Log Analytics workspace holding telemetry and the audit logs.')
+output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId

@@ -4,38 +4,88 @@
 // Flex Consumption takes the runtime and the package location from functionAppConfig, so the
 // WEBSITE_RUN_FROM_PACKAGE / FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION settings
 // of other plans are not set.
+
+@description('Required. Name of the Function App.')
 param name string
+
+@description('Required. Name of the Flex Consumption plan.')
 param planName string
+
+@description('Required. Region of the plan and the app.')
 param location string
-param tags object = {}
-@description('azd service name (azure.yaml services.<name>), written to the azd-service-name tag')
+
+@description('Optional. Tags of the plan and the app.')
+param tags { *: string } = {}
+
+@description('Optional. azd service name (azure.yaml services.<name>), written to the azd-service-name tag.')
 param serviceName string = 'api'
+
 @allowed([
   '3.11'
 ])
+@description('Optional. Python version of the Flex Consumption runtime; the one the Makefile and CI test with.')
 param pythonVersion string = '3.11'
+
 @minValue(1)
 @maxValue(1000)
+@description('Optional. Upper bound of Flex Consumption instances (also bounds the load on Graph).')
 param maximumInstanceCount int = 40
+
 @allowed([
   512
   2048
   4096
 ])
+@description('Optional. Memory of each instance, in MB.')
 param instanceMemoryMB int = 2048
+
+@description('Required. Resource id of the user-assigned managed identity the app runs as.')
 param identityId string
+
+@description('Required. Client id of that identity (storage connections, Application Insights, DefaultAzureCredential).')
 param identityClientId string
+
+@description('Required. Blob endpoint of the host storage account (AzureWebJobsStorage, deployment package).')
 param storageBlobEndpoint string
+
+@description('Required. Queue endpoint of the host storage account (the work queues).')
 param storageQueueEndpoint string
+
+@description('Required. Blob endpoint of the account that holds the archive container (ARCHIVE_STORAGE).')
+param archiveBlobEndpoint string
+
+@description('Required. Container in the host account that Flex Consumption deploys the package from.')
 param deploymentContainerName string
+
+@description('Required. Name of the archive container (ARCHIVE_CONTAINER).')
 param archiveContainerName string
+
+@description('Required. Name of the call-quality tables container (ANALYTICS_CONTAINER), in the archive\'s account.')
 param analyticsContainerName string
+
+@description('Required. Name of the work queue (CALLRECORDS_QUEUE); the poison queue is its name plus -poison.')
 param callrecordsQueueName string
+
+@description('Required. Microsoft Graph root without the version (GRAPH_BASE_URL).')
 param graphBaseUrl string
+
+@description('Required. Versionless URI of the Key Vault secret holding the Graph clientState.')
 param clientStateSecretUri string
+
+@description('Required. Application Insights connection string (not a secret: ingestion needs an Entra ID token).')
 param applicationInsightsConnectionString string
+
+@minValue(1)
+@description('Optional. Seconds before the first retry of a record Graph does not have yet (ARCHIVE_RETRY_BASE_SECONDS).')
 param archiveRetryBaseSeconds int = 60
+
+@minValue(1)
+@description('Optional. Minutes a record may stay "not yet available" before it goes to poison (ARCHIVE_RETRY_WINDOW_MINUTES).')
 param archiveRetryWindowMinutes int = 240
+
+@minValue(1024)
+@description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 4 MiB, so a bigger body is refused by the host before it is read into memory.')
+param requestBodySizeLimitBytes int = 4194304
 
 // Flex Consumption plan: Linux, scale to zero, billed per execution (no always-ready instances)
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -121,8 +171,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
-    // Archive location (same account here; point it elsewhere to separate the archive)
-    ARCHIVE_STORAGE__blobServiceUri: storageBlobEndpoint
+    // The archive: its own account by default, where this identity may create and read blobs
+    // but not delete them (rbac.bicep)
+    ARCHIVE_STORAGE__blobServiceUri: archiveBlobEndpoint
     ARCHIVE_STORAGE__credential: 'managedidentity'
     ARCHIVE_STORAGE__clientId: identityClientId
     ARCHIVE_CONTAINER: archiveContainerName
@@ -139,6 +190,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)
   }
 }
 
@@ -160,7 +212,14 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
   }
 }
 
+@description('Name of the Function App.')
 output name string = functionApp.name
+
+@description('Default host name of the Function App.')
 output defaultHostName string = functionApp.properties.defaultHostName
+
+@description('URL of the change-notification webhook (NOTIFICATION_URL).')
 output notificationUrl string = 'https://${functionApp.properties.defaultHostName}/api/notifications'
+
+@description('URL of the lifecycle-notification webhook (LIFECYCLE_NOTIFICATION_URL).')
 output lifecycleNotificationUrl string = 'https://${functionApp.properties.defaultHostName}/api/lifecycle'

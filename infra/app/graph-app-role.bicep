@@ -6,10 +6,10 @@
 // instead (infra/README.md).
 extension microsoftGraphV1
 
-@description('Object id of the managed identity service principal (userAssignedIdentities principalId)')
+@description('Required. Object id of the managed identity\'s service principal (userAssignedIdentities principalId).')
 param principalId string
 
-@description('Graph application permission to grant')
+@description('Optional. Graph application permission to grant.')
 param appRoleValue string = 'CallRecords.Read.All'
 
 // The Microsoft Graph service principal of this tenant (well-known appId of Microsoft Graph)
@@ -24,4 +24,5 @@ resource callRecordsReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   resourceId: msGraph.id
 }
 
+@description('Id of the app role assignment.')
 output appRoleAssignmentId string = callRecordsReadAll.id

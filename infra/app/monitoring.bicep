@@ -1,15 +1,28 @@
-// Log Analytics workspace and a workspace-based Application Insights resource that accepts
-// telemetry only with Entra ID tokens (local auth off). The app authenticates with its
-// managed identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING) and holds Monitoring Metrics
-// Publisher on the component (rbac.bicep).
+metadata description = 'Log Analytics workspace and workspace-based Application Insights that accepts telemetry only with Entra ID tokens.'
+
+// Local (instrumentation key) auth is off: the app authenticates with its managed identity
+// (APPLICATIONINSIGHTS_AUTHENTICATION_STRING) and holds Monitoring Metrics Publisher on the
+// component (rbac.bicep). The same workspace receives the audit logs of the archive account and
+// of Key Vault (diagnostic settings in storage.bicep and keyvault.bicep).
+
+@description('Required. Name of the Log Analytics workspace.')
 param logAnalyticsName string
+
+@description('Required. Name of the Application Insights component.')
 param applicationInsightsName string
+
+@description('Required. Region of both.')
 param location string
-param tags object = {}
+
+@description('Optional. Tags of both.')
+param tags { *: string } = {}
+
 @minValue(30)
+@maxValue(730)
+@description('Optional. Interactive retention of the workspace in days (30 is included in the ingestion price).')
 param retentionInDays int = 30
 
-// Workspace that stores the Application Insights data; pay-as-you-go, billed per GB ingested
+// Pay-as-you-go, billed per GB ingested
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName
   location: location
@@ -24,7 +37,6 @@ resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   }
 }
 
-// Application Insights with instrumentation-key (local) authentication disabled
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   name: applicationInsightsName
   location: location
@@ -40,7 +52,14 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+@description('Resource id of the Log Analytics workspace (destination of the diagnostic settings).')
 output logAnalyticsId string = logAnalytics.id
+
+@description('Name of the Application Insights component.')
 output applicationInsightsName string = applicationInsights.name
+
+@description('Resource id of the Application Insights component.')
 output applicationInsightsId string = applicationInsights.id
+
+@description('Connection string of the Application Insights component (not a secret: local auth is off).')
 output connectionString string = applicationInsights.properties.ConnectionString

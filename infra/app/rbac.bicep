@@ -1,108 +1,177 @@
-// Role assignments of the app's user-assigned managed identity. Each role is the smallest
-// built-in role that covers what the code does, on the narrowest scope Azure allows for it.
-// Role definition ids are those of Microsoft's built-in roles (Azure built-in roles docs);
-// tests/test_infra.py checks every id against the role named next to it.
+metadata description = 'Role assignments of the app\'s managed identity, each role the smallest that covers what the code does, on the narrowest scope Azure allows for it; and the custom role that writes the archive without deleting.'
+
+@description('Required. Object id of the managed identity\'s service principal.')
 param principalId string
-param storageAccountName string
+
+@description('Required. Name of the host storage account (AzureWebJobsStorage, queues, deployment package).')
+param hostStorageAccountName string
+
+@description('Required. Queues in the host account that the app sends to, receives from and peeks (the work queue and its poison queue).')
+param queueNames string[]
+
+@description('Required. Name of the account that holds the archive container (the host account when the archive shares it).')
+param archiveStorageAccountName string
+
+@description('Required. Name of the archive container.')
 param archiveContainerName string
-param queueNames array
+
+@description('Required. Name of the call-quality tables container, in the archive\'s account.')
+param analyticsContainerName string
+
+@description('Required. Name of the Key Vault.')
 param keyVaultName string
+
+@description('Required. Name of the Key Vault secret holding the Graph clientState.')
 param clientStateSecretName string
+
+@description('Required. Name of the Application Insights component.')
 param applicationInsightsName string
 
-// Storage Blob Data Owner
-var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Storage Blob Data Contributor
-var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-// Storage Queue Data Message Sender
-var storageQueueDataMessageSenderRoleId = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
-// Storage Queue Data Message Processor
-var storageQueueDataMessageProcessorRoleId = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
-// Storage Queue Data Reader
-var storageQueueDataReaderRoleId = '19e7f393-937e-4f77-808e-94535e297925'
-// Key Vault Secrets User
-var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
-// Monitoring Metrics Publisher
-var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
-
-// The storage account (host storage and archive)
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
-  name: storageAccountName
+// Ids of Microsoft's built-in roles (learn.microsoft.com/azure/role-based-access-control/built-in-roles)
+var builtInRoleNames = {
+  'Storage Blob Data Owner': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  'Storage Blob Data Contributor': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  'Storage Queue Data Message Sender': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a')
+  'Storage Queue Data Message Processor': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '8a0f0c08-91a1-4084-bc3d-661d67233fed')
+  'Storage Queue Data Reader': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '19e7f393-937e-4f77-808e-94535e297925')
+  'Key Vault Secrets User': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')
+  'Monitoring Metrics Publisher': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
 }
 
-// Its blob service
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
-  parent: storage
-  name: 'default'
+// What the archive writer does, and nothing more: Get Blob / Get Blob Properties / List Blobs
+// (read), Put Blob / Put Block / Put Block List (write, add). Azure lists Put Blob and Put Block
+// List under both blobs/write and blobs/add/action (learn.microsoft.com/azure/storage/blobs/
+// storage-auth-abac-attributes); write also allows an overwrite, which the code never sends
+// (If-None-Match: *), after which versioning keeps the earlier content, and which a retention
+// policy on the container refuses.
+// Deliberately absent: blobs/delete, blobs/deleteBlobVersion/action (previous versions stay),
+// blobs/permanentDelete/action, tags, immutability-policy and container actions.
+var archiveWriterDataActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+]
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+
+  resource queueService 'queueServices' existing = {
+    name: 'default'
+  }
 }
 
-// The archive container
-resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
-  parent: blobService
-  name: archiveContainerName
-}
-
-// Its queue service
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
-  parent: storage
-  name: 'default'
-}
-
-// The work queue and the poison queue
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = [
   for queueName in queueNames: {
-    parent: queueService
+    parent: hostStorage::queueService
     name: queueName
   }
 ]
 
-// The Key Vault and the clientState secret
+resource archiveStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: archiveStorageAccountName
+
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+  }
+}
+
+resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveStorage::blobService
+  name: archiveContainerName
+}
+
+resource analyticsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveStorage::blobService
+  name: analyticsContainerName
+}
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
+
+  resource clientStateSecret 'secrets' existing = {
+    name: clientStateSecretName
+  }
 }
 
-// The clientState secret
-resource clientStateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
-  parent: vault
-  name: clientStateSecretName
-}
-
-// The Application Insights component
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
-// Storage Blob Data Owner on the storage account (b7e6dc6d-f1e8-4753-8033-0f276bb0955b): the Functions host (AzureWebJobsStorage) creates its containers, takes blob leases for timer singletons, keeps host keys, and Flex Consumption reads the deployment package with this identity; Microsoft documents Owner as the minimum for host storage
-resource hostStorageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageBlobDataOwnerRoleId)
-  scope: storage
+// No built-in role creates and reads blobs without deleting them (Storage Blob Data
+// Contributor deletes). A custom role can only be made assignable at a management group,
+// subscription or resource group (learn.microsoft.com/azure/role-based-access-control/
+// role-definitions#assignablescopes): this one is assignable in this resource group alone and
+// assigned on the archive container alone. Its name must be unique in the tenant.
+resource archiveWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'callrecord-archive-writer')
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    description: 'Functions host storage (AzureWebJobsStorage): containers, leases, keys, deployment package'
+    roleName: 'Call record archive writer (${resourceGroup().name}, ${uniqueString(resourceGroup().id)})'
+    description: 'Create and read blobs of the call record archive; no delete, no version delete, no policy changes.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: archiveWriterDataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
   }
 }
 
-// Storage Blob Data Contributor on the archive container only (ba92f5b4-2d11-453d-a403-e96b0029c9fe): the archive writer writes each record if absent and reads for existence checks; kept separate from the host role so the archive keeps its own grant if ARCHIVE_STORAGE moves to another account
-resource archiveBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(archiveContainer.id, principalId, storageBlobDataContributorRoleId)
+// The archive writer writes each record if absent and reads for existence checks, listings
+// and health; it cannot delete a record, whatever the code does
+resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(archiveContainer.id, principalId, archiveWriterRole.id)
   scope: archiveContainer
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    roleDefinitionId: archiveWriterRole.id
     principalId: principalId
     principalType: 'ServicePrincipal'
-    description: 'Archive writer: write-if-absent and existence checks in the archive container'
+    description: 'Archive writer: create and read call records, never delete'
   }
 }
 
-// Storage Queue Data Message Sender on each queue (c6a89b2d-59bc-44d0-9896-0f6e12d7b80a): the webhook enqueues record ids with the SDK, the archiver re-enqueues with a delay, the host moves failures to <queue>-poison, the CLI replays poison messages
+// The tables are derived data, replaced whole on every rebuild (rebuild_tables): the one
+// container the app may overwrite and delete in, and only that container
+resource analyticsWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(analyticsContainer.id, principalId, builtInRoleNames['Storage Blob Data Contributor'])
+  scope: analyticsContainer
+  properties: {
+    roleDefinitionId: builtInRoleNames['Storage Blob Data Contributor']
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Call-quality tables: rebuilt from the archive'
+  }
+}
+
+// The Functions host (AzureWebJobsStorage) creates its containers, takes blob leases for timer
+// singletons and keeps host keys, Flex Consumption reads the deployment package with this
+// identity, and the app keeps its small state blobs here; Microsoft documents Owner as the
+// minimum for host storage. When the archive shares this account, this role can delete
+// records: only the retention policy protects them then (infra/README.md).
+resource hostStorageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, principalId, builtInRoleNames['Storage Blob Data Owner'])
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: builtInRoleNames['Storage Blob Data Owner']
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Functions host storage (AzureWebJobsStorage): containers, leases, keys, deployment package, app state'
+  }
+}
+
+// The webhook enqueues record ids, the archiver re-enqueues with a delay, the host moves
+// failures to <queue>-poison, the CLI replays poison messages
 resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (queueName, i) in queueNames: {
-    name: guid(queues[i].id, principalId, storageQueueDataMessageSenderRoleId)
+    name: guid(queues[i].id, principalId, builtInRoleNames['Storage Queue Data Message Sender'])
     scope: queues[i]
     properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSenderRoleId)
+      roleDefinitionId: builtInRoleNames['Storage Queue Data Message Sender']
       principalId: principalId
       principalType: 'ServicePrincipal'
       description: 'Send messages to ${queueName}'
@@ -110,13 +179,13 @@ resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
-// Storage Queue Data Message Processor on each queue (8a0f0c08-91a1-4084-bc3d-661d67233fed): the queue trigger receives and deletes messages; the CLI reads and removes poison messages
+// The queue trigger receives and deletes messages; the CLI reads and removes poison messages
 resource queueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (queueName, i) in queueNames: {
-    name: guid(queues[i].id, principalId, storageQueueDataMessageProcessorRoleId)
+    name: guid(queues[i].id, principalId, builtInRoleNames['Storage Queue Data Message Processor'])
     scope: queues[i]
     properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageProcessorRoleId)
+      roleDefinitionId: builtInRoleNames['Storage Queue Data Message Processor']
       principalId: principalId
       principalType: 'ServicePrincipal'
       description: 'Receive and delete messages of ${queueName}'
@@ -124,13 +193,13 @@ resource queueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
-// Storage Queue Data Reader on each queue (19e7f393-937e-4f77-808e-94535e297925): queue properties and peek, for the queue depth (scale decisions, health and CLI status)
+// Queue properties and peek: the queue depth for scale decisions, health and CLI status
 resource queueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (queueName, i) in queueNames: {
-    name: guid(queues[i].id, principalId, storageQueueDataReaderRoleId)
+    name: guid(queues[i].id, principalId, builtInRoleNames['Storage Queue Data Reader'])
     scope: queues[i]
     properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataReaderRoleId)
+      roleDefinitionId: builtInRoleNames['Storage Queue Data Reader']
       principalId: principalId
       principalType: 'ServicePrincipal'
       description: 'Peek and read the depth of ${queueName}'
@@ -138,26 +207,29 @@ resource queueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
-// Key Vault Secrets User on the clientState secret only (4633458b-17de-408a-b874-0445c86b69e6): resolves the GRAPH_CLIENT_STATE Key Vault reference
+// Resolves the GRAPH_CLIENT_STATE Key Vault reference; no other secret is readable
 resource clientStateSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(clientStateSecret.id, principalId, keyVaultSecretsUserRoleId)
-  scope: clientStateSecret
+  name: guid(vault::clientStateSecret.id, principalId, builtInRoleNames['Key Vault Secrets User'])
+  scope: vault::clientStateSecret
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+    roleDefinitionId: builtInRoleNames['Key Vault Secrets User']
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Read the Graph clientState secret (Key Vault reference)'
   }
 }
 
-// Monitoring Metrics Publisher on the Application Insights component (3913510d-42f4-4e42-8a64-420c390055eb): sends telemetry with Entra ID auth since local auth is disabled
+// Telemetry with Entra ID auth, since the component's local (key) auth is off
 resource appInsightsMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(applicationInsights.id, principalId, monitoringMetricsPublisherRoleId)
+  name: guid(applicationInsights.id, principalId, builtInRoleNames['Monitoring Metrics Publisher'])
   scope: applicationInsights
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    roleDefinitionId: builtInRoleNames['Monitoring Metrics Publisher']
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Publish telemetry to Application Insights with Entra ID authentication'
   }
 }
+
+@description('Resource id of the custom archive-writer role definition.')
+output archiveWriterRoleId string = archiveWriterRole.id

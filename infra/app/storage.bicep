@@ -1,47 +1,93 @@
-// The app's one storage account: Functions host storage (AzureWebJobsStorage), the work queue
-// and its poison queue, the archive container, the analysis tables container and the Flex
-// Consumption deployment container.
-//
+metadata description = 'A StorageV2 account of the app: the host account (Functions host storage, work queues, deployment package) or the archive account (write-once call records), or both in one for small deployments.'
+
 // Network: Flex Consumption without VNet integration reaches storage over the public endpoint
 // from outbound addresses that are neither fixed nor listable, so an IP firewall cannot admit
 // the app; public network access therefore stays enabled and access is controlled by identity:
 // shared key (account keys, SAS) is off, every caller needs an Entra ID token and an RBAC role
 // (rbac.bicep). For a private setup, add VNet integration and private endpoints (not done here).
+
+@maxLength(24)
+@description('Required. Name of the storage account (3-24 lower-case letters and digits).')
 param name string
+
+@description('Required. Region of the account.')
 param location string
-param tags object = {}
+
+@description('Optional. Tags of every resource in this module.')
+param tags { *: string } = {}
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+@description('Optional. Redundancy. The Archive access tier needs LRS, GRS or RA-GRS.')
 param skuName string = 'Standard_LRS'
-param archiveContainerName string
-param analyticsContainerName string
-param deploymentContainerName string
-param queueNames array
-@description('Container-level time-based retention (WORM) in days; 0 = none.')
-param archiveImmutabilityDays int = 0
-@description('Days after which archived blobs move to Cool; 0 = never.')
-param archiveCoolAfterDays int = 0
-@description('Days after which archived blobs move to Archive; 0 = never.')
-param archiveArchiveAfterDays int = 0
-param blobVersioningEnabled bool = false
-param blobSoftDeleteDays int = 7
-param containerSoftDeleteDays int = 7
+
+@description('Optional. Queues to create up front, so that the app never needs the right to create queues.')
+param queueNames string[] = []
+
+@description('Optional. Plain private blob containers to create (for example the Flex Consumption deployment container).')
+param containerNames string[] = []
+
+@description('Optional. The archive container, with its retention and tiering, when this account holds the archive; null otherwise.')
+param archive archiveContainerType?
+
+@description('Optional. Blob versioning and soft delete of this account.')
+param dataProtection dataProtectionType = {
+  versioning: false
+  blobSoftDeleteDays: 7
+  containerSoftDeleteDays: 7
+}
+
+@description('Optional. Resource id of the Log Analytics workspace that receives the blob service\'s resource logs; empty = no diagnostic setting.')
+param logAnalyticsWorkspaceId string = ''
+
+@description('Optional. Blob resource log categories sent to the workspace. StorageRead logs every read and list, which costs the most and proves the least.')
+param blobLogCategories blobLogCategoryType[] = [
+  'StorageWrite'
+  'StorageDelete'
+]
 
 var softDeleteOff = {
   enabled: false
 }
 var blobSoftDeleteOn = {
   enabled: true
-  days: blobSoftDeleteDays
+  days: dataProtection.blobSoftDeleteDays
 }
 var containerSoftDeleteOn = {
   enabled: true
-  days: containerSoftDeleteDays
+  days: dataProtection.containerSoftDeleteDays
 }
 
-// StorageV2 account, hardened: no shared key, TLS 1.2, HTTPS only, no anonymous blob access
+var archiveName = archive.?name ?? ''
+var immutabilityDays = archive.?immutabilityDays ?? 0
+var immutabilityLocked = archive.?immutabilityLocked ?? false
+var coolAfterDays = archive.?coolAfterDays ?? 0
+var archiveAfterDays = archive.?archiveAfterDays ?? 0
+var tierToCool = {
+  tierToCool: {
+    daysAfterModificationGreaterThan: coolAfterDays
+  }
+}
+var tierToArchive = {
+  tierToArchive: {
+    daysAfterModificationGreaterThan: archiveAfterDays
+  }
+}
+// Archive blobs are written once, so "modified" is "written"
+var tieringActions = union(coolAfterDays > 0 ? tierToCool : {}, archiveAfterDays > 0 ? tierToArchive : {})
+
+// Hardened StorageV2: no shared key, TLS 1.2, HTTPS only, no anonymous blob access, copies only
+// between accounts of this tenant
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration has no fixed outbound IPs to allow; access is by Entra ID + RBAC only (shared key off)
   // checkov:skip=CKV_AZURE_59: same reason: the app reaches the account over its public endpoint; nothing is reachable without an Entra ID token and a role
-  // checkov:skip=CKV_AZURE_206: redundancy is the storageSkuName parameter (LRS by default to keep cost low; choose GRS/GZRS for production)
+  // checkov:skip=CKV_AZURE_206: redundancy is a parameter (LRS by default to keep cost low; choose GRS/GZRS for the archive of a production tenant)
   name: name
   location: location
   tags: tags
@@ -67,63 +113,53 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-// Blob service: versioning and soft delete as parameters
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
   name: 'default'
   properties: {
-    isVersioningEnabled: blobVersioningEnabled
-    deleteRetentionPolicy: blobSoftDeleteDays > 0 ? blobSoftDeleteOn : softDeleteOff
-    containerDeleteRetentionPolicy: containerSoftDeleteDays > 0 ? containerSoftDeleteOn : softDeleteOff
+    isVersioningEnabled: dataProtection.versioning
+    deleteRetentionPolicy: dataProtection.blobSoftDeleteDays > 0 ? blobSoftDeleteOn : softDeleteOff
+    containerDeleteRetentionPolicy: dataProtection.containerSoftDeleteDays > 0 ? containerSoftDeleteOn : softDeleteOff
   }
 }
 
-// Archive container: one blob per (record id, version), written only if absent
-resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in containerNames: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+// One blob per (record id, version), written only if absent
+resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (!empty(archiveName)) {
   parent: blobService
-  name: archiveContainerName
+  name: empty(archiveName) ? 'unused' : archiveName
   properties: {
     publicAccess: 'None'
   }
 }
 
-// Analysis tables container: Parquet derived from the archive, replaced on every rebuild (so no
-// WORM policy and no lifecycle tiering). The identity's Storage Blob Data Owner on the account
-// (host storage, rbac.bicep) already covers it.
-resource analyticsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: analyticsContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-// Optional time-based retention (WORM) on the archive container, created unlocked
-resource archiveImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (archiveImmutabilityDays > 0) {
+// Time-based retention (container-level WORM), created unlocked. A locked policy cannot be
+// written by a template at all (locking is a separate POST, and a locked policy only accepts
+// "extend"), so with locked=true the azd postprovision hook creates, locks and extends it and
+// this resource stays out of the deployment.
+resource archiveImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!empty(archiveName) && immutabilityDays > 0 && !immutabilityLocked) {
   parent: archiveContainer
   name: 'default'
   properties: {
-    immutabilityPeriodSinceCreationInDays: archiveImmutabilityDays
+    immutabilityPeriodSinceCreationInDays: immutabilityDays
     allowProtectedAppendWrites: false
   }
 }
 
-// Flex Consumption deployment package container (azd deploy uploads the zip here)
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-// Queue service holding the work queue and its poison queue
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = if (!empty(queueNames)) {
   parent: storage
   name: 'default'
 }
 
-// The work queue (ids to archive) and <queue>-poison, created up front so the app never needs queue-create rights
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
   for queueName in queueNames: {
     parent: queueService
@@ -131,21 +167,10 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
   }
 ]
 
-var tierToCool = {
-  tierToCool: {
-    daysAfterModificationGreaterThan: archiveCoolAfterDays
-  }
-}
-var tierToArchive = {
-  tierToArchive: {
-    daysAfterModificationGreaterThan: archiveArchiveAfterDays
-  }
-}
-// Archive blobs are written once, so "modified" is "written"
-var tieringActions = union(archiveCoolAfterDays > 0 ? tierToCool : {}, archiveArchiveAfterDays > 0 ? tierToArchive : {})
-
-// Optional lifecycle rule moving archived records to Cool and/or Archive (archive container only)
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (archiveCoolAfterDays > 0 || archiveArchiveAfterDays > 0) {
+// Tiering works on immutable blobs too: every access tier supports immutable storage and Set
+// Blob Tier is allowed under a retention policy (learn.microsoft.com/azure/storage/blobs/
+// immutable-storage-overview#access-tiers). Nothing here ever deletes.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (!empty(archiveName) && !empty(tieringActions)) {
   parent: storage
   name: 'default'
   properties: {
@@ -161,7 +186,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
                 'blockBlob'
               ]
               prefixMatch: [
-                '${archiveContainerName}/'
+                '${archiveName}/'
               ]
             }
             actions: {
@@ -172,12 +197,58 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
       ]
     }
   }
-  dependsOn: [
-    archiveContainer
-  ]
 }
 
+// Who wrote, read or deleted which blob, with the caller's object id, kept in Log Analytics
+// (table StorageBlobLogs) where the app's identity has no access
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(logAnalyticsWorkspaceId) && !empty(blobLogCategories)) {
+  name: 'blob-audit-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      for category in blobLogCategories: {
+        category: category
+        enabled: true
+      }
+    ]
+  }
+}
+
+@description('Resource id of the storage account.')
 output id string = storage.id
+
+@description('Name of the storage account.')
 output name string = storage.name
+
+@description('Blob service endpoint, with a trailing slash.')
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+
+@description('Queue service endpoint, with a trailing slash.')
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
+
+// =============== //
+//   Definitions   //
+// =============== //
+
+@export()
+@description('The archive container and what protects and tiers it. Fields: name; immutabilityDays (time-based retention in days since each blob was written, 0 = none); immutabilityLocked (true = the policy is locked by the azd postprovision hook: it can never be shortened or removed); coolAfterDays and archiveAfterDays (lifecycle tiering, 0 = never).')
+type archiveContainerType = {
+  name: string
+  immutabilityDays: int
+  immutabilityLocked: bool
+  coolAfterDays: int
+  archiveAfterDays: int
+}
+
+@export()
+@description('Blob versioning and soft delete. Fields: versioning; blobSoftDeleteDays and containerSoftDeleteDays (0 = off).')
+type dataProtectionType = {
+  versioning: bool
+  blobSoftDeleteDays: int
+  containerSoftDeleteDays: int
+}
+
+@export()
+@description('A blob service resource log category (Azure Monitor, table StorageBlobLogs).')
+type blobLogCategoryType = 'StorageRead' | 'StorageWrite' | 'StorageDelete'
