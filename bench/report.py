@@ -44,6 +44,7 @@ class PartResult:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # further Markdown tables (cost model)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,6 +162,7 @@ def write_json(info: dict[str, Any], parts: list[PartResult], stamp: str) -> Pat
                 "error": p.error,
                 "warnings": p.warnings,
                 "details": p.details,
+                "text": p.text,
             }
             for p in parts
         },

@@ -22,7 +22,7 @@ param maximumInstanceCount int = 40
   2048
   4096
 ])
-param instanceMemoryMB int = 2048
+param instanceMemoryMB int = 512
 param identityId string
 param identityClientId string
 param storageBlobEndpoint string
