@@ -611,6 +611,26 @@ def tables(dep: Deployment, w: Workload, where: dict[str, str], prices: Prices) 
         lines.append(f"| {label} | " + " | ".join(money(p[key]) for p in pms) + " |")
     out.append("\n".join(lines))
 
+    lines = [
+        "### Flex instance memory (instanceMemoryMB): the same months at each size",
+        "",
+        "| instance memory | CPU cores | at rest | "
+        + " | ".join(f"{n:,} calls/day" for n in TENANT_CALLS_PER_DAY)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(TENANT_CALLS_PER_DAY),
+    ]
+    for row in memory_choice(dep, w, prices):
+        mb = row["instance_memory_mb"]
+        mark = " (the Bicep's)" if mb == dep.instance_memory_mb else ""
+        lines.append(
+            f"| {mb} MB{mark} | {CORES_PER_INSTANCE[mb]:g} | {money(row['at_rest'])} | "
+            + " | ".join(money(row[f"{n}_calls_per_day"]) for n in TENANT_CALLS_PER_DAY)
+            + " |"
+        )
+    out.append("\n".join(lines))
+
+    out.append("\n".join(levers(dep, w, prices)))
+
     standing = alt.standing(prices)
     lines = [
         "### Side by side: this app against Call Record Insights' standing resources",
@@ -631,6 +651,59 @@ def tables(dep: Deployment, w: Workload, where: dict[str, str], prices: Prices) 
     )
     out.append("\n".join(lines))
     return out
+
+
+def tier_break_even_months(record_bytes: float, tier: str, prices: Prices) -> float:
+    """Months a record must stay in Cool/Archive before the move (one write at the target
+    tier's price) is paid back by the cheaper capacity."""
+    gb = record_bytes / 1e9
+    write = {"cool": prices.blob_cool_write_per_10k, "archive": prices.blob_archive_write_per_10k}
+    saved = (
+        prices.blob_hot_gb_month
+        - {
+            "cool": prices.blob_cool_gb_month,
+            "archive": prices.blob_archive_gb_month,
+        }[tier]
+    )
+    return (write[tier] / 1e4) / (gb * saved)
+
+
+def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
+    """The settings that move the bill, each with what the model says it is worth."""
+    big = TENANT_CALLS_PER_DAY[-1]
+    e = estimate(big, dep, w, prices, free_grants=False)
+    compute = e.quantities["gb_seconds"]
+    reconcile_share = e.quantities["instance_s_reconcile"] * dep.memory_gb / compute
+    polls_month = 86_400 / dep.max_polling_interval_s * DAYS_PER_MONTH
+    slow_polls = 86_400 / 60 * DAYS_PER_MONTH
+    log_per_kb = e.quantities["executions"] * 1_000 / 1e9 * prices.log_ingestion_gb
+    cool = tier_break_even_months(w.record_bytes, "cool", prices)
+    archive = tier_break_even_months(w.record_bytes, "archive", prices)
+    return [
+        f"### What the settings are worth (at {big:,} calls/day unless said)",
+        "",
+        "| setting | effect |",
+        "|---|---|",
+        f"| instanceMemoryMB | see the table above: billing is memory x active seconds and an "
+        f"execution is {w.archive_exec_s * 1000:.0f} ms of which {w.cpu_s_per_record * 1000:.1f} "
+        "ms CPU, so a quarter of the memory is a quarter of the compute bill |",
+        f"| maxPollingInterval {dep.max_polling_interval_s:g} s | at most "
+        f"{polls_month:,.0f} empty polls a month per listening instance = "
+        f"{money(polls_month / 1e4 * prices.queue_per_10k)} (60 s: "
+        f"{money(slow_polls / 1e4 * prices.queue_per_10k)}); the sparse latency run shows what "
+        "a longer interval would add to every lone call |",
+        f"| reconcile (hourly, {w.reconcile_window_h:g} h window) | "
+        f"{reconcile_share:.0%} of the billed GB-s: it lists the whole window every hour at "
+        f"the List API's {w.reconcile_list_limit} requests / {w.reconcile_list_period_s:g} s |",
+        f"| log volume | every 1 kB of telemetry per execution = {money(log_per_kb)} a month "
+        f"(assumed {w.log_bytes_per_execution:g} bytes; requests and exceptions are never "
+        "sampled, traces only above 20 items/s) |",
+        f"| archiveCoolAfterDays | a {w.record_bytes / 1000:.0f} kB record pays back its move to "
+        f"Cool after {cool:.0f} months there: not worth it for records this small |",
+        f"| archiveArchiveAfterDays | the move to Archive pays back after {archive:.0f} months "
+        "(180-day minimum; reading back needs hours of rehydration): worth it only for "
+        "records kept for years and rarely read |",
+    ]
 
 
 def memory_choice(dep: Deployment, w: Workload, prices: Prices) -> list[dict[str, Any]]:

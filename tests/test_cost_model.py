@@ -151,3 +151,13 @@ def test_deployment_is_read_from_the_bicep() -> None:
 
 def test_every_price_names_its_source() -> None:
     assert set(cost.PRICE_SOURCES) == set(vars(PRICES))
+
+
+def test_tier_break_even_by_hand() -> None:
+    # 10 kB: Cool saves (0.0208 - 0.0152) $/GB-month = 5.6e-8 a month; the move costs 1e-5
+    assert cost.tier_break_even_months(10_000, "cool", PRICES) == pytest.approx(
+        (0.10 / 1e4) / (10_000 / 1e9 * (0.0208 - 0.0152))
+    )
+    assert cost.tier_break_even_months(10_000, "archive", PRICES) == pytest.approx(
+        (0.11 / 1e4) / (10_000 / 1e9 * (0.0208 - 0.002))
+    )
