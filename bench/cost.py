@@ -441,9 +441,9 @@ def estimate(
     kv = w.key_vault_reads_per_day * DAYS_PER_MONTH
     q["key_vault_operations"] = kv
     c["key_vault"] = kv / 1e4 * prices.key_vault_per_10k
-    c["graph"] = (
-        0.0  # callRecords reads are not metered (learn.microsoft.com/graph/metered-api-list)
-    )
+    # callRecords is not a metered Graph API: learn.microsoft.com/graph/metered-api-list (read
+    # 2026-11-30) lists only assignSensitivityLabel since the Teams APIs stopped being metered
+    c["graph"] = 0.0
     return e
 
 
