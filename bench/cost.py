@@ -588,6 +588,16 @@ def tables(dep: Deployment, w: Workload, where: dict[str, str], prices: Prices) 
         + " |"
     )
     lines.append(
+        "| billed instance-s per record (webhook + archive) | "
+        + " | ".join(
+            "—"
+            if not e.records_per_month
+            else f"{(e.quantities['instance_s_webhook'] + e.quantities['instance_s_archive']) / e.records_per_month:.2f}"
+            for e in ests
+        )
+        + " |"
+    )
+    lines.append(
         "| of which reconcile (instance-s) | "
         + " | ".join(f"{e.quantities['instance_s_reconcile']:,.0f}" for e in ests)
         + " |"
@@ -679,6 +689,9 @@ def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
     log_per_kb = e.quantities["executions"] * 1_000 / 1e9 * prices.log_ingestion_gb
     cool = tier_break_even_months(w.record_bytes, "cool", prices)
     archive = tier_break_even_months(w.record_bytes, "archive", prices)
+    rate = big * w.versions_per_call * (1 + w.requeues_per_record) / (w.active_hours_per_day * 3600)
+    in_flight = rate * w.archive_exec_s
+    sustained = dep.cores / w.cpu_s_per_record
     return [
         f"### What the settings are worth (at {big:,} calls/day unless said)",
         "",
@@ -687,6 +700,10 @@ def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
         f"| instanceMemoryMB | see the table above: billing is memory x active seconds and an "
         f"execution is {w.archive_exec_s * 1000:.0f} ms of which {w.cpu_s_per_record * 1000:.1f} "
         "ms CPU, so a quarter of the memory is a quarter of the compute bill |",
+        f"| per-instance concurrency (batchSize + newBatchThreshold = "
+        f"{dep.per_instance_concurrency}) | {in_flight:.2f} archive executions in flight on "
+        f"average; one {dep.instance_memory_mb} MB instance's CPU sustains about "
+        f"{sustained:.0f} records/s at the measured CPU per record: neither limits the bill |",
         f"| maxPollingInterval {dep.max_polling_interval_s:g} s | at most "
         f"{polls_month:,.0f} empty polls a month per listening instance = "
         f"{money(polls_month / 1e4 * prices.queue_per_10k)} (60 s: "
@@ -724,19 +741,40 @@ def memory_choice(dep: Deployment, w: Workload, prices: Prices) -> list[dict[str
     return out
 
 
+def latest_latency_results() -> tuple[dict[str, Any] | None, str]:
+    """The latency details of the newest bench/results/*.json that has them complete."""
+    from bench.report import RESULTS
+
+    for path in sorted(RESULTS.glob("*.json"), reverse=True):
+        try:
+            part = orjson.loads(path.read_bytes())["parts"].get("latency") or {}
+        except (OSError, ValueError, KeyError):
+            continue
+        details = part.get("details") or {}
+        if not part.get("error") and details.get("runs"):
+            return details, f"bench/results/{path.name}"
+    return None, ""
+
+
 def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
     part = PartResult("cost")
     prices = Prices()
     dep = read_deployment()
     measured = cfg.measured.get("latency")
+    source = "this run's latency part"
     if measured is None:
-        log("cost: no latency figures in this run; measuring a short one first")
+        measured, source = latest_latency_results()
+    if measured is None:
+        log("cost: no latency figures in this run or in bench/results; measuring a short one")
+        source = "a short latency run made for the cost part"
         from bench import latency
 
         short = replace(cfg, latency_runs=cfg.latency_runs[:1])
         latency.run(short, log)
         measured = short.measured.get("latency", {})
     w, where = workload_from_measurement(measured)
+    where = {k: f"{v} ({source})" for k, v in where.items()}
+    log(f"cost: per-record figures from {source}")
     alt = Alternative()
     ests = {n: estimate(n, dep, w, prices) for n in (0, *TENANT_CALLS_PER_DAY)}
     for n in (0, *TENANT_CALLS_PER_DAY):
