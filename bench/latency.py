@@ -5,9 +5,10 @@ sparse 0.5/s run that shows what the queue's polling back-off costs), against sm
 (5 sessions, 3 participants) and a simulated Graph latency of 100 ms:
 
 - ``host``: notifications (one per POST, as Graph sends them when traffic is light) go to
-  ``/api/notifications`` on devtools.host on a fixed schedule (open loop: a POST is sent at its
-  time whether or not the earlier ones were answered); the webhook queues each id, the queue
-  trigger polls with host.json's settings and archives.
+  ``/api/notifications`` on a fixed schedule (open loop: a POST is sent at its time whether or
+  not the earlier ones were answered). Two devtools.host processes run the app as Flex
+  Consumption does, on separate instances: one serves the HTTP functions (the webhook queues
+  each id), the other runs the queue trigger, polling with host.json's settings.
 - ``floor``: the same kind of records at the same rate, fetched and written by
   ``archive_record`` in this process with no queue in between (the same code and clients).
 
@@ -254,31 +255,43 @@ async def _send_paced(
 
 
 def hosted(st: Stack, cfg: Config, run: LatencyRun, ids: list[str]) -> dict[str, Any]:
+    """Two devtools.host processes, as Flex Consumption runs the app: the HTTP functions on
+    one instance (the queue trigger off) and the queue function on another (the timers off in
+    both). The webhook host takes the POSTs; the worker host polls the queue."""
     queue, container = unique("q"), unique("c")
     create_queue(st.conn, queue)
     create_container(st.conn, container)
-    log_path = cfg.logdir / f"latency-{run.name}.log"
-    host = HostProcess(st.app_env(queue, container), log_path).start()
+    env = st.app_env(queue, container)
+    web_log = cfg.logdir / f"latency-{run.name}-webhook.log"
+    work_log = cfg.logdir / f"latency-{run.name}-worker.log"
+    web = HostProcess(env, web_log, {"AzureWebJobs.archive_call_record.Disabled": "true"})
+    worker = HostProcess(env, work_log)
     try:
-        # Let the idle host back off to its longest polling interval, as a host waiting for
-        # the next call would be; the sustained runs bring it back to 0.1 s within a second.
+        web.start()
+        worker.start()
+        # Let the idle worker back off to its longest polling interval, as one waiting for
+        # the next call would be; a sustained rate brings it back to 0.1 s within a second.
         time.sleep(cfg.latency_settle_s)
-        meter = CpuMeter({**st.pids(), "host": host.pid}).start()
+        meter = CpuMeter({**st.pids(), "webhook": web.pid, "worker": worker.pid}).start()
         t0 = time.perf_counter()
-        url = f"{host.url}/api/notifications"
+        url = f"{web.url}/api/notifications"
         started, answers, answer_s = asyncio.run(_send_paced(url, ids, run.rate, st.client_state))
         found = asyncio.run(
             wait_for_blobs(st.conn, queue, container, len(ids), within_s=60 + len(ids) / 10)
         )
         wall = time.perf_counter() - t0
         cpu = meter.stop()
-        peak = rss_peak_mb(host.pid)
-        host.poll_log()
-        failed = host.failed
+        peak = rss_peak_mb(worker.pid)
+        web_peak = rss_peak_mb(web.pid)
+        worker.poll_log()
+        web.poll_log()
+        failed = worker.failed + web.failed
     finally:
-        host.stop()
+        web.stop()
+        worker.stop()
     got = asyncio.run(commit_times(st.conn, container, started))
     answer_ms = [x * 1000 for x in answer_s]
+    host_cpu = cpu.get("cpu_webhook_s", 0.0) + cpu.get("cpu_worker_s", 0.0)
     return summarise(
         started,
         got["commits"],
@@ -294,10 +307,17 @@ def hosted(st: Stack, cfg: Config, run: LatencyRun, ids: list[str]) -> dict[str,
             if got["sizes"]
             else None,
             "failed_invocations": failed,
-            "host_cpu_ms_per_record": round(cpu.get("cpu_host_s", 0.0) * 1000 / max(found, 1), 3),
+            "host_cpu_ms_per_record": round(host_cpu * 1000 / max(found, 1), 3),
+            "webhook_cpu_ms_per_record": round(
+                cpu.get("cpu_webhook_s", 0.0) * 1000 / max(found, 1), 3
+            ),
+            "worker_cpu_ms_per_record": round(
+                cpu.get("cpu_worker_s", 0.0) * 1000 / max(found, 1), 3
+            ),
             "host_peak_rss_mb": round(peak, 1) if peak else None,
+            "webhook_peak_rss_mb": round(web_peak, 1) if web_peak else None,
             "cpu": cpu,
-            "log": str(log_path),
+            "log": f"{web_log}, {work_log}",
         },
     )
 
@@ -417,7 +437,8 @@ def _rows(details: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 "latency",
-                f"{label}: host CPU per record (peak RSS {host.get('host_peak_rss_mb')} MB)",
+                f"{label}: CPU per record, webhook + worker processes (worker peak RSS "
+                f"{host.get('host_peak_rss_mb')} MB)",
                 host.get("host_cpu_ms_per_record"),
                 "ms",
                 floor.get("cpu_ms_per_record"),

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PROCESS_ORDER = ("host", "webhook", "worker", "bench", "graphsim", "azurite")
 
 
 @dataclass
@@ -110,11 +111,7 @@ def where_time_went(parts: list[PartResult]) -> str:
         return ""
     procs = sorted(
         {k[4:-2] for _, cpu in scenarios for k in cpu if k.startswith("cpu_")},
-        key=lambda p: (
-            ("host", "bench", "graphsim", "azurite").index(p)
-            if p in ("host", "bench", "graphsim", "azurite")
-            else 9
-        ),
+        key=lambda p: PROCESS_ORDER.index(p) if p in PROCESS_ORDER else len(PROCESS_ORDER),
     )
     head = "| scenario | wall s | " + " | ".join(f"CPU s {p}" for p in procs) + " | busy |"
     lines = [head, "|---|---:|" + "---:|" * len(procs) + "---:|"]
