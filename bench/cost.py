@@ -227,7 +227,8 @@ class Workload:
 
     archive_exec_s: float = 0.12  # one archive execution, Graph at 100 ms (floor exec time)
     webhook_exec_s: float = 0.005  # one webhook execution (answer time of a 1-notification POST)
-    cpu_s_per_record: float = 0.003  # host CPU per archived record
+    cpu_s_per_record: float = 0.003  # queue worker's CPU per archived record
+    webhook_cpu_s: float = 0.002  # webhook's CPU per one-notification POST
     record_bytes: float = 9_000  # mean archived JSON, the bench's small record
     # assumed:
     versions_per_call: float = 1.15  # records (blobs) per call; the simulator's tenant mix
@@ -375,7 +376,7 @@ def estimate(
     # compute: one billed stream per scaling group
     seconds = {
         "webhook": stream_seconds_per_day(
-            posts_day, w.webhook_exec_s, w.webhook_exec_s, w.active_hours_per_day, dep, prices
+            posts_day, w.webhook_exec_s, w.webhook_cpu_s, w.active_hours_per_day, dep, prices
         ),
         "archive": stream_seconds_per_day(
             messages_day, w.archive_exec_s, w.cpu_s_per_record, w.active_hours_per_day, dep, prices
@@ -540,13 +541,18 @@ def workload_from_measurement(measured: dict[str, Any]) -> tuple[Workload, dict[
     values = {
         "archive_exec_s": (floor.get("exec_ms_mean") or 120.0) / 1000,
         "webhook_exec_s": (host.get("answer_mean_ms") or 5.0) / 1000,
-        "cpu_s_per_record": (host.get("host_cpu_ms_per_record") or 3.0) / 1000,
+        "cpu_s_per_record": (
+            host.get("worker_cpu_ms_per_record") or host.get("host_cpu_ms_per_record") or 3.0
+        )
+        / 1000,
+        "webhook_cpu_s": (host.get("webhook_cpu_ms_per_record") or 2.0) / 1000,
         "record_bytes": float(host.get("mean_blob_bytes") or 9000),
     }
     where = {
         "archive_exec_s": f"mean archive_record time at {run['rate']:g}/s, Graph at 100 ms (floor run)",
         "webhook_exec_s": "mean answer time of a one-notification POST through the host",
-        "cpu_s_per_record": "host process CPU / records archived, through the host",
+        "cpu_s_per_record": "queue worker process CPU / records archived",
+        "webhook_cpu_s": "webhook process CPU / notifications (one per POST)",
         "record_bytes": "mean size of the archived blobs (5 sessions, 3 participants)",
     }
     return Workload.from_code(**values), where
