@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--only PART ...] [--profile]`` (``make bench``).
 
-Runs the parts in order (webhook, archiver, memory, throttle, tabulate), each against its own Azurite,
+Runs the parts in order (webhook, archiver, memory, throttle, tabulate, latency, cost), each against its own Azurite,
 Graph simulator and app host on free ports, then prints a Markdown table to stdout (progress
 goes to stderr) and writes everything measured to bench/results/<timestamp>.json. Targets are
 reported, not asserted: the exit status is non-zero only when a part could not run.
@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import archiver, memory, tabulate, throttle, webhook
+from bench import archiver, cost, latency, memory, tabulate, throttle, webhook
 from bench.config import PARTS, Config
 from bench.report import RESULTS, PartResult, markdown, meta, where_time_went, write_json
 
@@ -24,6 +24,8 @@ RUNNERS: dict[str, Callable[[Config, Callable[[str], None]], PartResult]] = {
     "memory": memory.run,
     "throttle": throttle.run,
     "tabulate": tabulate.run,
+    "latency": latency.run,
+    "cost": cost.run,
 }
 
 
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for p in parts for r in p.rows]
     print(f"## make bench{' --quick' if cfg.quick else ''} — {info['started']}\n")
     print(markdown(rows))
+    for text in (t for p in parts for t in p.text):
+        print(f"\n{text}")
     cpu = where_time_went(parts)
     if cpu:
         print("\nWhere the time went (CPU seconds per process during each measurement; ")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-PARTS = ("webhook", "archiver", "memory", "throttle", "tabulate")
+PARTS = ("webhook", "archiver", "memory", "throttle", "tabulate", "latency", "cost")
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,24 @@ class RecordKind:
     sessions: int
     participants: int
     floor_sample: int  # how many of them the CPU floor is measured on
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    """One sustained rate of notifications, one per POST, for ``seconds``."""
+
+    name: str
+    rate: float  # notifications per second
+    seconds: float
+
+
+def make_latency_runs(seconds: float) -> tuple[LatencyRun, ...]:
+    return (
+        LatencyRun("20-per-s", 20.0, seconds),
+        LatencyRun("100-per-s", 100.0, seconds),
+        # sparse: the host has backed off between notifications (maxPollingInterval)
+        LatencyRun("sparse", 0.5, seconds),
+    )
 
 
 @dataclass
@@ -45,6 +64,12 @@ class Config:
     throttle_window: int = 20
     # tabulate: archived records turned into the call-quality tables
     tabulate_records: int = 10_000
+    # latency: notification -> blob committed at sustained rates (2 minutes; --quick: 20 s)
+    latency_runs: tuple[LatencyRun, ...] = make_latency_runs(120.0)
+    latency_graph_ms: int = 100
+    latency_settle_s: float = 4.0  # idle host backs off to maxPollingInterval first
+    # figures one part measured that a later part uses (latency -> cost)
+    measured: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def make(cls, quick: bool, parts: tuple[str, ...], logdir: Path, **extra: object) -> Config:
@@ -61,6 +86,7 @@ class Config:
                 throttle_records=3000,
                 throttle_seconds=40,
                 tabulate_records=2000,
+                latency_runs=make_latency_runs(20.0),
             )
         else:
             cfg = cls(

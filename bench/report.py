@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PROCESS_ORDER = ("host", "webhook", "worker", "bench", "graphsim", "azurite")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class PartResult:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # further Markdown tables (cost model)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,11 +111,7 @@ def where_time_went(parts: list[PartResult]) -> str:
         return ""
     procs = sorted(
         {k[4:-2] for _, cpu in scenarios for k in cpu if k.startswith("cpu_")},
-        key=lambda p: (
-            ("host", "bench", "graphsim", "azurite").index(p)
-            if p in ("host", "bench", "graphsim", "azurite")
-            else 9
-        ),
+        key=lambda p: PROCESS_ORDER.index(p) if p in PROCESS_ORDER else len(PROCESS_ORDER),
     )
     head = "| scenario | wall s | " + " | ".join(f"CPU s {p}" for p in procs) + " | busy |"
     lines = [head, "|---|---:|" + "---:|" * len(procs) + "---:|"]
@@ -161,6 +159,7 @@ def write_json(info: dict[str, Any], parts: list[PartResult], stamp: str) -> Pat
                 "error": p.error,
                 "warnings": p.warnings,
                 "details": p.details,
+                "text": p.text,
             }
             for p in parts
         },

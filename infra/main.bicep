@@ -101,6 +101,14 @@ param containerSoftDeleteDays int = 7
 @description('Also send the archive\'s read and list operations (StorageRead) to Log Analytics. Writes and deletes are always sent; reads are the bulk of the volume (every existence check, listing and health call) and say least about tampering.')
 param archiveReadLogsEnabled bool = false
 
+@description('Memory of each Flex Consumption instance (MB): 512 has 0.25 CPU core, 2048 one core, 4096 two. Billing is memory x active seconds, and an execution mostly waits on Graph, so 512 costs a quarter of 2048 for the same work; see "What it costs" in README.md for the measurements and the cold-start trade-off.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 512
+
 @description('Upper bound of Flex Consumption instances (also bounds the load on Graph).')
 @minValue(1)
 @maxValue(1000)
@@ -279,6 +287,7 @@ module api 'app/api.bicep' = {
     serviceName: 'api'
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageBlobEndpoint: hostStorage.outputs.blobEndpoint

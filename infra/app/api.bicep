@@ -37,7 +37,7 @@ param maximumInstanceCount int = 40
   4096
 ])
 @description('Optional. Memory of each instance, in MB.')
-param instanceMemoryMB int = 2048
+param instanceMemoryMB int = 512
 
 @description('Required. Resource id of the user-assigned managed identity the app runs as.')
 param identityId string
