@@ -9,4 +9,6 @@ rebuilt from it at any time.
     buildings.py   CQD's building file: subnets -> buildings
     report.py      the quality report over the Parquet files, with DuckDB
     html.py        the report as one self-contained page with inline SVG charts
+    cache.py       the report's local copy of the streams files (fetched once per rebuild)
+    commands.py    what `cli.py tabulate` and `cli.py quality` do
 """
