@@ -18,11 +18,6 @@ function timeout simply resumes with the days still different on the next run. T
 is written last, so its fingerprint is only there once the day's other tables are.
 """
 
-# pyarrow ships no type stubs: its unknowns are allowed in this module only.
-# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
-# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
-# pyright: reportUnknownParameterType=false
-
 from __future__ import annotations
 
 import asyncio

@@ -14,11 +14,6 @@ become milliseconds (``*_ms``). A value of the wrong type is stored as null rath
 stopping the build: the archive keeps the original.
 """
 
-# pyarrow ships no type stubs: its unknowns are allowed in this module only.
-# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
-# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
-# pyright: reportUnknownParameterType=false
-
 from __future__ import annotations
 
 import math
