@@ -5,6 +5,7 @@
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
     keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
     reconcile            timer, hourly              list recent records, queue the missing
+    sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
     health               GET /api/health (key)      subscription, queues, archive: a verdict
 
 The logic is in shared/: webhook.py, archiver.py, lifecycle.py, subscriptions.py,
@@ -17,6 +18,7 @@ import azure.functions as func
 from shared import archiver, lifecycle, reconcile, status, webhook
 from shared.http import json_response
 from shared.runtime import get_runtime
+from shared.usage import sync as usage_sync
 
 app = func.FunctionApp()
 
@@ -50,6 +52,11 @@ async def keep_subscription(timer: func.TimerRequest) -> None:
 @app.timer_trigger(schedule="0 37 * * * *", arg_name="timer")
 async def reconcile_recent(timer: func.TimerRequest) -> None:
     await reconcile.reconcile_recent(await get_runtime())
+
+
+@app.timer_trigger(schedule="0 23 * * * *", arg_name="timer")
+async def sync_usage_logs(timer: func.TimerRequest) -> None:
+    await usage_sync.sync_usage_logs(await get_runtime())
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -28,6 +28,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "AZURE_CLIENT_ID",
     "ARCHIVE_RETRY_BASE_SECONDS",
     "ARCHIVE_RETRY_WINDOW_MINUTES",
+    "USAGE_LOGS_BACKFILL_DAYS",
+    "ANALYTICS_CONTAINER",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -71,6 +73,10 @@ class Settings:
     client_id: str | None
     retry_base_seconds: int
     retry_window_minutes: int
+    # PSTN / Direct Routing logs: how far back the first hourly run reads (Graph keeps them
+    # for months, by country), and where derived Parquet tables go.
+    usage_backfill_days: int = 90
+    analytics_container: str = "callrecords-tables"
 
     @property
     def poison_queue_name(self) -> str:
@@ -240,4 +246,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_id=client_id,
         retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+        usage_backfill_days=_positive_int(env, "USAGE_LOGS_BACKFILL_DAYS", 90),
+        analytics_container=_name(env, "ANALYTICS_CONTAINER", "callrecords-tables"),
     )

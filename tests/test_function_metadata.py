@@ -75,6 +75,9 @@ def test_timers() -> None:
     (rec,) = _bindings("reconcile")
     assert rec["type"] == "timerTrigger" and rec["schedule"] == "0 37 * * * *"
     assert "runOnStartup" not in rec  # a scale-out must not trigger a 48 h listing
+    (usage,) = _bindings("sync_usage_logs")
+    assert usage["type"] == "timerTrigger" and usage["schedule"] == "0 23 * * * *"
+    assert "runOnStartup" not in usage  # hourly; its watermark says where to resume
 
 
 def test_every_function_is_known() -> None:
@@ -84,6 +87,7 @@ def test_every_function_is_known() -> None:
         "lifecycle",
         "keep_subscription",
         "reconcile",
+        "sync_usage_logs",
         "health",
     }
 

@@ -58,6 +58,7 @@ EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
     },
     "keep_subscription": {"type": "timerTrigger"},
     "reconcile": {"type": "timerTrigger"},
+    "sync_usage_logs": {"type": "timerTrigger"},
 }
 # function_app.py names two of them differently from the issue; same contract
 EXPECTED_TRIGGERS["lifecycle_notifications"] = EXPECTED_TRIGGERS["lifecycle"]
