@@ -16,6 +16,7 @@ from shared.graph import GraphError
 from shared.messages import utcnow
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
+from shared.usage.health import usage_facts
 
 EXPIRY_WARNING = timedelta(hours=12)
 STALE_MESSAGE = timedelta(minutes=15)
@@ -35,6 +36,7 @@ class Status:
     last_archived_blob: str | None = None
     last_archived_at: str | None = None
     archived_last_24h: int = 0
+    usage_logs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     checked_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,6 +136,7 @@ async def collect(
                     )
     await _queue_facts(rt, status, now)
     await _archive_facts(rt, status, now)
+    status.usage_logs = await usage_facts(rt, now, status.problems)
     if status.poison_depth:
         status.problems.append(
             f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}: "

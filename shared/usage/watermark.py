@@ -114,14 +114,17 @@ class WatermarkStore:
                 pass
             self._ensured = True
         blob = self.container.get_blob_client(self.name(mark.kind))
-        condition = MatchConditions.IfNotModified if mark.etag else MatchConditions.IfMissing
+        condition: dict[str, Any] = (
+            {"etag": mark.etag, "match_condition": MatchConditions.IfNotModified}
+            if mark.etag
+            else {"match_condition": MatchConditions.IfMissing}
+        )
         try:
             result = await blob.upload_blob(
                 mark.to_json(),
                 overwrite=True,
                 content_settings=ContentSettings(content_type="application/json"),
-                etag=mark.etag,
-                match_condition=condition,
+                **condition,
             )
         except (ResourceModifiedError, ResourceExistsError) as exc:
             raise WatermarkConflict(
