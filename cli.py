@@ -7,6 +7,7 @@
     enqueue         queue record ids by hand (e.g. a bot's callChainId)
     fetch           archive one record now, in the foreground
     replay-poison   show why messages were parked, and put them back on the queue
+    usage           PSTN / Direct Routing call logs: backfill, report
 
 Settings are the app's: the environment, then local.settings.json Values next to this file.
 Identity: DefaultAzureCredential (the managed identity where the app runs; a service principal
@@ -46,6 +47,7 @@ from shared.settings import SettingError, Settings, load_settings, local_setting
 from shared.status import collect
 from shared.storage import queue_client
 from shared.subscriptions import Subscription, SubscriptionError, SubscriptionKeeper
+from shared.usage import commands as usage_commands
 from shared.workqueue import QueueUnavailable
 
 ROOT = Path(__file__).resolve().parent
@@ -203,6 +205,13 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         ("poison queue", f"{s.poison_queue_name}: {parked} message(s)"),
         ("last archived", last),
         ("archived (24 h)", str(facts.archived_last_24h)),
+        *(
+            (
+                f"{u['kind']} logs",
+                f"watermark {_when(u['watermark'])}, {u['archived_last_24h']} rows archived (24 h)",
+            )
+            for u in facts.usage_logs
+        ),
         ("verdict", facts.verdict),
     ]
     for name, value in rows:
@@ -464,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drop-malformed", action="store_true", help="delete malformed messages")
     p.set_defaults(handler=cmd_replay_poison)
+
+    usage_commands.add_parser(sub, _when_arg)
     return parser
 
 
@@ -540,7 +551,15 @@ def describe(exc: BaseException, verbose: bool) -> str:
     return first
 
 
-EXPECTED = (CliError, SettingError, SubscriptionError, GraphError, AzureError, QueueUnavailable)
+EXPECTED = (
+    CliError,
+    SettingError,
+    SubscriptionError,
+    GraphError,
+    AzureError,
+    QueueUnavailable,
+    usage_commands.UsageCommandError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
