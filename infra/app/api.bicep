@@ -35,6 +35,8 @@ param clientStateSecretUri string
 param applicationInsightsConnectionString string
 param archiveRetryBaseSeconds int = 60
 param archiveRetryWindowMinutes int = 240
+param usageLogsBackfillDays int = 90
+param analyticsContainerName string = 'callrecords-tables'
 
 // Flex Consumption plan: Linux, scale to zero, billed per execution (no always-ready instances)
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -135,6 +137,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identityClientId
     ARCHIVE_RETRY_BASE_SECONDS: string(archiveRetryBaseSeconds)
     ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
+    // PSTN / Direct Routing logs: first run's reach back; derived Parquet tables (cli.py usage report)
+    USAGE_LOGS_BACKFILL_DAYS: string(usageLogsBackfillDays)
+    ANALYTICS_CONTAINER: analyticsContainerName
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   }
