@@ -207,7 +207,7 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         ("archived (24 h)", str(facts.archived_last_24h)),
         *(
             (
-                f"{u['kind']} logs",
+                f"{u['label']} log" if len(u["label"]) < 12 else u["label"],
                 f"watermark {_when(u['watermark'])}, {u['archived_last_24h']} rows archived (24 h)",
             )
             for u in facts.usage_logs

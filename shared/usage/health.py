@@ -35,6 +35,7 @@ async def usage_facts(
             facts.append(
                 {
                     "kind": kind.value,
+                    "label": kind.label,
                     "watermark": mark.until.isoformat() if mark.until else None,
                     "hours_behind": round(lag.total_seconds() / 3600, 2) if lag else None,
                     "archived_last_24h": mark.written_since(now - timedelta(hours=24)),
