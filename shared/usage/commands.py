@@ -117,7 +117,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], out: IO[str]) -> None
     widths = {c: max(len(c), *(len(_cell(r[c])) for r in rows)) for c in columns}
     print("  " + "  ".join(c.ljust(widths[c]) for c in columns), file=out)
     for row in rows:
-        print("  " + "  ".join(_cell(row[c]).ljust(widths[c]) for c in columns), file=out)
+        print("  " + "  ".join(_cell(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
 
 
 def _cell(value: Any) -> str:
