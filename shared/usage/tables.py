@@ -1,3 +1,7 @@
+# pyarrow ships no type information: its calls are unknown to pyright, and only here.
+# pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
+# pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
+# pyright: reportUnknownParameterType=false
 """Analytics tables for the usage logs, and the usage report.
 
 ``pstn_calls/date=YYYY-MM-DD/part-0.parquet`` and ``direct_routing_calls/date=…`` in the
@@ -190,8 +194,8 @@ class UsageTables:
         async def read(name: str) -> dict[str, Any]:
             async with limit:
                 data = await (await archive.download_blob(name)).readall()
-            row = orjson.loads(data)
-            return row if isinstance(row, dict) else {}
+            row: Any = orjson.loads(data)
+            return dict[str, Any](row) if isinstance(row, dict) else {}
 
         return list(await asyncio.gather(*(read(n) for n in names)))
 

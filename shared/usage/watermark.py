@@ -71,10 +71,10 @@ class Watermark:
 
     @classmethod
     def from_json(cls, kind: UsageKind, data: bytes, etag: str | None) -> Watermark:
-        body = orjson.loads(data)
+        body: dict[str, Any] = orjson.loads(data)
         until = body.get("until")
         updated = body.get("updated")
-        counts = body.get("writtenByHour") or {}
+        counts: dict[str, Any] = body.get("writtenByHour") or {}
         return cls(
             kind=kind,
             until=parse_graph_datetime(until) if until else None,
