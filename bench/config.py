@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PARTS = ("webhook", "archiver", "memory", "throttle")
+PARTS = ("webhook", "archiver", "memory", "throttle", "usage")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Config:
     throttle_seconds: int = 60  # measured from 20 s (one full window) to here
     throttle_limit: int = 1500
     throttle_window: int = 20
+    # usage logs: PSTN rows backfilled in process
+    usage_rows: int = 5000
 
     @classmethod
     def make(cls, quick: bool, parts: tuple[str, ...], logdir: Path, **extra: object) -> Config:
@@ -58,6 +60,7 @@ class Config:
                 ),
                 throttle_records=3000,
                 throttle_seconds=40,
+                usage_rows=2000,
             )
         else:
             cfg = cls(
