@@ -9,8 +9,9 @@
     health               GET /api/health (key)      subscription, queues, archive: a verdict
 
 The logic is in shared/: webhook.py, archiver.py, lifecycle.py, subscriptions.py,
-reconcile.py, status.py, on top of graph.py (Graph client), archive.py (blob naming and
-write-if-absent), workqueue.py, settings.py and runtime.py (per-process clients).
+reconcile.py, status.py, usage/ (PSTN and Direct Routing logs), on top of graph.py (Graph
+client), archive.py (blob naming and write-if-absent), workqueue.py, settings.py and
+runtime.py (per-process clients).
 """
 
 import azure.functions as func
