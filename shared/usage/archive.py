@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
+from azure.storage.blob.aio import ContainerClient
 
 from shared.archive import ArchiveWriter, parse_graph_datetime
 from shared.ids import is_guid
@@ -87,6 +88,40 @@ def parse_row(kind: UsageKind, raw: bytes) -> UsageRow:
     if not head.id or start is None:
         log.warning("%s row without id or startDateTime: kept unparsed", kind)
     return UsageRow(kind, head.id or None, start, bytes(raw))
+
+
+class ArchivedIndex:
+    """Which rows are archived already, one listing per day folder, read when first needed.
+
+    The hourly run re-reads a day of overlap every hour; a conditional PUT per known row
+    would cost a write transaction each (a 10,000-row day: 240,000 a day per log), while one
+    listing covers 5,000 names. A row not in the listing is still written with
+    If-None-Match: *, so a row written meanwhile by someone else is never overwritten.
+    At most ``keep`` day folders are held (pages come in start order), so memory stays at a
+    few days of names however long the range.
+    """
+
+    def __init__(self, container: ContainerClient, keep: int = 4) -> None:
+        self.container = container
+        self.keep = keep
+        self.folders: dict[str, set[str]] = {}
+        self.listings = 0
+
+    async def contains(self, row: UsageRow) -> bool:
+        folder = row.blob_name.rsplit("/", 1)[0] + "/"
+        names = self.folders.get(folder)
+        if names is None:
+            names = {b.name async for b in self.container.list_blobs(name_starts_with=folder)}
+            self.listings += 1
+            if len(self.folders) >= self.keep:
+                del self.folders[next(iter(self.folders))]  # the oldest read
+            self.folders[folder] = names
+        return row.blob_name in names
+
+    def add(self, row: UsageRow) -> None:
+        folder = row.blob_name.rsplit("/", 1)[0] + "/"
+        if folder in self.folders:
+            self.folders[folder].add(row.blob_name)
 
 
 async def write_row(archive: ArchiveWriter, row: UsageRow) -> bool:

@@ -27,7 +27,7 @@ from shared.graph import GraphError, Throttled, Unreachable
 from shared.messages import utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
-from shared.usage.archive import UsageRow, parse_row, write_row
+from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import MAX_RANGE, function_path, windows
 from shared.usage.watermark import WatermarkConflict, WatermarkStore
@@ -85,18 +85,26 @@ class KindReport:
         return text
 
 
-async def _store(rt: Runtime, rows: list[UsageRow], dry_run: bool) -> list[bool]:
-    """Write (or, dry run, look up) each row; True where this call wrote (would write) it."""
+async def _store(
+    rt: Runtime, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
+) -> list[bool]:
+    """Write each row the index does not know (dry run: count them); True where this call
+    wrote (would write) it."""
+    known = [await index.contains(row) for row in rows]
     semaphore = asyncio.Semaphore(WRITE_CONCURRENCY)
 
-    async def one(row: UsageRow) -> bool:
+    async def one(row: UsageRow, archived: bool) -> bool:
+        if archived:
+            return False
+        if dry_run:
+            index.add(row)  # a row listed twice (a PSTN boundary) is counted once
+            return True
         async with semaphore:
-            if dry_run:
-                blob = rt.archive.container.get_blob_client(row.blob_name)
-                return not await blob.exists()
-            return await write_row(rt.archive, row)
+            written = await write_row(rt.archive, row)
+        index.add(row)
+        return written
 
-    return list(await asyncio.gather(*(one(row) for row in rows)))
+    return list(await asyncio.gather(*(one(r, k) for r, k in zip(rows, known, strict=True))))
 
 
 async def copy_range(
@@ -124,6 +132,7 @@ async def copy_range(
     """
     report = KindReport(kind, since.astimezone(UTC), until.astimezone(UTC), dry_run=dry_run)
     limiter = limiter or SlidingWindow(COLLECTION_LIMIT, COLLECTION_PERIOD)
+    index = ArchivedIndex(rt.archive.container)
     if progress:
         progress(report)
     try:
@@ -134,6 +143,7 @@ async def copy_range(
                 start,
                 end,
                 report,
+                index,
                 limiter,
                 progress,
                 dry_run,
@@ -155,6 +165,7 @@ async def _copy_window(
     start: datetime,
     end: datetime,
     report: KindReport,
+    index: ArchivedIndex,
     limiter: SlidingWindow,
     progress: Callable[[KindReport], None] | None,
     dry_run: bool,
@@ -179,7 +190,7 @@ async def _copy_window(
             await asyncio.sleep(delay)
             continue
         rows = [parse_row(kind, bytes(raw)) for raw in page.value]
-        outcomes = await _store(rt, rows, dry_run)
+        outcomes = await _store(rt, rows, index, dry_run)
         report.pages += 1
         report.listed += len(rows)
         report.written += sum(outcomes)
