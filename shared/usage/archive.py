@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import msgspec
 from azure.storage.blob.aio import ContainerClient
@@ -45,7 +46,7 @@ class UsageRow:
     start: datetime | None
     data: bytes
 
-    @property
+    @cached_property  # asked for by the index, the upload and the metadata
     def blob_name(self) -> str:
         if self.id is None or self.start is None:
             digest = hashlib.sha256(self.data).hexdigest()
