@@ -16,7 +16,7 @@ from shared.messages import utcnow
 from shared.status import collect
 from shared.usage.health import usage_facts
 from shared.usage.kinds import UsageKind
-from shared.usage.sync import DAY, KindReport, sync_usage_logs
+from shared.usage.sync import DAY, OVERLAP, KindReport, sync_usage_logs
 from shared.usage.watermark import WatermarkStore
 
 pytestmark = pytest.mark.e2e
@@ -77,8 +77,8 @@ async def test_rows_archived_exactly_once_across_two_overlapping_runs(
     assert first[UsageKind.DIRECT_ROUTING].written == 400
     assert first[UsageKind.PSTN].windows == 12  # a day at a time: the watermark moves daily
 
-    # Late rows (the log is filled in after the fact) inside the overlap of the next run.
-    late = sim.add_usage_rows("pstn", 30, now - timedelta(hours=20), now - timedelta(hours=2))
+    # Late rows (the log is filled in after the fact, up to 48 h late) inside the overlap.
+    late = sim.add_usage_rows("pstn", 30, now - timedelta(hours=44), now - timedelta(hours=2))
     second = by_kind(await sync_usage_logs(rt))
     pstn = second[UsageKind.PSTN]
     assert pstn.stopped is None
@@ -141,11 +141,11 @@ async def test_fault_mid_range_keeps_the_watermark_and_a_rerun_completes(
     sim.set_faults(reset=True)
     second = by_kind(await sync_usage_logs(rt))[UsageKind.PSTN]
     assert second.stopped is None
-    assert second.since == first.watermark - DAY  # resumed from the watermark, with overlap
+    assert second.since == first.watermark - OVERLAP  # resumed from the watermark, with overlap
     expected = sorted(
         expected_name(UsageKind.PSTN, r)
         for r in rows
-        if parse_graph_datetime(r["startDateTime"]) >= first.since
+        if parse_graph_datetime(r["startDateTime"]) >= second.since
     )
     assert second.written == len(expected) - first.written
     assert await names(rt, UsageKind.PSTN) == expected

@@ -5,7 +5,7 @@ getDirectRoutingCalls over a start-time range (at most 90 days a request, 1,000 
 with ``@odata.nextLink``), learn.microsoft.com/graph/api/callrecords-callrecord-getpstncalls
 and .../callrecords-callrecord-getdirectroutingcalls.
 
-The hourly run reads from its watermark less a day (rows can appear late) up to now, a day
+The hourly run reads from its watermark less two days (rows can appear late) up to now, a day
 at a time, and moves the watermark to a day's end only once every page of that day is
 written. A throttle longer than a few seconds, an outage or the run's time budget ends the
 run with the watermark where the last complete day left it; the next run resumes there.
@@ -35,7 +35,11 @@ from shared.usage.watermark import WatermarkConflict, WatermarkStore
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
-OVERLAP = DAY  # re-read this much before the watermark: late rows
+# Re-read this much before the watermark: rows appear late. The Teams admin center's usage
+# reports, fed by the same call logs, "usually reflect a 24 to 48 hour latency from time of
+# activity" (learn.microsoft.com/microsoftteams/teams-analytics-and-reports/pstn-minute-pools-report).
+# A day folder listing makes the re-read cheap (ArchivedIndex), so the margin is generous.
+OVERLAP = 2 * DAY
 RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
