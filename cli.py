@@ -9,6 +9,7 @@
     replay-poison   show why messages were parked, and put them back on the queue
     tabulate        rebuild the call-quality tables (Parquet) from the archive
     quality         the call-quality report (poor streams, worst users/subnets/...)
+    usage           PSTN / Direct Routing call logs: backfill, report
 
 Settings are the app's: the environment, then local.settings.json Values next to this file.
 Identity: DefaultAzureCredential (the managed identity where the app runs; a service principal
@@ -52,6 +53,7 @@ from shared.settings import SettingError, Settings, load_settings, local_setting
 from shared.status import Verdict, collect
 from shared.storage import queue_client
 from shared.subscriptions import Subscription, SubscriptionError, SubscriptionKeeper
+from shared.usage import commands as usage_commands
 from shared.workqueue import QueueUnavailable
 
 ROOT = Path(__file__).resolve().parent
@@ -207,6 +209,13 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         ("poison queue", f"{s.poison_queue_name}: {parked} message(s)"),
         ("last archived", last),
         ("archived (24 h)", str(facts.archived_last_24h)),
+        *(
+            (
+                f"{u['label']} log" if len(u["label"]) < 12 else u["label"],
+                f"watermark {_when(u['watermark'])}, {u['archived_last_24h']} rows archived (24 h)",
+            )
+            for u in facts.usage_logs
+        ),
         ("verdict", facts.verdict),
     ]
     for name, value in rows:
@@ -535,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", type=Path, metavar="DIR", help="where fetched tables are kept")
     p.set_defaults(handler=cmd_quality)
+    usage_commands.add_parser(sub, _when_arg)
     return parser
 
 
@@ -615,7 +625,15 @@ def describe(exc: BaseException, verbose: bool) -> str:
     return first
 
 
-EXPECTED = (CliError, SettingError, SubscriptionError, GraphError, AzureError, QueueUnavailable)
+EXPECTED = (
+    CliError,
+    SettingError,
+    SubscriptionError,
+    GraphError,
+    AzureError,
+    QueueUnavailable,
+    usage_commands.UsageCommandError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

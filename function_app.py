@@ -5,8 +5,10 @@
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
     keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
     reconcile            timer, hourly              list recent records, queue the missing
+    sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
     health               GET /api/health (key)      subscription, queues, archive: a verdict
     rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
+    sync_usage_logs      timer, hourly at :23       PSTN and Direct Routing logs since the watermark
 
 Each function is one call into shared/handlers.py, the only module that knows Azure Functions;
 docs/architecture.md shows the layers below it.
@@ -53,6 +55,11 @@ async def reconcile(timer: func.TimerRequest) -> None:
 @app.timer_trigger(schedule="0 15 3 * * *", arg_name="timer")
 async def rebuild_tables(timer: func.TimerRequest) -> None:
     await handlers.rebuild_tables()
+
+
+@app.timer_trigger(schedule="0 23 * * * *", arg_name="timer")
+async def sync_usage_logs(timer: func.TimerRequest) -> None:
+    await handlers.sync_usage_logs()
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

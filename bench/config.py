@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PARTS = ("webhook", "archiver", "memory", "throttle", "tabulate", "latency", "cost")
+PARTS = ("webhook", "archiver", "memory", "throttle", "tabulate", "latency", "cost", "usage")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class Config:
     latency_settle_s: float = 4.0  # idle host backs off to maxPollingInterval first
     # figures one part measured that a later part uses (latency -> cost)
     measured: dict[str, Any] = field(default_factory=dict)
+    # usage logs: PSTN rows backfilled in process
+    usage_rows: int = 5000
 
     @classmethod
     def make(cls, quick: bool, parts: tuple[str, ...], logdir: Path, **extra: object) -> Config:
@@ -87,6 +89,7 @@ class Config:
                 throttle_seconds=40,
                 tabulate_records=2000,
                 latency_runs=make_latency_runs(20.0),
+                usage_rows=2000,
             )
         else:
             cfg = cls(

@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
   Archive         : container '{container}' -> copies in ./local-archive/
   Operator CLI    : set -a; . .local/cli.env; set +a; .venv/bin/python cli.py status
   Call quality    : (same shell) cli.py tabulate --since 1d; cli.py quality --since 1d --html q.html
+  PSTN / DR logs  : timer sync_usage_logs at minute 23, or now: ... cli.py usage backfill --since 1d
   Ctrl-C to stop.
 """,
             flush=True,
@@ -148,9 +149,15 @@ def main(argv: list[str] | None = None) -> int:
                 target = out_dir / blob.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
+                if blob.name.startswith(("pstn/", "directrouting/")):
+                    what = f"{doc.get('callType')}, {doc.get('duration')} s"
+                else:
+                    what = (
+                        f"{len(doc.get('sessions', []))} sessions, "
+                        f"{len(doc.get('participants_v2', []))} participants"
+                    )
                 print(
-                    f"  archived {blob.name}  ({len(doc.get('sessions', []))} sessions, "
-                    f"{len(doc.get('participants_v2', []))} participants, {len(data) / 1024:.0f} KiB)"
+                    f"  archived {blob.name}  ({what}, {len(data) / 1024:.0f} KiB)"
                     f" -> {target.relative_to(ROOT)}",
                     flush=True,
                 )

@@ -122,6 +122,11 @@ param archiveRetryBaseSeconds int = 60
 @minValue(1)
 param archiveRetryWindowMinutes int = 240
 
+@description('Days of PSTN and Direct Routing call logs the first hourly run reads back (USAGE_LOGS_BACKFILL_DAYS); Graph keeps them for months, by country.')
+@minValue(1)
+@maxValue(365)
+param usageLogsBackfillDays int = 90
+
 @description('Log Analytics retention in days (30 is included in the ingestion price).')
 @minValue(30)
 @maxValue(730)
@@ -302,6 +307,7 @@ module api 'app/api.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     archiveRetryBaseSeconds: archiveRetryBaseSeconds
     archiveRetryWindowMinutes: archiveRetryWindowMinutes
+    usageLogsBackfillDays: usageLogsBackfillDays
   }
   // The app resolves its Key Vault reference and storage connections with these roles
   dependsOn: [

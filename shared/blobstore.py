@@ -74,16 +74,17 @@ class ArchiveWriter:
         and the write one atomic step, so concurrent duplicates cannot overwrite each other.
         """
         name = blob_name(record)
-        return name, await self._upload(name, data, record)
+        return name, await self.write_named(name, data, _metadata(record))
 
-    async def _upload(self, name: str, data: bytes, record: dict[str, Any]) -> bool:
+    async def write_named(self, name: str, data: bytes, metadata: dict[str, str]) -> bool:
+        """Upload JSON ``data`` as blob ``name`` if it is absent; True if this call wrote it."""
         try:
             await self.container.upload_blob(
                 name,
                 data,
                 overwrite=False,
                 content_settings=ContentSettings(content_type="application/json"),
-                metadata=_metadata(record),
+                metadata=metadata,
             )
         except (ResourceExistsError, ResourceModifiedError):
             return False
@@ -128,7 +129,7 @@ class ArchiveWriter:
                 await flush()
         buffer += b'],"participants_v2":[' + await stream.participants_task + b"]}"
         if not blocks:  # it all fit in one block: one plain upload, no staging round trips
-            written = await self._upload(name, bytes(buffer), head)
+            written = await self.write_named(name, bytes(buffer), _metadata(head))
             return name, written, len(buffer)
         await flush()
         try:

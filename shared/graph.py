@@ -40,6 +40,7 @@ class _Page(msgspec.Struct):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
+Page = _Page  # public name: callers that page through a collection keep items raw too
 _PAGE = msgspec.json.Decoder(_Page)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -193,6 +194,10 @@ class GraphClient:
 
     async def get(self, url: str) -> dict[str, Any]:
         return await self.request("GET", url)
+
+    async def get_page(self, url: str) -> Page:
+        """One collection page (``value`` items as raw JSON bytes, ``next_link``)."""
+        return await self.request("GET", url, parse=_page)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{API}/{path.lstrip('/')}"

@@ -11,6 +11,7 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
     keep_subscription    -> lifecycle.keep_subscription
     reconcile            -> reconcile.reconcile_recent
     rebuild_tables       -> analytics.rebuild.rebuild_changed_days
+    sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
 """
 
@@ -35,6 +36,7 @@ from shared.notifications import (
 from shared.runtime import get_runtime
 from shared.settings import SettingError
 from shared.status import Verdict
+from shared.usage import sync as usage_sync
 from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,10 @@ async def rebuild_tables() -> None:
     from shared.analytics.rebuild import rebuild_changed_days
 
     await rebuild_changed_days(await get_runtime())
+
+
+async def sync_usage_logs() -> None:
+    await usage_sync.sync_usage_logs(await get_runtime())
 
 
 async def health() -> func.HttpResponse:

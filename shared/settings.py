@@ -30,6 +30,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "AZURE_CLIENT_ID",
     "ARCHIVE_RETRY_BASE_SECONDS",
     "ARCHIVE_RETRY_WINDOW_MINUTES",
+    "USAGE_LOGS_BACKFILL_DAYS",
     "ANALYTICS_CONTAINER",
 )
 
@@ -74,6 +75,9 @@ class Settings:
     client_id: str | None
     retry_base_seconds: int
     retry_window_minutes: int
+    # PSTN / Direct Routing logs: how far back the first hourly run reads (Graph keeps them
+    # for months, by country).
+    usage_backfill_days: int = 90
     # Derived Parquet tables, in the archive's storage account (shared/analytics/).
     analytics_container: str = "callrecords-tables"
 
@@ -248,5 +252,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_id=client_id,
         retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+        usage_backfill_days=_positive_int(env, "USAGE_LOGS_BACKFILL_DAYS", 90),
         analytics_container=_name(env, "ANALYTICS_CONTAINER", "callrecords-tables"),
     )

@@ -17,6 +17,7 @@ from shared.graph import GraphError
 from shared.messages import utcnow
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
+from shared.usage.health import usage_facts
 
 EXPIRY_WARNING = timedelta(hours=12)
 STALE_MESSAGE = timedelta(minutes=15)
@@ -41,6 +42,7 @@ class Status:
     last_archived_blob: str | None = None
     last_archived_at: datetime | None = None
     archived_last_24h: int = 0
+    usage_logs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     checked_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,6 +146,7 @@ async def collect(
                     )
     await _queue_facts(rt, status, now)
     await _archive_facts(rt, status, now)
+    status.usage_logs = await usage_facts(rt, now, status.problems)
     if status.poison_depth:
         status.problems.append(
             f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}: "

@@ -38,4 +38,5 @@ EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
     },
     "reconcile": {"type": "timerTrigger", "schedule": "0 37 * * * *"},
     "rebuild_tables": {"type": "timerTrigger", "schedule": "0 15 3 * * *"},  # daily
+    "sync_usage_logs": {"type": "timerTrigger", "schedule": "0 23 * * * *"},  # hourly
 }

@@ -38,6 +38,7 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_get("/msi/token", sim.msi_token)
     app.router.add_route("*", "/v1.0/{tail:.*}", sim.graph_entry)
     app.router.add_routes(Control(sim).routes())
+    app.router.add_routes(sim.usage.routes())
     app["sim"] = sim
 
     async def on_startup(app: web.Application) -> None:

@@ -101,6 +101,36 @@ class SimClient:
         """Every record: ``{id, version, startDateTime, sessions, participants, ...}``."""
         return list(self._call("GET", "/_sim/records"))
 
+    # ------------------------------------------------------------ PSTN / Direct Routing logs
+
+    def add_usage_rows(
+        self,
+        kind: Literal["pstn", "directrouting"],
+        count: int,
+        start: datetime | str,
+        end: datetime | str,
+        correlation_ids: list[str] | None = None,
+    ) -> list[str]:
+        """Add ``count`` generated rows starting evenly over [start, end); returns their ids."""
+        body: dict[str, Any] = {
+            "count": count,
+            "start": start.isoformat() if isinstance(start, datetime) else start,
+            "end": end.isoformat() if isinstance(end, datetime) else end,
+        }
+        if correlation_ids is not None:
+            body["correlation_ids"] = correlation_ids
+        return list(self._call("POST", f"/_sim/usage/{kind}", body)["ids"])
+
+    def add_usage_row_objects(
+        self, kind: Literal["pstn", "directrouting"], rows: list[dict[str, Any]]
+    ) -> None:
+        """Add rows exactly as given (each needs ``id`` and ``startDateTime``)."""
+        self._call("POST", f"/_sim/usage/{kind}", {"rows": rows})
+
+    def usage_rows(self, kind: Literal["pstn", "directrouting"]) -> list[dict[str, Any]]:
+        """Every row of that log, sorted by start time."""
+        return list(self._call("GET", f"/_sim/usage/{kind}"))
+
     # ------------------------------------------------------------ counters, faults, config
 
     def stats(self) -> dict[str, Any]:

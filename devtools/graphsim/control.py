@@ -227,6 +227,7 @@ class Control:
         state = self.sim.state
         state.records.clear()
         state.subscriptions.clear()
+        self.sim.usage.clear()
         state.stats.reset()
         state.config = dataclasses.replace(self.sim.startup_config)
         self.sim.faults.reset()

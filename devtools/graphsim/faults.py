@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+USAGE_KINDS = ("pstn_calls", "direct_routing_calls")  # the simulator's route kinds
 FAULT_KINDS = ("429", "503", "403", "drop", "drop_partial", "drop_silent", "ok")
 
 
@@ -31,6 +32,11 @@ class FaultConfig:
     record_limit: int = 40
     list_limit: int = 40
     window_seconds: float = 20.0
+    # PSTN / Direct Routing logs (throttling-limits.md, "Cloud communication service limits"):
+    # 200 requests / 60 s per app per tenant, 50 / 60 s per collection (each log).
+    usage_app_limit: int = 200
+    usage_collection_limit: int = 50
+    usage_window_seconds: float = 60.0
     script: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -94,10 +100,13 @@ class FaultInjector:
         self.app = SlidingWindow()
         self.list = SlidingWindow()
         self.records: dict[str, SlidingWindow] = {}
+        self.usage_app = SlidingWindow()
+        self.usage_logs: dict[str, SlidingWindow] = {}
 
     def reset(self) -> None:
         self.config = FaultConfig()
         self.app, self.list, self.records = SlidingWindow(), SlidingWindow(), {}
+        self.usage_app, self.usage_logs = SlidingWindow(), {}
 
     def latency(self) -> float:
         """Seconds to wait before answering."""
@@ -109,7 +118,15 @@ class FaultInjector:
     def _throttle(self, kind: str, record_id: str | None) -> Fault | None:
         c, now = self.config, time.monotonic()
         windows: list[tuple[str, SlidingWindow, int]] = [("throttle_app", self.app, c.app_limit)]
-        if kind == "list":
+        period = c.window_seconds
+        if kind in USAGE_KINDS:  # the usage logs have limits of their own
+            period = c.usage_window_seconds
+            log = self.usage_logs.setdefault(kind, SlidingWindow())
+            windows = [
+                ("throttle_usage_app", self.usage_app, c.usage_app_limit),
+                ("throttle_usage_collection", log, c.usage_collection_limit),
+            ]
+        elif kind == "list":
             windows.append(("throttle_list", self.list, c.list_limit))
         elif record_id:
             if len(self.records) > 10_000:  # forget idle records
@@ -117,7 +134,7 @@ class FaultInjector:
             window = self.records.setdefault(record_id, SlidingWindow())
             windows.append(("throttle_record", window, c.record_limit))
         for name, window, limit in windows:
-            wait = window.retry_after(now, limit, c.window_seconds)
+            wait = window.retry_after(now, limit, period)
             if wait:
                 return Fault(name, 429, wait)
         for _, window, _ in windows:

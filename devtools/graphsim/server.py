@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from devtools.graphsim import records
+from devtools.graphsim import records, usage
 from devtools.graphsim.faults import Fault, FaultInjector
 from devtools.graphsim.notifier import Notifier
 from devtools.graphsim.odata import (
@@ -50,7 +50,13 @@ SESSIONS_PAGE = 60
 PARTICIPANTS_PAGE = 130
 LIST_PAGE = 60
 GRAPH_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
-READ_KINDS = ("record", "sessions_page", "participants_page", "list")
+READ_KINDS = (
+    "record",
+    "sessions_page",
+    "participants_page",
+    "list",
+    *usage.ROUTE_KINDS.values(),
+)
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _RESOURCE = re.compile(
     r"^communications/callRecords(\?\$filter=participants(?:_v2)?/any\((\w+):\2/id eq '[^']+'\))?$",
@@ -100,6 +106,7 @@ class Simulator:
         self.tokens = TokenIssuer(settings.secret, settings.token_lifetime)
         self.skiptokens = SkipTokens(settings.secret)
         self.notifier = Notifier(self.state)
+        self.usage = usage.UsageLogs(self, settings.seed)  # getPstnCalls, getDirectRoutingCalls
         self.base_url = settings.base_url.rstrip("/")
         if settings.subscription_quota is not None:
             self.state.config.subscription_quota = settings.subscription_quota
@@ -197,6 +204,9 @@ class Simulator:
         path = tail.strip("/")
         low = path.lower()
         parts = path.split("/")
+        found = self.usage.route(method, path)
+        if found:
+            return found
         if low == "communications/callrecords":
             return self._only(method, "GET", Route("list"), self.list_records)
         if low.startswith("communications/callrecords/") and len(parts) in (3, 4):

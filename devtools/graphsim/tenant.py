@@ -1,5 +1,6 @@
 """Tenant mode: a steady stream of calls, so ``make run`` shows a live pipeline.
 
+About a quarter of the calls also leave a PSTN log row and a fifth a Direct Routing row.
 Mostly small calls, now and then a big meeting (several session and participant pages),
 sometimes a new version of a recent record, and a share of records that 404 on their first
 fetch, because Graph notifies before a record can be read.
@@ -70,6 +71,13 @@ def _one_call(sim: Simulator, rng: random.Random, max_sessions: int) -> None:
         available_after_fetches=1 if rng.random() < 0.25 else 0,
         duplicate_session_ids=rng.random() < 0.05,
     )
+    # Some calls reach the phone network: a PSTN (Calling Plan) or a Direct Routing log row;
+    # the latter's correlationId is the call record's id.
+    roll = rng.random()
+    if roll < 0.25:
+        sim.usage.add("pstn", sim.usage.pstn_row(spec.start_dt))
+    elif roll < 0.45:
+        sim.usage.add("directrouting", sim.usage.direct_routing_row(spec.start_dt, spec.id))
     log.info(
         "tenant: new record %s (%d sessions, %d participants)",
         spec.id,

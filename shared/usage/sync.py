@@ -1,0 +1,287 @@
+"""Copy PSTN and Direct Routing log rows from Graph into the archive, by date range.
+
+The logs are not delivered by change notifications: they are read with getPstnCalls /
+getDirectRoutingCalls over a start-time range (at most 90 days a request, 1,000 rows a page
+with ``@odata.nextLink``), learn.microsoft.com/graph/api/callrecords-callrecord-getpstncalls
+and .../callrecords-callrecord-getdirectroutingcalls.
+
+The hourly run reads from its watermark less two days (rows can appear late) up to now, a day
+at a time, and moves the watermark to a day's end only once every page of that day is
+written. A throttle longer than a few seconds, an outage or the run's time budget ends the
+run with the watermark where the last complete day left it; the next run resumes there.
+Throttling: learn.microsoft.com/graph/throttling-limits ("Cloud communication service
+limits", PSTN and Direct Routing logs): 1,000 requests / 60 s per tenant, 200 per app per
+tenant and 50 per collection; the run paces itself at the last, the strictest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shared.graph import GraphError, Page, Throttled, Unreachable
+from shared.messages import utcnow
+from shared.ratelimit import SlidingWindow
+from shared.runtime import Runtime
+from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
+from shared.usage.kinds import UsageKind
+from shared.usage.ranges import MAX_RANGE, function_path, windows
+from shared.usage.watermark import WatermarkConflict, WatermarkStore
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+# Re-read this much before the watermark: rows appear late. The Teams admin center's usage
+# reports, fed by the same call logs, "usually reflect a 24 to 48 hour latency from time of
+# activity" (learn.microsoft.com/microsoftteams/teams-analytics-and-reports/pstn-minute-pools-report).
+# A day folder listing makes the re-read cheap (ArchivedIndex), so the margin is generous.
+OVERLAP = 2 * DAY
+RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
+COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
+WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
+LONG_WAIT_CAP = 120.0  # seconds: the most a backfill waits for one long Retry-After
+
+
+class OutOfTime(Exception):
+    """The run's time budget is spent; what is done is saved, the rest is for the next run."""
+
+
+@dataclass
+class KindReport:
+    """What a run did for one log; passed to ``progress`` after every page."""
+
+    kind: UsageKind
+    since: datetime
+    until: datetime
+    dry_run: bool = False
+    windows: int = 0
+    pages: int = 0
+    listed: int = 0
+    written: int = 0  # dry run: would be written
+    archived: int = 0  # listed and already in the archive
+    unparsed: int = 0  # kept under _unparsed/ (no id or start time)
+    done_until: datetime | None = None  # every row starting before this is archived
+    stopped: str | None = None  # why the run ended early (None: the whole range is done)
+    watermark: datetime | None = None  # after the run (hourly run only)
+    window_written: int = field(default=0, repr=False)  # ``written`` when the window began
+
+    @property
+    def fraction(self) -> float:
+        total = (self.until - self.since).total_seconds()
+        if self.done_until is None or total <= 0:
+            return 0.0 if self.done_until is None else 1.0
+        return min(1.0, (self.done_until - self.since).total_seconds() / total)
+
+    def summary(self) -> str:
+        verb = "would write" if self.dry_run else "written"
+        text = (
+            f"{self.kind.label}: {self.listed} rows listed, {self.written} {verb}, "
+            f"{self.archived} already archived"
+        )
+        if self.unparsed:
+            text += f", {self.unparsed} without id/start kept under {self.kind.prefix}_unparsed/"
+        if self.stopped:
+            text += f" (stopped early: {self.stopped})"
+        return text
+
+
+async def _store(
+    rt: Runtime, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
+) -> list[bool]:
+    """Write each row the index does not know (dry run: count them); True where this call
+    wrote (would write) it."""
+    known = [await index.contains(row) for row in rows]
+    semaphore = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def one(row: UsageRow, archived: bool) -> bool:
+        if archived:
+            return False
+        if dry_run:
+            index.add(row)  # a row listed twice (a PSTN boundary) is counted once
+            return True
+        async with semaphore:
+            written = await write_row(rt.archive, row)
+        index.add(row)
+        return written
+
+    return list(await asyncio.gather(*(one(r, k) for r, k in zip(rows, known, strict=True))))
+
+
+async def copy_range(
+    rt: Runtime,
+    kind: UsageKind,
+    since: datetime,
+    until: datetime,
+    *,
+    step: timedelta = MAX_RANGE,
+    limiter: SlidingWindow | None = None,
+    progress: Callable[[KindReport], None] | None = None,
+    window_done: Callable[[datetime, int], Awaitable[None]] | None = None,
+    dry_run: bool = False,
+    wait_long_throttles: bool = False,
+    deadline: float | None = None,
+) -> KindReport:
+    """Archive every row of ``kind`` that started in [since, until), window by window.
+
+    ``window_done(end, written)`` runs after the last page of each window is written (the
+    hourly run saves its watermark there). A long throttle (unless ``wait_long_throttles``,
+    the CLI backfill, which waits it out, 2 min at most at a time), Graph out of reach after
+    the client's in-place retries, the time budget (``deadline``, time.monotonic(), checked
+    between pages) or a watermark saved by another run ends the copy early, with ``stopped``
+    saying why and ``done_until`` how far it got. Anything else (401/403, storage) raises.
+    """
+    report = KindReport(kind, since.astimezone(UTC), until.astimezone(UTC), dry_run=dry_run)
+    limiter = limiter or SlidingWindow(COLLECTION_LIMIT, COLLECTION_PERIOD)
+    index = ArchivedIndex(rt.archive.container)
+    if progress:
+        progress(report)
+    try:
+        for start, end in windows(report.since, report.until, step):
+            await _copy_window(
+                rt,
+                kind,
+                start,
+                end,
+                report,
+                index,
+                limiter,
+                progress,
+                dry_run,
+                wait_long_throttles,
+                deadline,
+            )
+            if window_done:
+                await window_done(end, report.written - report.window_written)
+            if progress:
+                progress(report)
+    except (Throttled, Unreachable, OutOfTime, WatermarkConflict) as exc:
+        report.stopped = _why(exc)
+    return report
+
+
+async def _copy_window(
+    rt: Runtime,
+    kind: UsageKind,
+    start: datetime,
+    end: datetime,
+    report: KindReport,
+    index: ArchivedIndex,
+    limiter: SlidingWindow,
+    progress: Callable[[KindReport], None] | None,
+    dry_run: bool,
+    wait_long_throttles: bool,
+    deadline: float | None,
+) -> None:
+    """Every page of one window. The next page is fetched while this one's rows are written
+    (its link is known), so Graph's answer time and the writes overlap; the window counts as
+    done only once every page is written."""
+    report.windows += 1
+    report.window_written = report.written
+
+    async def fetch(url: str) -> Page:
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise OutOfTime(f"time budget spent before {start:%Y-%m-%d %H:%M} UTC")
+            await limiter.wait()
+            try:
+                return await rt.graph.get_page(url)
+            except Throttled as exc:
+                if not wait_long_throttles:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 10.0
+                delay = min(wait, LONG_WAIT_CAP)
+                log.warning("%s throttled; waiting %.0f s", kind.function, delay)
+                await asyncio.sleep(delay)
+
+    page = await fetch(rt.graph.url(function_path(kind.function, start, end)))
+    while True:
+        following = asyncio.ensure_future(fetch(page.next_link)) if page.next_link else None
+        try:
+            rows = [parse_row(kind, bytes(raw)) for raw in page.value]
+            outcomes = await _store(rt, rows, index, dry_run)
+        except BaseException:
+            if following:
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+            raise
+        report.pages += 1
+        report.listed += len(rows)
+        report.written += sum(outcomes)
+        report.archived += len(rows) - sum(outcomes)
+        report.unparsed += sum(1 for row in rows if row.id is None or row.start is None)
+        if progress:
+            progress(report)
+        if following is None:
+            break
+        page = await following
+    report.done_until = end
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, Throttled):
+        wait = f", Retry-After {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
+        return f"throttled ({exc.status}{wait})"
+    if isinstance(exc, GraphError):
+        return f"Graph unreachable ({exc.code}: {exc.message[:100]})"
+    return str(exc)
+
+
+async def sync_kind(
+    rt: Runtime,
+    store: WatermarkStore,
+    kind: UsageKind,
+    deadline: float,
+    step: timedelta = DAY,
+) -> KindReport:
+    """One log's part of the hourly run: from the watermark (less the overlap) to now."""
+    mark = await store.load(kind)
+    now = utcnow()
+    if mark.until is None:
+        since = now - timedelta(days=rt.settings.usage_backfill_days)
+        log.info("%s: first run, reading back %d days", kind.label, rt.settings.usage_backfill_days)
+    else:
+        since = min(mark.until - OVERLAP, now - OVERLAP)
+
+    async def window_done(end: datetime, written: int) -> None:
+        if mark.until is None or end > mark.until:
+            mark.until = end
+        mark.updated = utcnow()
+        mark.count(written, mark.updated)
+        await store.save(mark)
+
+    report = await copy_range(
+        rt, kind, since, now, step=step, window_done=window_done, deadline=deadline
+    )
+    report.watermark = mark.until
+    return report
+
+
+async def sync_usage_logs(
+    rt: Runtime, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
+) -> list[KindReport]:
+    """The hourly timer: both logs, each from its watermark; never raises for a throttle,
+    an outage or the time budget (the next run resumes from the watermark)."""
+    deadline = time.monotonic() + budget.total_seconds()
+    store = WatermarkStore(rt)
+    reports: list[KindReport] = []
+    try:
+        for kind in UsageKind:
+            report = await sync_kind(rt, store, kind, deadline, step)
+            reports.append(report)
+            mark = report.watermark.isoformat() if report.watermark else "none"
+            if report.stopped:
+                log.warning(
+                    "%s: run ended early, watermark stays at %s: %s",
+                    kind.label,
+                    mark,
+                    report.stopped,
+                )
+            else:
+                log.info("%s; watermark %s", report.summary(), mark)
+    finally:
+        await store.close()
+    return reports
