@@ -17,7 +17,12 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph batches are far smaller; this bounds t
 MAX_VALIDATION_TOKEN = 1024
 MAX_ITEMS = 1000
 RESOURCE_PREFIX = "communications/callrecords/"
-ODATA_TYPE = "#microsoft.graph.callrecord"
+# The docs' notification examples spell the type "#Microsoft.Graph.callrecord" or
+# "#Microsoft.Graph.callRecord"; the entity type is microsoft.graph.callRecords.callRecord
+# (learn.microsoft.com/graph/changenotifications-for-callrecords,
+# learn.microsoft.com/graph/api/resources/callrecords-callrecord). Any spelling whose last
+# segment is callRecord is a call record; the resource and the secret are what prove it genuine.
+ODATA_TYPE_NAME = "callrecord"
 
 
 class BadRequest(ValueError):
@@ -82,6 +87,11 @@ def parse_body(body: bytes) -> list[Any]:
     return value
 
 
+def is_call_record_type(odata_type: object) -> bool:
+    """``#Microsoft.Graph.callrecord``, ``#microsoft.graph.callRecords.callRecord``, ..."""
+    return str(odata_type).lstrip("#").rsplit(".", 1)[-1].lower() == ODATA_TYPE_NAME
+
+
 def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
     """The callRecord id an item names, or (None, why not)."""
     resource = item.get("resource")
@@ -97,7 +107,7 @@ def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
         if data is None:
             return None, "resourceData is not an object"
         odata_type = data.get("@odata.type")
-        if odata_type is not None and str(odata_type).lower() != ODATA_TYPE:
+        if odata_type is not None and not is_call_record_type(odata_type):
             return None, "resourceData is not a callRecord"
         if "id" in data and str(data["id"]).lower() != rid.lower():
             return None, "resourceData.id differs from resource"

@@ -143,3 +143,18 @@ def test_queue_message_round_trip_and_rejects() -> None:
     ]:
         with pytest.raises(MessageError):
             WorkItem.from_body(bad)
+
+
+@pytest.mark.parametrize(
+    "odata_type",
+    [
+        "#Microsoft.Graph.callrecord",  # the change-notification example
+        "#Microsoft.Graph.callRecord",
+        "#microsoft.graph.callRecords.callRecord",  # the entity type's full name
+        "microsoft.graph.callRecords.callRecord",
+    ],
+)
+def test_every_documented_odata_type_spelling_is_genuine(odata_type: str) -> None:
+    item = note(resourceData={"@odata.type": odata_type, "id": RID})
+    batch = sort_batch([item], SECRET)
+    assert (batch.ids, batch.dropped) == ([RID], [])
