@@ -6,6 +6,7 @@ environment sets them locally. Nothing else in the code reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -156,6 +157,32 @@ def _url(env: Mapping[str, str], setting: str) -> str | None:
     return raw
 
 
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _webhook_url(env: Mapping[str, str], setting: str) -> str | None:
+    """A URL Graph will POST to: Graph accepts only HTTPS notification URLs
+    (learn.microsoft.com/graph/change-notifications-delivery-webhooks); plain HTTP is allowed
+    for loopback only (the local simulator and development host)."""
+    url = _url(env, setting)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not is_loopback(parts.hostname):
+            raise SettingError(
+                f"{setting} must be an https:// URL: Graph delivers notifications over HTTPS "
+                f"only (http:// is accepted for loopback hosts), got {parts.scheme}://{parts.hostname}"
+            )
+    return url
+
+
 def local_settings_env(app_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment over ``local.settings.json`` Values, as ``func start`` merges them.
 
@@ -229,8 +256,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"GRAPH_CLIENT_STATE is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
         )
 
-    notification = _url(env, "NOTIFICATION_URL")
-    lifecycle = _url(env, "LIFECYCLE_NOTIFICATION_URL") or (
+    notification = _webhook_url(env, "NOTIFICATION_URL")
+    lifecycle = _webhook_url(env, "LIFECYCLE_NOTIFICATION_URL") or (
         lifecycle_url_from(notification) if notification else None
     )
     return Settings(

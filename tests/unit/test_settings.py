@@ -92,3 +92,17 @@ def test_notification_url_required_only_to_manage_subscriptions() -> None:
 def test_lifecycle_url_from_other_paths() -> None:
     assert lifecycle_url_from("https://h/api/notifications") == "https://h/api/lifecycle"
     assert lifecycle_url_from("https://h/hook/") == "https://h/hook/lifecycle"
+
+
+@pytest.mark.parametrize("setting", ["NOTIFICATION_URL", "LIFECYCLE_NOTIFICATION_URL"])
+def test_webhook_urls_must_be_https_except_loopback(setting: str) -> None:
+    for url in ("http://app.example.net/api/notifications", "http://10.0.0.4/api/x"):
+        with pytest.raises(SettingError, match=rf"^{setting} must be an https:// URL"):
+            load_settings({**BASE, setting: url})
+    for url in (
+        "https://app.example.net/api/notifications",
+        "http://127.0.0.1:7071/api/notifications",
+        "http://localhost:7071/api/notifications",
+        "http://[::1]:7071/api/notifications",
+    ):
+        load_settings({**BASE, setting: url})
