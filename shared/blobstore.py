@@ -2,20 +2,87 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import BlobBlock, ContentSettings
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobBlock, ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
 from shared.graph import RecordStream
 from shared.ids import normalize_id
+from shared.jsonvalues import as_object
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BLOCK_BYTES = 4 * 1024 * 1024  # staged block size for records written page by page
+_warned_create: set[str] = set()  # containers we could not create (logged once each)
+
+
+def error_code(exc: Exception) -> str:
+    """The storage error code (``BlobAlreadyExists``, ...) the SDK puts on its exceptions."""
+    code: object = getattr(exc, "error_code", None)
+    return str(code or "")
+
+
+def already_archived(exc: HttpResponseError) -> bool:
+    """True only for "this blob exists": 409 BlobAlreadyExists or 412 (If-None-Match: *).
+    Any other 409 (ContainerBeingDeleted, LeaseIdMissing, ...) is a failure to report."""
+    if isinstance(exc, ResourceModifiedError) or exc.status_code == 412:
+        return True
+    return exc.status_code == 409 and error_code(exc) == StorageErrorCode.BLOB_ALREADY_EXISTS
+
+
+def _container_missing(exc: HttpResponseError) -> bool:
+    return exc.status_code == 404 and error_code(exc) == StorageErrorCode.CONTAINER_NOT_FOUND
+
+
+async def ensure_container(container: ContainerClient) -> None:
+    """Create the container if it is missing (a fresh account, or one deleted by hand).
+
+    In Azure the app's role may not allow creating containers (Bicep creates them): a 403 is
+    logged once and ignored, so the write that needed it fails with its own clear error and
+    the record is retried like any storage outage, never turned into a poison by this.
+    """
+    try:
+        await container.create_container()
+        log.warning("created missing container %s", container.container_name)
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
+        if container.container_name not in _warned_create:
+            _warned_create.add(container.container_name)
+            log.error(
+                "container %s is missing and this identity may not create it (403): create it "
+                "or grant the role (infra/README.md)",
+                container.container_name,
+            )
+
+
+async def with_container(container: ContainerClient, op: Callable[[], Awaitable[T]]) -> T:
+    """Run a blob operation; if the container is missing, create it and run it once more."""
+    try:
+        return await op()
+    except ResourceNotFoundError as exc:
+        if not _container_missing(exc):
+            raise
+    await ensure_container(container)
+    return await op()
+
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$",
@@ -77,7 +144,7 @@ class ArchiveWriter:
         return name, await self._upload(name, data, record)
 
     async def _upload(self, name: str, data: bytes, record: dict[str, Any]) -> bool:
-        try:
+        async def upload() -> None:
             await self.container.upload_blob(
                 name,
                 data,
@@ -85,8 +152,13 @@ class ArchiveWriter:
                 content_settings=ContentSettings(content_type="application/json"),
                 metadata=_metadata(record),
             )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
+
+        try:
+            await with_container(self.container, upload)
+        except HttpResponseError as exc:
+            if already_archived(exc):
+                return False
+            raise
         return True
 
     async def write_stream(self, stream: RecordStream) -> tuple[str, bool, int]:
@@ -111,7 +183,8 @@ class ArchiveWriter:
         async def flush() -> None:
             nonlocal buffer, size
             block_id = f"{prefix}{len(blocks):08d}"
-            await blob.stage_block(block_id, bytes(buffer))
+            data = bytes(buffer)
+            await with_container(self.container, lambda: blob.stage_block(block_id, data))
             blocks.append(BlobBlock(block_id=block_id))
             size += len(buffer)
             buffer = bytearray()
@@ -138,6 +211,69 @@ class ArchiveWriter:
                 metadata=_metadata(head),
                 match_condition=MatchConditions.IfMissing,
             )
-        except (ResourceExistsError, ResourceModifiedError):
-            return name, False, size
+        except HttpResponseError as exc:
+            if already_archived(exc):
+                return name, False, size
+            raise
         return name, True, size
+
+
+class StateStore:
+    """Small mutable JSON blobs the app keeps for itself (the subscription's fingerprint and
+    last sign of life, checkpoints of records being fetched).
+
+    They live in their own container in the host storage account, never in the archive: the
+    archive may carry a WORM policy, and nothing in it is ever rewritten. Saves can be made
+    conditional on the ETag read, so two workers never silently overwrite each other.
+    """
+
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    async def load(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(the JSON object, its ETag), or (None, None) if absent or unreadable."""
+        blob = self.container.get_blob_client(name)
+        try:
+            downloader = await blob.download_blob()
+            data = await downloader.readall()
+        except ResourceNotFoundError:
+            return None, None
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("state blob %s is not JSON; ignoring it", name)
+            return None, downloader.properties.etag
+        return as_object(value), downloader.properties.etag
+
+    async def save(self, name: str, value: dict[str, Any], etag: str | None = None) -> bool:
+        """Write ``value``; with ``etag``, only over that version (``""``: only if absent).
+        False if another writer got there first."""
+        blob = self.container.get_blob_client(name)
+        kwargs: dict[str, Any] = {}
+        if etag == "":
+            kwargs["match_condition"] = MatchConditions.IfMissing
+        elif etag is not None:
+            kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        data = orjson.dumps(value)
+
+        async def upload() -> None:
+            await blob.upload_blob(
+                data,
+                overwrite=True,
+                content_settings=ContentSettings(content_type="application/json"),
+                **kwargs,
+            )
+
+        try:
+            await with_container(self.container, upload)
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                return False
+            raise
+        return True
+
+    async def delete(self, name: str) -> None:
+        try:
+            await self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
