@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -51,7 +52,7 @@ def _object(content: bytes) -> dict[str, Any]:
         return {}
     body = as_object(orjson.loads(content))
     if body is None:
-        raise TypeError("JSON body is not an object")
+        raise msgspec.ValidationError("JSON body is not an object")
     return body
 
 
@@ -88,6 +89,33 @@ class Unauthorized(GraphError):
 
 class Unreachable(GraphError):
     """The network failed: connection refused or dropped, timeout, truncated body."""
+
+
+class BadPage(GraphError):
+    """Graph answered 200 with something that is not the JSON asked for (e.g. the XML of
+    ``/v1.0/$metadata``): a bug or a changed API, never retried as a network fault."""
+
+
+def resolve_link(link: str) -> str:
+    """A next link as a URL to GET.
+
+    The documentation's examples (Get callRecord, List sessions, List participants_v2) show
+    next links in the context-URL form ``.../v1.0/$metadata#communications/callRecords('{id}')
+    /sessions?$expand=segments&$skiptoken=...``; an HTTP client would drop everything after
+    ``#`` and fetch ``/v1.0/$metadata``. Such a link is turned into the resource path it names
+    (``.../v1.0/communications/callRecords('{id}')/sessions?...``, the OData key form Graph
+    accepts); any other link is returned as it is.
+    """
+    parts = urlsplit(link)
+    head, sep, _ = link.partition("#")
+    if sep and parts.fragment and head.rstrip("/").endswith("/$metadata"):
+        return head.rstrip("/")[: -len("$metadata")] + parts.fragment.lstrip("/")
+    return link
+
+
+def _is_json(response: httpx.Response) -> bool:
+    ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -185,9 +213,21 @@ class GraphClient:
         self.pace.answered()
         if response.status_code >= 400:
             raise _error(response)
+        if response.content and not _is_json(response):
+            ctype = response.headers.get("Content-Type", "none")
+            raise BadPage(
+                response.status_code,
+                "NotJson",
+                f"GET {url[:120]} answered {ctype[:60]}, not JSON: a link Graph does not serve "
+                "as a page (the $metadata document?)",
+            )
         try:
             return parse(response.content)
-        except (orjson.JSONDecodeError, msgspec.DecodeError, TypeError) as exc:
+        except msgspec.ValidationError as exc:
+            raise BadPage(
+                response.status_code, "NotAPage", f"{url[:120]}: not the JSON asked for: {exc}"
+            ) from exc
+        except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
             # A truncated body (a connection dropped mid-response) lands here: retried.
             raise Unreachable(response.status_code, "BadJson", f"invalid JSON: {exc}") from exc
 
@@ -290,7 +330,7 @@ class RecordStream:
         yield b",".join(self.first_sessions)
         link = self.next_link
         while link:
-            page = await self.get(str(link), _page)
+            page = await self.get(resolve_link(str(link)), _page)
             self.session_page_count += 1
             self.session_count += len(page.value)
             yield b",".join(page.value)
@@ -306,7 +346,7 @@ class RecordStream:
             self.participant_count += len(page.value)
             if page.value:
                 fragments.append(b",".join(page.value))
-            url = page.next_link
+            url = resolve_link(page.next_link) if page.next_link else None
         return b",".join(fragments)
 
     async def close(self) -> None:

@@ -68,8 +68,11 @@ class SimClient:
         never_available: bool = False,
         notify: bool = True,
         duplicate_session_ids: bool = False,
+        link_style: Literal["path", "metadata"] | None = None,
     ) -> dict[str, Any]:
-        """Create a record (version 1); returns ``{"id", "version"}``."""
+        """Create a record (version 1); returns ``{"id", "version"}``. ``link_style``: next
+        links as resource paths or in the documentation's ``$metadata#`` form (default: by id,
+        about half each)."""
         body: dict[str, Any] = {
             "sessions": sessions,
             "participants": participants,
@@ -81,6 +84,8 @@ class SimClient:
         }
         if id is not None:
             body["id"] = id
+        if link_style is not None:
+            body["link_style"] = link_style
         if start is not None:
             body["start"] = start.isoformat() if isinstance(start, datetime) else start
         return dict(self._call("POST", "/_sim/records", body))

@@ -94,6 +94,7 @@ class RecordSpec:
     fetches: int = 0
     created_at: float = 0.0
     modalities: list[str] = field(default_factory=lambda: ["audio"])
+    link_style: str = ""  # "path", "metadata", or "" (by id: about half the records each)
 
     @property
     def total_sessions(self) -> int:
@@ -177,6 +178,16 @@ def new_spec(
         created_at=created_at,
         modalities=modalities,
     )
+
+
+LINK_STYLES = ("path", "metadata")
+
+
+def metadata_links(spec: RecordSpec) -> bool:
+    """Whether the record's next links use the ``$metadata#`` context-URL form."""
+    if spec.link_style:
+        return spec.link_style == "metadata"
+    return int(spec.id[-1], 16) % 2 == 1
 
 
 def bump_version(spec: RecordSpec, now: datetime) -> None:

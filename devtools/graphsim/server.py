@@ -52,6 +52,16 @@ LIST_PAGE = 60
 GRAPH_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
 READ_KINDS = ("record", "sessions_page", "participants_page", "list")
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_KEY_FORM = re.compile(r"(callRecords)\('([^'/]*)'\)", re.IGNORECASE)
+# A few lines of Graph's CSDL: what a client gets when it follows a "$metadata#..." next link
+# verbatim (the fragment never reaches the server).
+METADATA_XML = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">'
+    b'<edmx:DataServices><Schema Namespace="microsoft.graph.callRecords" '
+    b'xmlns="http://docs.oasis-open.org/odata/ns/edm"><EntityType Name="callRecord">'
+    b'<Key><PropertyRef Name="id"/></Key></EntityType></Schema></edmx:DataServices></edmx:Edmx>'
+)
 _RESOURCE = re.compile(
     r"^communications/callRecords(\?\$filter=participants(?:_v2)?/any\((\w+):\2/id eq '[^']+'\))?$",
     re.IGNORECASE,
@@ -194,9 +204,13 @@ class Simulator:
     # ------------------------------------------------------------ Graph entry point
 
     def _route(self, method: str, tail: str) -> tuple[Route, Handler]:
-        path = tail.strip("/")
+        # OData addresses an entity by key as callRecords('{id}') as well as callRecords/{id}
+        # (the documentation's context URLs and next links use the key form).
+        path = _KEY_FORM.sub(r"\1/\2", tail.strip("/"))
         low = path.lower()
         parts = path.split("/")
+        if low == "$metadata":
+            return self._only(method, "GET", Route("metadata"), self.metadata)
         if low == "communications/callrecords":
             return self._only(method, "GET", Route("list"), self.list_records)
         if low.startswith("communications/callrecords/") and len(parts) in (3, 4):
@@ -379,16 +393,34 @@ class Simulator:
                 )
         return doc
 
+    def _link(self, rid: str, tail: str) -> str:
+        """A next link in one of the two forms Graph's pages show.
+
+        The documentation's examples (learn.microsoft.com/graph/api/callrecords-callrecord-get,
+        .../callrecords-callrecord-list-sessions, .../callrecords-callrecord-list-participants_v2)
+        print next links as context URLs, ``{root}/v1.0/$metadata#communications/callRecords(
+        '{id}')/sessions?$expand=segments&$skiptoken=...``; no live link has been published, so
+        some records (``link_style``) get that form and the others the plain resource path.
+        """
+        spec = self.state.records.get(rid)
+        if spec is not None and records.metadata_links(spec):
+            return f"{self.base_url}/v1.0/$metadata#communications/callRecords('{rid}')/{tail}"
+        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/{tail}"
+
     def _sessions_link(self, rid: str, offset: int, segments: bool, size: int) -> str:
         token = self.skiptokens.sign(
             {"k": "sessions", "r": rid, "o": offset, "s": segments, "n": size}
         )
         expand = "$expand=segments&" if segments else ""
-        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/sessions?{expand}$skiptoken={token}"
+        return self._link(rid, f"sessions?{expand}$skiptoken={token}")
 
     def _participants_link(self, rid: str, offset: int, size: int) -> str:
         token = self.skiptokens.sign({"k": "participants", "r": rid, "o": offset, "n": size})
-        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/participants_v2?$skiptoken={token}"
+        return self._link(rid, f"participants_v2?$skiptoken={token}")
+
+    async def metadata(self, request: web.Request, route: Route) -> web.Response:
+        """``GET /v1.0/$metadata``: the service's CSDL, as XML with status 200."""
+        return web.Response(body=METADATA_XML, content_type="application/xml", charset="utf-8")
 
     def _verify_token(self, text: str, kind: str, rid: str | None = None) -> dict[str, Any]:
         try:

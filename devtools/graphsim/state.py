@@ -210,6 +210,7 @@ class SimState:
         available_after_fetches: int = 0,
         never_available: bool = False,
         duplicate_session_ids: bool = False,
+        link_style: str = "",
     ) -> RecordSpec:
         rid = (record_id or self.new_id()).lower()
         if rid in self.records:
@@ -228,6 +229,7 @@ class SimState:
             never_available=never_available,
             created_at=time.time(),
         )
+        spec.link_style = link_style
         self.records[rid] = spec
         return spec
 
