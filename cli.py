@@ -211,7 +211,7 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_subscription(rt: Runtime, args: argparse.Namespace) -> int:
-    keeper = SubscriptionKeeper(rt.graph, rt.settings)
+    keeper = SubscriptionKeeper(rt.graph, rt.settings, rt.state)
     action = args.action
     if action == "list":
         if not args.all:

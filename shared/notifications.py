@@ -60,11 +60,16 @@ def check_validation_token(token: str) -> str:
     return token
 
 
-def same_secret(given: object, expected: str) -> bool:
-    """Constant-time clientState comparison (bytes, so non-ASCII cannot raise)."""
+def same_secret(given: object, expected: str | tuple[str, ...]) -> bool:
+    """Constant-time clientState comparison (bytes, so non-ASCII cannot raise) against the
+    secret, or any of several (the current and the previous one during a rotation); every
+    candidate is compared, so the time says nothing about which one matched."""
     if not isinstance(given, str):
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    candidates = (expected,) if isinstance(expected, str) else expected
+    raw = given.encode("utf-8")
+    matches = [hmac.compare_digest(raw, c.encode("utf-8")) for c in candidates]
+    return any(matches)
 
 
 def parse_body(body: bytes) -> list[Any]:
@@ -114,7 +119,7 @@ def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
     return rid.lower(), ""
 
 
-def sort_batch(value: list[Any], client_state: str) -> Batch:
+def sort_batch(value: list[Any], client_state: str | tuple[str, ...]) -> Batch:
     """Keep genuine callRecord ids; drop (with a reason) everything else, item by item."""
     batch = Batch()
     seen: set[str] = set()
@@ -145,7 +150,7 @@ def sort_batch(value: list[Any], client_state: str) -> Batch:
     return batch
 
 
-def notification_items(value: list[Any], client_state: str) -> Sorted:
+def notification_items(value: list[Any], client_state: str | tuple[str, ...]) -> Sorted:
     """A change-notification batch as the work items to queue (one per genuine record id)."""
     batch = sort_batch(value, client_state)
     items: list[WorkItem | ControlItem] = [

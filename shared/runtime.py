@@ -13,7 +13,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
-from shared.blobstore import ArchiveWriter
+from shared.blobstore import ArchiveWriter, StateStore
 from shared.graph import GraphClient
 from shared.settings import Settings, StorageTarget, load_settings
 from shared.storage import container_client, queue_client
@@ -33,12 +33,14 @@ class Runtime:
     graph: GraphClient
     work: WorkQueue
     archive: ArchiveWriter
+    state: StateStore  # the app's own small blobs (host storage), never in the archive
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.work.queue.close()
         await self.work.poison.close()
         await self.archive.container.close()
+        await self.state.container.close()
         for credential in self.credentials:
             await credential.close()
 
@@ -83,9 +85,18 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
         credentials=[graph_identity, *(c for c in credentials.values() if c is not graph_identity)],
         tokens=tokens,
         http=http,
-        graph=GraphClient(settings.graph_base_url, tokens, http),
+        graph=GraphClient(
+            settings.graph_base_url,
+            tokens,
+            http,
+            first_pace=settings.first_page_pace,
+            next_pace=settings.next_pages_pace,
+        ),
         work=work,
         archive=ArchiveWriter(container),
+        state=StateStore(
+            container_client(host, settings.state_container_name, storage_identity(host))
+        ),
     )
 
 

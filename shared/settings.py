@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,15 +27,59 @@ SETTING_NAMES: tuple[str, ...] = (
     "CALLRECORDS_QUEUE",
     "GRAPH_BASE_URL",
     "GRAPH_CLIENT_STATE",
+    "GRAPH_CLIENT_STATE_PREVIOUS",
     "NOTIFICATION_URL",
     "LIFECYCLE_NOTIFICATION_URL",
     "AZURE_CLIENT_ID",
     "ARCHIVE_RETRY_BASE_SECONDS",
     "ARCHIVE_RETRY_WINDOW_MINUTES",
+    "ARCHIVE_FETCH_BUDGET_SECONDS",
+    "GRAPH_PARTICIPANTS_V2",
+    "GRAPH_RECORD_FIRST_PAGE_PACE",
+    "GRAPH_RECORD_NEXT_PAGES_PACE",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 MAX_CLIENT_STATE = 128
+
+
+class ParticipantsMode(StrEnum):
+    """GRAPH_PARTICIPANTS_V2: whether records are fetched with their participants_v2 pages."""
+
+    AUTO = "auto"  # by cloud: on for the global service, off for the national clouds
+    ON = "on"
+    OFF = "off"
+
+
+# participants_v2 is documented for the global service only
+# (learn.microsoft.com/graph/api/callrecords-callrecord-list-participants_v2, national cloud
+# table): US Government L4/L5 and China do not serve it.
+NATIONAL_GRAPH_HOSTS = (
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """At most ``requests`` in any ``seconds``."""
+
+    requests: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.seconds:g}"
+
+
+# Per call record, the stricter revision of learn.microsoft.com/graph/throttling-limits
+# (Cloud communication service limits): 10 requests / 20 s for the first page, 50 / 5 min
+# for the pages that follow.
+FIRST_PAGE_PACE = Pace(10, 20.0)
+NEXT_PAGES_PACE = Pace(50, 300.0)
+# Flex Consumption's default function timeout is 30 minutes and host.json sets 10: a fetch
+# stops at a checkpoint well before either and continues in a new invocation.
+FETCH_BUDGET_SECONDS = 300
 
 
 class SettingError(ValueError):
@@ -69,15 +114,40 @@ class Settings:
     queue_name: str
     graph_base_url: str
     client_state: str
+    client_state_previous: str | None
     notification_url: str | None
     lifecycle_notification_url: str | None
     client_id: str | None
     retry_base_seconds: int
     retry_window_minutes: int
+    participants_mode: ParticipantsMode = ParticipantsMode.AUTO
+    first_page_pace: Pace = FIRST_PAGE_PACE
+    next_pages_pace: Pace = NEXT_PAGES_PACE
+    fetch_budget_seconds: int = FETCH_BUDGET_SECONDS
+
+    @property
+    def participants_v2(self) -> bool:
+        """Fetch participants_v2? ``auto``: yes except in the national clouds."""
+        if self.participants_mode is ParticipantsMode.AUTO:
+            return urlsplit(self.graph_base_url).hostname not in NATIONAL_GRAPH_HOSTS
+        return self.participants_mode is ParticipantsMode.ON
 
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
+
+    @property
+    def state_container_name(self) -> str:
+        """The app's own state (subscription fingerprint, fetch checkpoints), in host storage."""
+        return f"{self.queue_name[:57]}-state"
+
+    @property
+    def client_states(self) -> tuple[str, ...]:
+        """Secrets a notification may carry: the current one, and the previous during a
+        rotation (GRAPH_CLIENT_STATE_PREVIOUS)."""
+        if self.client_state_previous and self.client_state_previous != self.client_state:
+            return (self.client_state, self.client_state_previous)
+        return (self.client_state,)
 
     @property
     def graph_scope(self) -> str:
@@ -145,6 +215,32 @@ def _positive_int(env: Mapping[str, str], setting: str, default: int) -> int:
     if value <= 0:
         raise SettingError(f"{setting} is malformed: {raw!r} must be a positive whole number")
     return value
+
+
+def _pace(env: Mapping[str, str], setting: str, default: Pace) -> Pace:
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    count, _, period = raw.partition("/")
+    try:
+        pace = Pace(int(count), float(period))
+    except ValueError:
+        pace = Pace(0, 0.0)
+    if pace.requests <= 0 or pace.seconds <= 0:
+        raise SettingError(
+            f"{setting} is malformed: {raw!r} must be requests/seconds, e.g. {default}"
+        )
+    return pace
+
+
+def _participants(env: Mapping[str, str]) -> ParticipantsMode:
+    raw = (_get(env, "GRAPH_PARTICIPANTS_V2") or "auto").lower()
+    try:
+        return ParticipantsMode(raw)
+    except ValueError:
+        raise SettingError(
+            f"GRAPH_PARTICIPANTS_V2 is malformed: {raw!r} must be auto, on or off"
+        ) from None
 
 
 def _url(env: Mapping[str, str], setting: str) -> str | None:
@@ -220,6 +316,18 @@ def lifecycle_url_from(notification_url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
+def _check_secret(setting: str, value: str) -> None:
+    if value.startswith("@Microsoft.KeyVault("):
+        raise SettingError(
+            f"{setting} is an unresolved Key Vault reference: grant the app's identity "
+            "Key Vault Secrets User on the secret (infra/app/keyvault.bicep) and restart"
+        )
+    if len(value) > MAX_CLIENT_STATE:
+        raise SettingError(
+            f"{setting} is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse and check every setting; raise SettingError naming the first bad one."""
     env = os.environ if env is None else env
@@ -246,15 +354,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
             f"(1-{MAX_CLIENT_STATE} characters)"
         )
-    if client_state.startswith("@Microsoft.KeyVault("):
-        raise SettingError(
-            "GRAPH_CLIENT_STATE is an unresolved Key Vault reference: grant the app's identity "
-            "Key Vault Secrets User on the secret (infra/app/keyvault.bicep) and restart"
-        )
-    if len(client_state) > MAX_CLIENT_STATE:
-        raise SettingError(
-            f"GRAPH_CLIENT_STATE is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
-        )
+    _check_secret("GRAPH_CLIENT_STATE", client_state)
+    previous = env.get("GRAPH_CLIENT_STATE_PREVIOUS") or None
+    if previous is not None:
+        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous)
 
     notification = _webhook_url(env, "NOTIFICATION_URL")
     lifecycle = _webhook_url(env, "LIFECYCLE_NOTIFICATION_URL") or (
@@ -267,9 +370,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=_name(env, "CALLRECORDS_QUEUE", "callrecords"),
         graph_base_url=graph.rstrip("/"),
         client_state=client_state,
+        client_state_previous=previous,
         notification_url=notification,
         lifecycle_notification_url=lifecycle,
         client_id=client_id,
         retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+        participants_mode=_participants(env),
+        first_page_pace=_pace(env, "GRAPH_RECORD_FIRST_PAGE_PACE", FIRST_PAGE_PACE),
+        next_pages_pace=_pace(env, "GRAPH_RECORD_NEXT_PAGES_PACE", NEXT_PAGES_PACE),
+        fetch_budget_seconds=_positive_int(
+            env, "ARCHIVE_FETCH_BUDGET_SECONDS", FETCH_BUDGET_SECONDS
+        ),
     )

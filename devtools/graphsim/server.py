@@ -262,7 +262,8 @@ class Simulator:
             request["token"] = self._authenticate(request)
             fault = None
             if kind in READ_KINDS:
-                fault = self.faults.decide(kind, route.record_id)
+                following = any(k.lower() == "$skiptoken" for k in request.query)
+                fault = self.faults.decide(kind, route.record_id, following)
                 delay = self.faults.latency()
                 if delay:
                     self.state.stats.faults["latency"] += 1
@@ -274,6 +275,8 @@ class Simulator:
                     if fault.kind == "drop_silent":
                         return self._drop(request, kind)
             response = await handler(request, route)
+            if kind in READ_KINDS and route.record_id:
+                self._count_request(route.record_id)
             if fault and fault.kind == "drop_partial":
                 return await self._drop_partial(request, response, kind)
         except GraphError as err:
@@ -284,6 +287,16 @@ class Simulator:
         response.headers["client-request-id"] = client_request_id
         self.state.stats.response(kind, response.status)
         return response
+
+    def _count_request(self, record_id: str) -> None:
+        """Count a served request for the record; after the k-th (``bump_after_requests``)
+        Graph publishes the next version, as it may while a large meeting is being fetched."""
+        spec = self.state.records.get(record_id)
+        if spec is None:
+            return
+        spec.requests += 1
+        if spec.bump_after_requests and spec.requests == spec.bump_after_requests:
+            self.new_version(spec.id, notify=False)
 
     def _fault_error(self, fault: Fault) -> GraphError:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
@@ -432,14 +445,18 @@ class Simulator:
         return state
 
     async def get_record(self, request: web.Request, route: Route) -> web.Response:
-        options = self._options(request, ("$expand",))
+        options = self._options(request, ("$expand", "$select"))
         try:
             exp = parse_expand(options.get("$expand"))
         except ODataError as exc:
             raise GraphError(400, "BadRequest", str(exc)) from exc
         spec = self._record(route, count_fetch=True)
         size = self._page_size(request, SESSIONS_PAGE)
-        return self.graph_json(self._record_document(spec, exp, size))
+        doc = self._record_document(spec, exp, size)
+        if "$select" in options:  # $select works on callRecord (callrecords-callrecord-get)
+            wanted = {f.strip().lower() for f in options["$select"].split(",") if f.strip()}
+            doc = {k: v for k, v in doc.items() if k.lower() in wanted or k == "@odata.context"}
+        return self.graph_json(doc)
 
     async def sessions_page(self, request: web.Request, route: Route) -> web.Response:
         options = self._options(request, ("$expand", "$skiptoken"))
@@ -466,6 +483,12 @@ class Simulator:
         return self.graph_json(body)
 
     async def participants_page(self, request: web.Request, route: Route) -> web.Response:
+        if not self.state.config.participants_v2_available:
+            # A national cloud: learn.microsoft.com/graph/api/callrecords-callrecord-list-
+            # participants_v2 lists the global service only; an unknown segment is a 400.
+            raise GraphError(
+                400, "BadRequest", "Resource not found for the segment 'participants_v2'."
+            )
         options = self._options(request, ("$skiptoken",))
         rid = route.record_id or ""
         if "$skiptoken" in options:
@@ -629,18 +652,20 @@ class Simulator:
             creator_id=token.client_id,
         )
         self.state.subscriptions[sub.id] = sub
-        return self.graph_json(sub.to_graph(self.base_url), 201)
+        return self.graph_json(sub.to_graph(self.base_url, secret=False), 201)
 
     def _check_quota_and_duplicates(self, resource: str, kinds: list[str], url: str) -> None:
+        """Graph refuses a second subscription of one app for the same resource and
+        changeType, whatever its notificationUrl, with 409 naming the one that exists
+        (learn.microsoft.com/graph/api/subscription-post-subscriptions, "Duplicate
+        subscription behavior")."""
         live = self.state.live_subscriptions()
         for sub in live:
-            same = sub.resource.lower() == resource.lower() and sub.change_types() == set(kinds)
-            if same and sub.notification_url == url:
+            if sub.resource.lower() == resource.lower() and sub.change_types() == set(kinds):
                 raise GraphError(
                     409,
-                    "Conflict",
-                    f"A subscription for this resource, changeType and notificationUrl "
-                    f"already exists: {sub.id}.",
+                    "ObjectIdentifierInUse",
+                    f"Subscription Id {sub.id} already exists for the requested combination",
                 )
         if len(live) >= self.state.config.subscription_quota:
             raise GraphError(
@@ -656,12 +681,12 @@ class Simulator:
         return self.graph_json(
             {
                 "@odata.context": context(self.base_url, "subscriptions"),
-                "value": [s.to_graph(self.base_url) for s in subs],
+                "value": [s.to_graph(self.base_url, secret=False) for s in subs],
             }
         )
 
     async def get_subscription(self, request: web.Request, route: Route) -> web.Response:
-        return self.graph_json(self._subscription(route).to_graph(self.base_url))
+        return self.graph_json(self._subscription(route).to_graph(self.base_url, secret=False))
 
     async def update_subscription(self, request: web.Request, route: Route) -> web.Response:
         data = await self._json_body(request)
@@ -684,7 +709,7 @@ class Simulator:
             sub.notification_url = new_url
         if expiration is not None:
             sub.expiration = expiration
-        return self.graph_json(sub.to_graph(self.base_url))
+        return self.graph_json(sub.to_graph(self.base_url, secret=False))
 
     async def delete_subscription(self, request: web.Request, route: Route) -> web.Response:
         sub = self._subscription(route)

@@ -158,3 +158,11 @@ def test_every_documented_odata_type_spelling_is_genuine(odata_type: str) -> Non
     item = note(resourceData={"@odata.type": odata_type, "id": RID})
     batch = sort_batch([item], SECRET)
     assert (batch.ids, batch.dropped) == ([RID], [])
+
+
+def test_previous_secret_is_accepted_during_a_rotation() -> None:
+    old, new = "old-secret", "new-secret"
+    value = [note(state=old), note(RID.replace("e5", "f5"), state=new), note(state="other")]
+    batch = sort_batch(value, (new, old))
+    assert len(batch.ids) == 2 and len(batch.dropped) == 1
+    assert sort_batch(value, new).ids == [RID.replace("e5", "f5")]
