@@ -20,7 +20,6 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
-from shared.graph import RecordStream
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 
@@ -141,16 +140,18 @@ class ArchiveWriter:
         and the write one atomic step, so concurrent duplicates cannot overwrite each other.
         """
         name = blob_name(record)
-        return name, await self._upload(name, data, record)
+        return name, await self.upload(name, data, record)
 
-    async def _upload(self, name: str, data: bytes, record: dict[str, Any]) -> bool:
+    async def upload(
+        self, name: str, data: bytes, record: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> bool:
         async def upload() -> None:
             await self.container.upload_blob(
                 name,
                 data,
                 overwrite=False,
                 content_settings=ContentSettings(content_type="application/json"),
-                metadata=_metadata(record),
+                metadata={**_metadata(record), **(extra or {})},
             )
 
         try:
@@ -161,61 +162,81 @@ class ArchiveWriter:
             raise
         return True
 
-    async def write_stream(self, stream: RecordStream) -> tuple[str, bool, int]:
-        """Write a multi-page record page by page: staged blocks, one commit, only if absent.
+    def staged(self, record: dict[str, Any], block_ids: list[str], size: int) -> StagedBlob:
+        """The record's blob, written as staged blocks (continuing ``block_ids``)."""
+        return StagedBlob(self, blob_name(record), record, block_ids, size)
 
-        Memory stays at about one block (4 MiB) plus one page, whatever the meeting's size;
-        a record that fits in one block is uploaded in one request instead. Nothing is visible
-        until the commit, so a failure mid-way leaves no blob (the service discards staged
-        blocks). A version already archived is detected before any further page is fetched.
-        Returns (blob name, written, bytes).
-        """
-        head = stream.head
-        name = blob_name(head)
-        blob = self.container.get_blob_client(name)
-        if await blob.exists():
-            return name, False, 0
-        prefix = uuid.uuid4().hex
-        blocks: list[BlobBlock] = []
-        size = 0
-        buffer = bytearray(stream.prefix() + b'"sessions":[')
 
-        async def flush() -> None:
-            nonlocal buffer, size
-            block_id = f"{prefix}{len(blocks):08d}"
-            data = bytes(buffer)
-            await with_container(self.container, lambda: blob.stage_block(block_id, data))
-            blocks.append(BlobBlock(block_id=block_id))
-            size += len(buffer)
-            buffer = bytearray()
+class StaleBlocks(RuntimeError):
+    """The staged blocks a checkpoint names are gone (Azure Storage discards uncommitted
+    blocks after 7 days): the fetch must start again from the first page."""
 
-        first = True
-        async for fragment in stream.session_fragments():
-            if not fragment:
-                continue
-            if not first:
-                buffer += b","
-            buffer += fragment
-            first = False
-            if len(buffer) >= BLOCK_BYTES:
-                await flush()
-        buffer += b'],"participants_v2":[' + await stream.participants_task + b"]}"
-        if not blocks:  # it all fit in one block: one plain upload, no staging round trips
-            written = await self._upload(name, bytes(buffer), head)
-            return name, written, len(buffer)
-        await flush()
+
+class StagedBlob:
+    """A record written block by block: nothing is visible until the commit, which happens
+    only if the blob is absent. The staged blocks survive this process: a later attempt
+    continues with the same list (``block_ids``) for up to 7 days, after which Azure Storage
+    discards uncommitted blocks (learn.microsoft.com/rest/api/storageservices/put-block-list).
+    Memory stays at about one block (4 MiB) whatever the meeting's size.
+    """
+
+    def __init__(
+        self,
+        writer: ArchiveWriter,
+        name: str,
+        record: dict[str, Any],
+        block_ids: list[str],
+        size: int,
+    ) -> None:
+        self.writer, self.name, self.record = writer, name, record
+        self.blob = writer.container.get_blob_client(name)
+        self.block_ids = list(block_ids)
+        self.size = size  # bytes staged so far
+        self.buffer = bytearray()
+        self._prefix = uuid.uuid4().hex  # every id has the same length, as Put Block requires
+
+    @property
+    def total(self) -> int:
+        return self.size + len(self.buffer)
+
+    async def add(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= BLOCK_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.buffer:
+            return
+        block_id = f"{self._prefix}{len(self.block_ids):08d}"
+        data = bytes(self.buffer)
+        await with_container(self.writer.container, lambda: self.blob.stage_block(block_id, data))
+        self.block_ids.append(block_id)
+        self.size += len(data)
+        self.buffer = bytearray()
+
+    async def exists(self) -> bool:
+        return await self.blob.exists()
+
+    async def commit(self, metadata: dict[str, str] | None = None) -> bool:
+        """Make the blob visible if absent; False if that version was archived already."""
+        extra = metadata or {}
+        if not self.block_ids:  # it all fit in one block: one plain upload
+            return await self.writer.upload(self.name, bytes(self.buffer), self.record, extra)
+        await self.flush()
         try:
-            await blob.commit_block_list(
-                blocks,
+            await self.blob.commit_block_list(
+                [BlobBlock(block_id=b) for b in self.block_ids],
                 content_settings=ContentSettings(content_type="application/json"),
-                metadata=_metadata(head),
+                metadata={**_metadata(self.record), **extra},
                 match_condition=MatchConditions.IfMissing,
             )
         except HttpResponseError as exc:
             if already_archived(exc):
-                return name, False, size
+                return False
+            if exc.status_code == 400 and error_code(exc) == StorageErrorCode.INVALID_BLOCK_LIST:
+                raise StaleBlocks(f"{self.name}: staged blocks are gone") from exc
             raise
-        return name, True, size
+        return True
 
 
 class StateStore:

@@ -117,6 +117,7 @@ class Control:
                 "never_available": _bool(data, "never_available", False),
                 "duplicate_session_ids": _bool(data, "duplicate_session_ids", False),
                 "link_style": str(data.get("link_style") or ""),
+                "bump_after_requests": _int(data, "bump_after_requests", 0, 0, 1_000_000),
             }
             if options["link_style"] not in ("", *LINK_STYLES):
                 raise ValueError(f"link_style must be one of {LINK_STYLES}")

@@ -95,6 +95,8 @@ class RecordSpec:
     created_at: float = 0.0
     modalities: list[str] = field(default_factory=lambda: ["audio"])
     link_style: str = ""  # "path", "metadata", or "" (by id: about half the records each)
+    requests: int = 0  # Graph requests served for this record (any route)
+    bump_after_requests: int = 0  # publish the next version after this many (0: never)
 
     @property
     def total_sessions(self) -> int:
