@@ -1,7 +1,7 @@
 """The simulated tenant and its handlers for the MI token endpoint and the Graph v1.0 routes.
 
-Graph routes follow the documented behaviour (graph-facts.md), not what is convenient for a
-client: bearer tokens are checked, errors use Graph's ``{"error": {...}}`` shape, pages are
+Graph routes follow the documented behaviour (devtools/graphsim/README.md cites the pages),
+not what is convenient for a client: bearer tokens are checked, errors use Graph's ``{"error": {...}}`` shape, pages are
 60 sessions / 130 participants / 60 list items with absolute next links whose skiptokens
 cannot be forged, records 404 until published and after 30 days, subscriptions run the
 validation handshake and obey the lifetime, quota and duplicate rules.
