@@ -37,7 +37,7 @@ from azure.core.exceptions import (
 
 from shared import poison
 from shared.archiver import archive_record
-from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
+from shared.graph import GraphError, NotFound, Paused, Unauthorized, Unreachable
 from shared.ids import is_guid, normalize_id
 from shared.messages import Source, WorkItem, utcnow
 from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_from_text
@@ -314,7 +314,14 @@ async def cmd_enqueue(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_fetch(rt: Runtime, args: argparse.Namespace) -> int:
     (rid,) = _guids([args.id], "call record id")
     try:
-        result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
+        while True:
+            try:
+                result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
+                break
+            except Paused as paused:  # a huge meeting: Graph's per-record limit, checkpointed
+                wait = paused.retry_after or 0.0
+                print(f"paused ({paused.message}); continuing in {wait:.0f} s", file=sys.stderr)
+                await asyncio.sleep(wait)
     except NotFound:
         raise CliError(
             f"record {rid} not found in Graph: not published yet (up to 150 min after the call "

@@ -58,3 +58,44 @@ async def test_only_blob_exists_means_archived(runtime) -> None:
     assert (blob_exists.status_code, container_exists.status_code) == (409, 409)
     assert already_archived(blob_exists)
     assert not already_archived(container_exists)
+
+
+async def test_no_right_to_create_the_container_is_logged_once_not_raised(
+    azurite, caplog
+) -> None:
+    """In Azure the app's role may not create containers: a 403 on create is logged once,
+    and the write fails with its own error (retried like a storage outage)."""
+    import logging
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+    from azure.storage.blob.aio import ContainerClient
+
+    from shared.blobstore import ArchiveWriter
+    from tests.integration.conftest import unique
+
+    conn = azurite.connection_string
+    parts = dict(re.findall(r"(\w+)=([^;]+)", conn))
+    key, endpoint = parts["AccountKey"], parts["BlobEndpoint"]
+    sas = generate_account_sas(
+        "devstoreaccount1",
+        key,
+        ResourceTypes(object=True),  # blobs only: creating a container is refused (403)
+        AccountSasPermissions(read=True, write=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    container = ContainerClient(endpoint, unique("c"), credential=sas)
+    writer = ArchiveWriter(container)
+    record = {"id": "0b4b41a5-7e5e-4e1b-b5ad-40c7c2f8a7a0", "version": 1}
+    record["startDateTime"] = "2026-11-01T10:00:00Z"
+    caplog.set_level(logging.ERROR, logger="shared.blobstore")
+    try:
+        for _ in range(2):
+            with pytest.raises(ResourceNotFoundError):
+                await writer.write(record, b"{}")
+    finally:
+        await container.close()
+    refusals = [r for r in caplog.records if "may not create it (403)" in r.getMessage()]
+    assert len(refusals) == 1
