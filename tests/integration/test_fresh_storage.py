@@ -60,9 +60,7 @@ async def test_only_blob_exists_means_archived(runtime) -> None:
     assert not already_archived(container_exists)
 
 
-async def test_no_right_to_create_the_container_is_logged_once_not_raised(
-    azurite, caplog
-) -> None:
+async def test_no_right_to_create_the_container_is_logged_once_not_raised(azurite, caplog) -> None:
     """In Azure the app's role may not create containers: a 403 on create is logged once,
     and the write fails with its own error (retried like a storage outage)."""
     import logging
