@@ -44,7 +44,7 @@ from shared.analytics.buildings import BuildingFileError
 from shared.analytics.report import Dimension, NoTables
 from shared.analytics.rules import RuleSetName
 from shared.archiver import archive_record
-from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
+from shared.graph import GraphError, NotFound, Paused, Unauthorized, Unreachable
 from shared.ids import is_guid, normalize_id
 from shared.messages import Source, WorkItem, utcnow
 from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_from_text
@@ -226,7 +226,7 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_subscription(rt: Runtime, args: argparse.Namespace) -> int:
-    keeper = SubscriptionKeeper(rt.graph, rt.settings)
+    keeper = SubscriptionKeeper(rt.graph, rt.settings, rt.state)
     action = args.action
     if action == "list":
         if not args.all:
@@ -329,7 +329,14 @@ async def cmd_enqueue(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_fetch(rt: Runtime, args: argparse.Namespace) -> int:
     (rid,) = _guids([args.id], "call record id")
     try:
-        result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
+        while True:
+            try:
+                result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
+                break
+            except Paused as paused:  # a huge meeting: Graph's per-record limit, checkpointed
+                wait = paused.retry_after or 0.0
+                print(f"paused ({paused.message}); continuing in {wait:.0f} s", file=sys.stderr)
+                await asyncio.sleep(wait)
     except NotFound:
         raise CliError(
             f"record {rid} not found in Graph: not published yet (up to 150 min after the call "

@@ -14,7 +14,9 @@ from pathlib import Path
 import orjson
 
 from shared.graph import GraphError, NotFound, Throttled, Unauthorized
+from shared.ids import normalize_id
 from shared.messages import WorkItem, utcnow
+from shared.recordfetch import fetch_record
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,43 +40,35 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     """Fetch every page of the record and upload it if that version is not archived yet.
 
     The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
-    in one request, a longer one written page by page (ArchiveWriter.write_stream).
-    Any Graph, network or storage failure
-    raises before anything is committed, so the host retries the message and a partial
-    record never reaches the archive.
+    in one request, a longer one written page by page into staged blocks, committed only if
+    absent. A fetch that outgrows its time budget or Graph's per-record limit raises
+    ``Paused`` (a Throttled) after a checkpoint, and the next attempt continues from there
+    (shared/recordfetch.py). Nothing is committed before every page is fetched and the
+    version checked, so a partial record never reaches the archive.
     """
     started = time.perf_counter()
-    stream = await rt.graph.open_call_record(item.id)
-    try:
-        if stream.next_link is None:  # one page: the whole record in one upload
-            sessions = [fragment async for fragment in stream.session_fragments()]
-            data = stream.document(sessions, await stream.participants_task)
-            name, written = await rt.archive.write(stream.head, data)
-            size = len(data)
-        else:
-            name, written, size = await rt.archive.write_stream(stream)
-    finally:
-        await stream.close()
+    fetched = await fetch_record(rt, item.id)
     result = Archived(
-        id=stream.id,
-        version=stream.version,
-        blob=name,
-        written=written,
-        pages=stream.pages,
-        bytes=size,
+        id=normalize_id(item.id),
+        version=int(fetched.head.get("version", 0)),
+        blob=fetched.blob,
+        written=fetched.written,
+        pages=fetched.pages,
+        bytes=fetched.bytes,
         ms=(time.perf_counter() - started) * 1000,
     )
     log.info(
-        "%s %s v%d: %d pages, %d sessions, %d participants, %d bytes, %.0f ms -> %s",
-        "archived" if written else "already archived",
+        "%s %s v%d: %d pages, %d sessions, %d participants, %d bytes, %.0f ms%s -> %s",
+        "archived" if result.written else "already archived",
         result.id,
         result.version,
         result.pages,
-        stream.session_count,
-        stream.participant_count,
+        fetched.sessions,
+        fetched.participants,
         result.bytes,
         result.ms,
-        name,
+        f" (resumed {fetched.resumed}x)" if fetched.resumed else "",
+        result.blob,
     )
     return result
 

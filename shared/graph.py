@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -18,6 +20,7 @@ from shared.auth import TokenProvider
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 from shared.ratelimit import AdaptiveRate, SlidingWindow
+from shared.settings import FIRST_PAGE_PACE, NEXT_PAGES_PACE, Pace
 
 API = "v1.0"
 EXPAND = "sessions($expand=segments)"
@@ -25,14 +28,13 @@ _NEXT = "@odata.nextLink"
 MAX_TRIES = 4  # per request, for network errors and throttling
 SHORT_WAIT = 5.0  # seconds: a Retry-After up to this is waited out in place
 BACKOFF = 0.5  # seconds, doubled per try, when Graph gives no Retry-After
-PER_RECORD_LIMIT, PER_RECORD_PERIOD = 40, 20.0  # Graph's limit for one call record
 HEAD_KEYS = ("id", "version", "startDateTime", "endDateTime")  # decoded; the rest stays raw
 
 
 T = TypeVar("T")
 
 
-class _Page(msgspec.Struct):
+class Page(msgspec.Struct):
     """A Graph collection page, its items kept as raw JSON (validated, never turned into
     Python objects: they are only copied into the archive)."""
 
@@ -40,8 +42,7 @@ class _Page(msgspec.Struct):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
-Page = _Page  # public name: callers that page through a collection keep items raw too
-_PAGE = msgspec.json.Decoder(_Page)
+_PAGE = msgspec.json.Decoder(Page)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -52,7 +53,7 @@ def _object(content: bytes) -> dict[str, Any]:
         return {}
     body = as_object(orjson.loads(content))
     if body is None:
-        raise TypeError("JSON body is not an object")
+        raise msgspec.ValidationError("JSON body is not an object")
     return body
 
 
@@ -60,7 +61,7 @@ def _fields(content: bytes) -> dict[str, msgspec.Raw]:
     return _FIELDS.decode(content)
 
 
-def _page(content: bytes) -> _Page:
+def _page(content: bytes) -> Page:
     return _PAGE.decode(content)
 
 
@@ -83,12 +84,44 @@ class Throttled(GraphError):
     """429, 503 or 504: come back after ``retry_after`` seconds (None: back off yourself)."""
 
 
+class Paused(Throttled):
+    """A record's fetch stopped at a checkpoint (its time budget, or a long wait for Graph's
+    per-record limit): queue it again after ``retry_after`` seconds and it continues there."""
+
+
 class Unauthorized(GraphError):
     """401 or 403: the identity lacks a token or the CallRecords.Read.All app role."""
 
 
 class Unreachable(GraphError):
     """The network failed: connection refused or dropped, timeout, truncated body."""
+
+
+class BadPage(GraphError):
+    """Graph answered 200 with something that is not the JSON asked for (e.g. the XML of
+    ``/v1.0/$metadata``): a bug or a changed API, never retried as a network fault."""
+
+
+def resolve_link(link: str) -> str:
+    """A next link as a URL to GET.
+
+    The documentation's examples (Get callRecord, List sessions, List participants_v2) show
+    next links in the context-URL form ``.../v1.0/$metadata#communications/callRecords('{id}')
+    /sessions?$expand=segments&$skiptoken=...``; an HTTP client would drop everything after
+    ``#`` and fetch ``/v1.0/$metadata``. Such a link is turned into the resource path it names
+    (``.../v1.0/communications/callRecords('{id}')/sessions?...``, the OData key form Graph
+    accepts); any other link is returned as it is.
+    """
+    parts = urlsplit(link)
+    head, sep, _ = link.partition("#")
+    if sep and parts.fragment and head.rstrip("/").endswith("/$metadata"):
+        return head.rstrip("/")[: -len("$metadata")] + parts.fragment.lstrip("/")
+    return link
+
+
+def _is_json(response: httpx.Response) -> bool:
+    ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -122,12 +155,21 @@ def _error(response: httpx.Response) -> GraphError:
 class GraphClient:
     """Authenticated GETs against one Graph root; next links are only followed on that root."""
 
-    def __init__(self, base_url: str, tokens: TokenProvider, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenProvider,
+        http: httpx.AsyncClient,
+        first_pace: Pace = FIRST_PAGE_PACE,
+        next_pace: Pace = NEXT_PAGES_PACE,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tokens = tokens
         self._http = http
         self.retries: Counter[str] = Counter()  # in-place retries by status (0: network)
         self.pace = AdaptiveRate()  # the app-wide budget, learned from 429s
+        self.first_pace, self.next_pace = first_pace, next_pace
+        self._records: dict[str, RecordWindows] = {}
 
     async def request(
         self, method: str, url: str, json: Any = None, parse: Callable[[bytes], T] = _object
@@ -186,9 +228,21 @@ class GraphClient:
         self.pace.answered()
         if response.status_code >= 400:
             raise _error(response)
+        if response.content and not _is_json(response):
+            ctype = response.headers.get("Content-Type", "none")
+            raise BadPage(
+                response.status_code,
+                "NotJson",
+                f"GET {url[:120]} answered {ctype[:60]}, not JSON: a link Graph does not serve "
+                "as a page (the $metadata document?)",
+            )
         try:
             return parse(response.content)
-        except (orjson.JSONDecodeError, msgspec.DecodeError, TypeError) as exc:
+        except msgspec.ValidationError as exc:
+            raise BadPage(
+                response.status_code, "NotAPage", f"{url[:120]}: not the JSON asked for: {exc}"
+            ) from exc
+        except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
             # A truncated body (a connection dropped mid-response) lands here: retried.
             raise Unreachable(response.status_code, "BadJson", f"invalid JSON: {exc}") from exc
 
@@ -202,119 +256,86 @@ class GraphClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{API}/{path.lstrip('/')}"
 
-    async def open_call_record(self, record_id: str) -> RecordStream:
-        """Start fetching a record: its first response now, the rest as the caller reads it.
+    def record_windows(self, record_id: str) -> RecordWindows:
+        """The pacing windows of one record, kept per process so that a record fetched again
+        (a resumed fetch) keeps to the limits its earlier requests count against."""
+        windows = self._records.get(record_id)
+        if windows is None:
+            if len(self._records) > 10_000:  # forget records with nothing in their windows
+                self._records = {k: w for k, w in self._records.items() if w.busy()}
+            windows = self._records[record_id] = RecordWindows(
+                SlidingWindow(self.first_pace.requests, _margin(self.first_pace.seconds)),
+                SlidingWindow(self.next_pace.requests, _margin(self.next_pace.seconds)),
+            )
+        return windows
 
-        The participants_v2 chain starts at once, concurrently with the record; sessions pages
-        are read one by one (each nextLink comes from the page before), so a huge meeting can
-        be written page by page without holding it whole. Pages stay raw JSON: validated, then
-        copied into the archive byte for byte. Requests for one record are paced at Graph's
-        40 / 20 s.
-        """
-        rid = normalize_id(record_id)
-        stream = RecordStream(self, rid)
-        stream.participants_task = asyncio.ensure_future(stream.fetch_participants())
-        try:
-            url = self.url(f"communications/callRecords/{rid}?$expand={EXPAND}")
-            fields = await stream.get(url, _fields)
-            stream.take_head(fields)
-        except BaseException:
-            await stream.close()
-            raise
-        return stream
+    def record_url(self, record_id: str) -> str:
+        return self.url(f"communications/callRecords/{normalize_id(record_id)}?$expand={EXPAND}")
+
+    def participants_url(self, record_id: str) -> str:
+        return self.url(f"communications/callRecords/{normalize_id(record_id)}/participants_v2")
+
+    def version_url(self, record_id: str) -> str:
+        return self.url(f"communications/callRecords/{normalize_id(record_id)}?$select=id,version")
 
 
-class RecordStream:
-    """One record being fetched: ``head`` (id, version, startDateTime), ``prefix()`` (the
-    record's own fields as raw JSON), ``session_fragments()`` and the ``participants`` task.
-    Close it to cancel what is still running."""
+def _margin(seconds: float) -> float:
+    """A window a little longer than Graph's, so clock and latency differences between this
+    process and Graph never push a request over the limit."""
+    return seconds * 1.02 + 0.05
 
-    def __init__(self, graph: GraphClient, record_id: str) -> None:
-        self.graph = graph
-        self.id = record_id
-        self.head: dict[str, Any] = {}
-        self.fields: dict[str, msgspec.Raw] = {}
-        self.first_sessions: list[msgspec.Raw] = []
-        self.next_link: str | None = None
-        self.participants_task: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.session_page_count = 0
-        self.participant_page_count = 0
-        self.participant_count = 0
-        self.session_count = 0
-        self._window = SlidingWindow(PER_RECORD_LIMIT, PER_RECORD_PERIOD)
 
-    @property
-    def pages(self) -> int:
-        """Graph requests that returned data: the record, sessions pages, participants pages."""
-        return max(self.session_page_count, 1) + self.participant_page_count
+@dataclass
+class RecordWindows:
+    """Graph's per-record limits: one window for first pages (the record itself, the first
+    participants_v2 page, the version check), one for the pages next links lead to."""
+
+    first: SlidingWindow
+    following: SlidingWindow
+
+    def busy(self) -> bool:
+        return bool(self.first.calls or self.following.calls)
+
+
+def parse_fields(content: bytes) -> dict[str, msgspec.Raw]:
+    """A record response as its top-level fields, each kept as raw JSON."""
+    return _fields(content)
+
+
+def parse_page(content: bytes) -> Page:
+    return _page(content)
+
+
+@dataclass
+class RecordHead:
+    """The record's first response, split: ``head`` (id, version, startDateTime, decoded),
+    its own fields as raw JSON, the first sessions, and the sessions next link."""
+
+    head: dict[str, Any]
+    fields: dict[str, msgspec.Raw]
+    first_sessions: list[msgspec.Raw]
+    next_link: str | None
+
+    @classmethod
+    def split(cls, record_id: str, fields: dict[str, msgspec.Raw]) -> RecordHead:
+        head = {k: orjson.loads(bytes(fields[k])) for k in HEAD_KEYS if k in fields}
+        if str(head.get("id", record_id)).lower() != record_id:
+            raise BadPage(200, "IdMismatch", f"asked for {record_id}, got {head.get('id')!r}")
+        sessions = fields.pop("sessions", None)
+        first = _ITEMS.decode(sessions) if sessions is not None else []
+        link = fields.pop(f"sessions{_NEXT}", None)
+        next_link = orjson.loads(bytes(link)) if link is not None else None
+        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
+        # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
+        fields.pop("participants_v2", None)
+        fields.pop(f"participants_v2{_NEXT}", None)
+        return cls(head, fields, first, str(next_link) if next_link else None)
 
     @property
     def version(self) -> int:
         return int(self.head.get("version", 0))
 
-    async def get(self, url: str, parse: Callable[[bytes], T]) -> T:
-        await self._window.wait()
-        return await self.graph.request("GET", url, parse=parse)
-
-    def take_head(self, fields: dict[str, msgspec.Raw]) -> None:
-        """Split the record's first response: its own fields, the first sessions, the link."""
-        head = {k: orjson.loads(bytes(fields[k])) for k in HEAD_KEYS if k in fields}
-        if str(head.get("id", self.id)).lower() != self.id:
-            raise GraphError(200, "IdMismatch", f"asked for {self.id}, got {head.get('id')!r}")
-        sessions = fields.pop("sessions", None)
-        self.first_sessions = _ITEMS.decode(sessions) if sessions is not None else []
-        link = fields.pop(f"sessions{_NEXT}", None)
-        self.next_link = orjson.loads(bytes(link)) if link is not None else None
-        # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
-        # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
-        fields.pop("participants_v2", None)
-        fields.pop(f"participants_v2{_NEXT}", None)
-        self.head, self.fields = head, fields
-
     def prefix(self) -> bytes:
         """``{`` and the record's own fields, as Graph sent them, ready for ``"sessions"``."""
         parts = [orjson.dumps(k) + b":" + bytes(v) for k, v in self.fields.items()]
         return b"{" + b",".join(parts) + (b"," if parts else b"")
-
-    def document(self, sessions: list[bytes], participants: bytes) -> bytes:
-        """The whole record as JSON from its fragments."""
-        joined = b",".join(f for f in sessions if f)
-        return (
-            self.prefix()
-            + b'"sessions":['
-            + joined
-            + b'],"participants_v2":['
-            + participants
-            + b"]}"
-        )
-
-    async def session_fragments(self) -> AsyncIterator[bytes]:
-        """Each sessions page as the comma-joined raw JSON of its sessions, in order."""
-        self.session_page_count = 1
-        self.session_count = len(self.first_sessions)
-        yield b",".join(self.first_sessions)
-        link = self.next_link
-        while link:
-            page = await self.get(str(link), _page)
-            self.session_page_count += 1
-            self.session_count += len(page.value)
-            yield b",".join(page.value)
-            link = page.next_link
-
-    async def fetch_participants(self) -> bytes:
-        """Every participants_v2 page, as the comma-joined raw JSON of the participants."""
-        url: str | None = self.graph.url(f"communications/callRecords/{self.id}/participants_v2")
-        fragments: list[bytes] = []
-        while url:
-            page = await self.get(url, _page)
-            self.participant_page_count += 1
-            self.participant_count += len(page.value)
-            if page.value:
-                fragments.append(b",".join(page.value))
-            url = page.next_link
-        return b",".join(fragments)
-
-    async def close(self) -> None:
-        if not self.participants_task.done():
-            self.participants_task.cancel()
-        await asyncio.gather(self.participants_task, return_exceptions=True)

@@ -101,7 +101,7 @@ def _read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
 
 
 async def _accept(
-    req: func.HttpRequest, kind: str, sort: Callable[[list[object], str], Sorted]
+    req: func.HttpRequest, kind: str, sort: Callable[[list[object], tuple[str, ...]], Sorted]
 ) -> func.HttpResponse:
     """What both Graph webhooks do: handshake, parse, keep the genuine items, queue them all
     (durably, before answering), then 202; 503 if the queue cannot take them."""
@@ -116,7 +116,7 @@ async def _accept(
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
-    batch = sort(value, rt.settings.client_state)
+    batch = sort(value, rt.settings.client_states)  # current + previous during a rotation
     for reason in batch.dropped:
         log.warning("dropped %s: %s", kind, reason)
     try:

@@ -8,15 +8,21 @@ never makes this endpoint slow and a failed action is retried like any message.
 from __future__ import annotations
 
 import logging
+import math
 
 from shared.graph import GraphError, NotFound
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
-from shared.messages import ControlAction, ControlItem, WorkItem
+from shared.messages import ControlAction, ControlItem, WorkItem, utcnow
 from shared.notifications import Sorted, same_secret
 from shared.reconcile import reconcile_recent
 from shared.runtime import Runtime
-from shared.subscriptions import Outcome, SubscriptionError, SubscriptionKeeper
+from shared.subscriptions import (
+    Outcome,
+    SubscriptionAction,
+    SubscriptionError,
+    SubscriptionKeeper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,9 @@ EVENTS = {
 }
 
 
-def sort_events(value: list[object], client_state: str) -> tuple[list[ControlItem], list[str]]:
+def sort_events(
+    value: list[object], client_state: str | tuple[str, ...]
+) -> tuple[list[ControlItem], list[str]]:
     """Genuine lifecycle events as control actions (one per subscription and action)."""
     actions: dict[tuple[ControlAction, str | None], ControlItem] = {}
     dropped: list[str] = []
@@ -54,7 +62,7 @@ def sort_events(value: list[object], client_state: str) -> tuple[list[ControlIte
     return list(actions.values()), dropped
 
 
-def lifecycle_items(value: list[object], client_state: str) -> Sorted:
+def lifecycle_items(value: list[object], client_state: str | tuple[str, ...]) -> Sorted:
     """A lifecycle-notification batch as the control actions to queue."""
     actions, dropped = sort_events(value, client_state)
     for action in actions:
@@ -63,36 +71,67 @@ def lifecycle_items(value: list[object], client_state: str) -> Sorted:
     return Sorted(items, dropped)
 
 
+MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days
+# Calls that started this long before a gap may still have been published during it (a long
+# meeting, then up to 150 minutes until its record appears): the window reaches back this much.
+GAP_MARGIN_HOURS = 48
+
+
+def keeper(rt: Runtime) -> SubscriptionKeeper:
+    return SubscriptionKeeper(rt.graph, rt.settings, rt.state)
+
+
+def gap_hours(outcome: Outcome) -> int | None:
+    """Hours to reconcile after a subscription was lost or replaced: from the last time the
+    old one was known alive (with a margin), at most Graph's 30 days; None if no gap."""
+    if outcome.gap_since is None:
+        return None
+    gap = (utcnow() - outcome.gap_since).total_seconds() / 3600
+    return max(1, min(MAX_RECONCILE_HOURS, math.ceil(gap) + GAP_MARGIN_HOURS))
+
+
 async def keep_subscription(rt: Runtime) -> Outcome:
-    """Create, renew or adopt the subscription (hourly, at start-up, and on demand)."""
-    outcome = await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+    """Create, renew, move or replace the subscription (hourly, at start-up, and on demand).
+    When it was lost, a reconciliation from the time it was last known alive is queued: the
+    gap closes even though Graph sends callRecords no subscriptionRemoved or missed events."""
+    outcome = await keeper(rt).ensure()
     log.info(
         "subscription %s %s, expires %s",
         outcome.subscription.id,
         outcome.action,
         outcome.subscription.expires.isoformat(),
     )
+    hours = gap_hours(outcome)
+    if hours is not None:
+        log.warning(
+            "subscription %s (last known alive %s): queueing a reconciliation of the last %d h",
+            outcome.action,
+            outcome.gap_since.isoformat() if outcome.gap_since else "?",
+            hours,
+        )
+        await rt.work.put([ControlItem(ControlAction.RECONCILE, hours=hours)])
     return outcome
 
 
 async def run_control(rt: Runtime, item: ControlItem) -> None:
     """Carry out a lifecycle action taken from the queue (raises to be retried)."""
-    keeper = SubscriptionKeeper(rt.graph, rt.settings)
+    subscriptions = keeper(rt)
     if item.action is ControlAction.REAUTHORIZE:
         if item.subscription_id:
             try:
-                await keeper.reauthorize(item.subscription_id)
+                await subscriptions.reauthorize(item.subscription_id)
                 log.info("subscription %s reauthorized", item.subscription_id)
                 return
             except NotFound:
                 log.warning("subscription %s is gone; recreating", item.subscription_id)
             except GraphError as exc:
                 log.warning("reauthorize failed (%s); renewing instead", exc)
-                await keeper.ensure(force_renew=True)
+                await subscriptions.ensure(force_renew=True)
                 return
-        if (await keeper.ensure()).action == "created":
-            # It was gone, so notifications may have been lost meanwhile.
-            await reconcile_recent(rt, item.hours)
+        outcome = await subscriptions.ensure()
+        if outcome.action is SubscriptionAction.CREATED:
+            # It was gone, so notifications may have been lost since it was last known alive.
+            await reconcile_recent(rt, gap_hours(outcome) or item.hours)
     elif item.action is ControlAction.RECREATE:
         # Close the gap even if the subscription cannot be recreated right now (that needs a
         # person, and the message is retried): the reconciliation does not depend on it.

@@ -17,7 +17,12 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph batches are far smaller; this bounds t
 MAX_VALIDATION_TOKEN = 1024
 MAX_ITEMS = 1000
 RESOURCE_PREFIX = "communications/callrecords/"
-ODATA_TYPE = "#microsoft.graph.callrecord"
+# The docs' notification examples spell the type "#Microsoft.Graph.callrecord" or
+# "#Microsoft.Graph.callRecord"; the entity type is microsoft.graph.callRecords.callRecord
+# (learn.microsoft.com/graph/changenotifications-for-callrecords,
+# learn.microsoft.com/graph/api/resources/callrecords-callrecord). Any spelling whose last
+# segment is callRecord is a call record; the resource and the secret are what prove it genuine.
+ODATA_TYPE_NAME = "callrecord"
 
 
 class BadRequest(ValueError):
@@ -55,11 +60,16 @@ def check_validation_token(token: str) -> str:
     return token
 
 
-def same_secret(given: object, expected: str) -> bool:
-    """Constant-time clientState comparison (bytes, so non-ASCII cannot raise)."""
+def same_secret(given: object, expected: str | tuple[str, ...]) -> bool:
+    """Constant-time clientState comparison (bytes, so non-ASCII cannot raise) against the
+    secret, or any of several (the current and the previous one during a rotation); every
+    candidate is compared, so the time says nothing about which one matched."""
     if not isinstance(given, str):
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    candidates = (expected,) if isinstance(expected, str) else expected
+    raw = given.encode("utf-8")
+    matches = [hmac.compare_digest(raw, c.encode("utf-8")) for c in candidates]
+    return any(matches)
 
 
 def parse_body(body: bytes) -> list[Any]:
@@ -82,6 +92,11 @@ def parse_body(body: bytes) -> list[Any]:
     return value
 
 
+def is_call_record_type(odata_type: object) -> bool:
+    """``#Microsoft.Graph.callrecord``, ``#microsoft.graph.callRecords.callRecord``, ..."""
+    return str(odata_type).lstrip("#").rsplit(".", 1)[-1].lower() == ODATA_TYPE_NAME
+
+
 def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
     """The callRecord id an item names, or (None, why not)."""
     resource = item.get("resource")
@@ -97,14 +112,14 @@ def _record_id(item: dict[str, Any]) -> tuple[str | None, str]:
         if data is None:
             return None, "resourceData is not an object"
         odata_type = data.get("@odata.type")
-        if odata_type is not None and str(odata_type).lower() != ODATA_TYPE:
+        if odata_type is not None and not is_call_record_type(odata_type):
             return None, "resourceData is not a callRecord"
         if "id" in data and str(data["id"]).lower() != rid.lower():
             return None, "resourceData.id differs from resource"
     return rid.lower(), ""
 
 
-def sort_batch(value: list[Any], client_state: str) -> Batch:
+def sort_batch(value: list[Any], client_state: str | tuple[str, ...]) -> Batch:
     """Keep genuine callRecord ids; drop (with a reason) everything else, item by item."""
     batch = Batch()
     seen: set[str] = set()
@@ -135,7 +150,7 @@ def sort_batch(value: list[Any], client_state: str) -> Batch:
     return batch
 
 
-def notification_items(value: list[Any], client_state: str) -> Sorted:
+def notification_items(value: list[Any], client_state: str | tuple[str, ...]) -> Sorted:
     """A change-notification batch as the work items to queue (one per genuine record id)."""
     batch = sort_batch(value, client_state)
     items: list[WorkItem | ControlItem] = [

@@ -22,13 +22,23 @@ class SlidingWindow:
 
     async def wait(self) -> None:
         while True:
-            now = time.monotonic()
-            while self.calls and now - self.calls[0] >= self.period:
-                self.calls.popleft()
-            if len(self.calls) < self.limit:
-                self.calls.append(now)
+            delay = self.delay()
+            if delay <= 0:
+                self.take()
                 return
-            await asyncio.sleep(self.period - (now - self.calls[0]) + 0.001)
+            await asyncio.sleep(delay + 0.001)
+
+    def delay(self) -> float:
+        """Seconds until one more call fits (0: now); takes nothing."""
+        now = time.monotonic()
+        while self.calls and now - self.calls[0] >= self.period:
+            self.calls.popleft()
+        if len(self.calls) < self.limit:
+            return 0.0
+        return self.period - (now - self.calls[-self.limit])
+
+    def take(self) -> None:
+        self.calls.append(time.monotonic())
 
 
 class AdaptiveRate:

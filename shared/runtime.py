@@ -14,7 +14,7 @@ from azure.storage.blob.aio import ContainerClient
 from httpx_aiohttp import AiohttpTransport
 
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
-from shared.blobstore import ArchiveWriter
+from shared.blobstore import ArchiveWriter, StateStore
 from shared.graph import GraphClient
 from shared.settings import Settings, StorageTarget, load_settings
 from shared.storage import container_client, queue_client
@@ -35,6 +35,7 @@ class Runtime:
     work: WorkQueue
     archive: ArchiveWriter
     tables: ContainerClient  # ANALYTICS_CONTAINER: derived Parquet tables (shared/analytics/)
+    state: StateStore  # the app's own small blobs (host storage), never in the archive
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -42,6 +43,7 @@ class Runtime:
         await self.work.poison.close()
         await self.archive.container.close()
         await self.tables.close()
+        await self.state.container.close()
         for credential in self.credentials:
             await credential.close()
 
@@ -86,10 +88,19 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
         credentials=[graph_identity, *(c for c in credentials.values() if c is not graph_identity)],
         tokens=tokens,
         http=http,
-        graph=GraphClient(settings.graph_base_url, tokens, http),
+        graph=GraphClient(
+            settings.graph_base_url,
+            tokens,
+            http,
+            first_pace=settings.first_page_pace,
+            next_pace=settings.next_pages_pace,
+        ),
         work=work,
         archive=ArchiveWriter(container),
         tables=container_client(archive, settings.analytics_container, storage_identity(archive)),
+        state=StateStore(
+            container_client(host, settings.state_container_name, storage_identity(host))
+        ),
     )
 
 

@@ -6,10 +6,12 @@ environment sets them locally. Nothing else in the code reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +27,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "CALLRECORDS_QUEUE",
     "GRAPH_BASE_URL",
     "GRAPH_CLIENT_STATE",
+    "GRAPH_CLIENT_STATE_PREVIOUS",
     "NOTIFICATION_URL",
     "LIFECYCLE_NOTIFICATION_URL",
     "AZURE_CLIENT_ID",
@@ -32,10 +35,53 @@ SETTING_NAMES: tuple[str, ...] = (
     "ARCHIVE_RETRY_WINDOW_MINUTES",
     "USAGE_LOGS_BACKFILL_DAYS",
     "ANALYTICS_CONTAINER",
+    "ARCHIVE_FETCH_BUDGET_SECONDS",
+    "GRAPH_PARTICIPANTS_V2",
+    "GRAPH_RECORD_FIRST_PAGE_PACE",
+    "GRAPH_RECORD_NEXT_PAGES_PACE",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 MAX_CLIENT_STATE = 128
+
+
+class ParticipantsMode(StrEnum):
+    """GRAPH_PARTICIPANTS_V2: whether records are fetched with their participants_v2 pages."""
+
+    AUTO = "auto"  # by cloud: on for the global service, off for the national clouds
+    ON = "on"
+    OFF = "off"
+
+
+# participants_v2 is documented for the global service only
+# (learn.microsoft.com/graph/api/callrecords-callrecord-list-participants_v2, national cloud
+# table): US Government L4/L5 and China do not serve it.
+NATIONAL_GRAPH_HOSTS = (
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """At most ``requests`` in any ``seconds``."""
+
+    requests: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.seconds:g}"
+
+
+# Per call record, the stricter revision of learn.microsoft.com/graph/throttling-limits
+# (Cloud communication service limits): 10 requests / 20 s for the first page, 50 / 5 min
+# for the pages that follow.
+FIRST_PAGE_PACE = Pace(10, 20.0)
+NEXT_PAGES_PACE = Pace(50, 300.0)
+# Flex Consumption's default function timeout is 30 minutes and host.json sets 10: a fetch
+# stops at a checkpoint well before either and continues in a new invocation.
+FETCH_BUDGET_SECONDS = 300
 
 
 class SettingError(ValueError):
@@ -70,6 +116,7 @@ class Settings:
     queue_name: str
     graph_base_url: str
     client_state: str
+    client_state_previous: str | None
     notification_url: str | None
     lifecycle_notification_url: str | None
     client_id: str | None
@@ -80,10 +127,34 @@ class Settings:
     usage_backfill_days: int = 90
     # Derived Parquet tables, in the archive's storage account (shared/analytics/).
     analytics_container: str = "callrecords-tables"
+    participants_mode: ParticipantsMode = ParticipantsMode.AUTO
+    first_page_pace: Pace = FIRST_PAGE_PACE
+    next_pages_pace: Pace = NEXT_PAGES_PACE
+    fetch_budget_seconds: int = FETCH_BUDGET_SECONDS
+
+    @property
+    def participants_v2(self) -> bool:
+        """Fetch participants_v2? ``auto``: yes except in the national clouds."""
+        if self.participants_mode is ParticipantsMode.AUTO:
+            return urlsplit(self.graph_base_url).hostname not in NATIONAL_GRAPH_HOSTS
+        return self.participants_mode is ParticipantsMode.ON
 
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
+
+    @property
+    def state_container_name(self) -> str:
+        """The app's own state (subscription fingerprint, fetch checkpoints), in host storage."""
+        return f"{self.queue_name[:57]}-state"
+
+    @property
+    def client_states(self) -> tuple[str, ...]:
+        """Secrets a notification may carry: the current one, and the previous during a
+        rotation (GRAPH_CLIENT_STATE_PREVIOUS)."""
+        if self.client_state_previous and self.client_state_previous != self.client_state:
+            return (self.client_state, self.client_state_previous)
+        return (self.client_state,)
 
     @property
     def graph_scope(self) -> str:
@@ -153,6 +224,32 @@ def _positive_int(env: Mapping[str, str], setting: str, default: int) -> int:
     return value
 
 
+def _pace(env: Mapping[str, str], setting: str, default: Pace) -> Pace:
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    count, _, period = raw.partition("/")
+    try:
+        pace = Pace(int(count), float(period))
+    except ValueError:
+        pace = Pace(0, 0.0)
+    if pace.requests <= 0 or pace.seconds <= 0:
+        raise SettingError(
+            f"{setting} is malformed: {raw!r} must be requests/seconds, e.g. {default}"
+        )
+    return pace
+
+
+def _participants(env: Mapping[str, str]) -> ParticipantsMode:
+    raw = (_get(env, "GRAPH_PARTICIPANTS_V2") or "auto").lower()
+    try:
+        return ParticipantsMode(raw)
+    except ValueError:
+        raise SettingError(
+            f"GRAPH_PARTICIPANTS_V2 is malformed: {raw!r} must be auto, on or off"
+        ) from None
+
+
 def _url(env: Mapping[str, str], setting: str) -> str | None:
     raw = _get(env, setting)
     if raw is None:
@@ -161,6 +258,32 @@ def _url(env: Mapping[str, str], setting: str) -> str | None:
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise SettingError(f"{setting} is malformed: it must be an absolute https:// URL")
     return raw
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _webhook_url(env: Mapping[str, str], setting: str) -> str | None:
+    """A URL Graph will POST to: Graph accepts only HTTPS notification URLs
+    (learn.microsoft.com/graph/change-notifications-delivery-webhooks); plain HTTP is allowed
+    for loopback only (the local simulator and development host)."""
+    url = _url(env, setting)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not is_loopback(parts.hostname):
+            raise SettingError(
+                f"{setting} must be an https:// URL: Graph delivers notifications over HTTPS "
+                f"only (http:// is accepted for loopback hosts), got {parts.scheme}://{parts.hostname}"
+            )
+    return url
 
 
 def local_settings_env(app_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -200,6 +323,18 @@ def lifecycle_url_from(notification_url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
+def _check_secret(setting: str, value: str) -> None:
+    if value.startswith("@Microsoft.KeyVault("):
+        raise SettingError(
+            f"{setting} is an unresolved Key Vault reference: grant the app's identity "
+            "Key Vault Secrets User on the secret (infra/app/keyvault.bicep) and restart"
+        )
+    if len(value) > MAX_CLIENT_STATE:
+        raise SettingError(
+            f"{setting} is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse and check every setting; raise SettingError naming the first bad one."""
     env = os.environ if env is None else env
@@ -226,18 +361,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
             f"(1-{MAX_CLIENT_STATE} characters)"
         )
-    if client_state.startswith("@Microsoft.KeyVault("):
-        raise SettingError(
-            "GRAPH_CLIENT_STATE is an unresolved Key Vault reference: grant the app's identity "
-            "Key Vault Secrets User on the secret (infra/app/keyvault.bicep) and restart"
-        )
-    if len(client_state) > MAX_CLIENT_STATE:
-        raise SettingError(
-            f"GRAPH_CLIENT_STATE is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
-        )
+    _check_secret("GRAPH_CLIENT_STATE", client_state)
+    previous = env.get("GRAPH_CLIENT_STATE_PREVIOUS") or None
+    if previous is not None:
+        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous)
 
-    notification = _url(env, "NOTIFICATION_URL")
-    lifecycle = _url(env, "LIFECYCLE_NOTIFICATION_URL") or (
+    notification = _webhook_url(env, "NOTIFICATION_URL")
+    lifecycle = _webhook_url(env, "LIFECYCLE_NOTIFICATION_URL") or (
         lifecycle_url_from(notification) if notification else None
     )
     return Settings(
@@ -247,6 +377,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=_name(env, "CALLRECORDS_QUEUE", "callrecords"),
         graph_base_url=graph.rstrip("/"),
         client_state=client_state,
+        client_state_previous=previous,
         notification_url=notification,
         lifecycle_notification_url=lifecycle,
         client_id=client_id,
@@ -254,4 +385,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
         usage_backfill_days=_positive_int(env, "USAGE_LOGS_BACKFILL_DAYS", 90),
         analytics_container=_name(env, "ANALYTICS_CONTAINER", "callrecords-tables"),
+        participants_mode=_participants(env),
+        first_page_pace=_pace(env, "GRAPH_RECORD_FIRST_PAGE_PACE", FIRST_PAGE_PACE),
+        next_pages_pace=_pace(env, "GRAPH_RECORD_NEXT_PAGES_PACE", NEXT_PAGES_PACE),
+        fetch_budget_seconds=_positive_int(
+            env, "ARCHIVE_FETCH_BUDGET_SECONDS", FETCH_BUDGET_SECONDS
+        ),
     )

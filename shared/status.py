@@ -117,7 +117,7 @@ async def collect(
         )
     elif check_subscription:
         try:
-            subs = await SubscriptionKeeper(rt.graph, rt.settings).list()
+            subs = await SubscriptionKeeper(rt.graph, rt.settings, rt.state).list()
         except GraphError as exc:
             subs = []
             status.problems.append(f"cannot read Graph subscriptions: {exc}")
@@ -137,6 +137,11 @@ async def collect(
                 status.subscription_id = sub.id
                 status.subscription_expires = sub.expires
                 left = sub.remaining(now)
+                if sub.notification_url != rt.settings.notification_url:
+                    status.problems.append(
+                        f"subscription {sub.id} delivers to another URL than NOTIFICATION_URL: "
+                        "the keeper moves it on its next run (`cli.py subscription ensure`)"
+                    )
                 if left <= timedelta(0):
                     status.problems.append(f"subscription {sub.id} has expired")
                 elif left < expiry_warning:

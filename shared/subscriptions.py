@@ -7,12 +7,16 @@ The keeper is idempotent and runs hourly, at start-up, and on lifecycle events.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from shared.blobstore import parse_graph_datetime
+from shared.blobstore import StateStore, parse_graph_datetime
 from shared.graph import GraphClient, GraphError, NotFound
 from shared.messages import utcnow
 from shared.settings import Settings
@@ -26,6 +30,22 @@ MAX_LIFETIME = timedelta(minutes=4230)
 LIFETIME = MAX_LIFETIME - timedelta(minutes=10)
 # Renew once less than this is left: with an hourly keeper that is ~30 chances before expiry.
 RENEW_BEFORE = timedelta(hours=36)
+STATE_BLOB = "subscription.json"
+# Graph's answer to a second subscription for the same resource and changeType
+# (learn.microsoft.com/graph/api/subscription-post-subscriptions, "Duplicate subscription
+# behavior"): 409 "Subscription Id <id> already exists for the requested combination".
+_DUPLICATE = re.compile(r"Subscription Id\s+([0-9a-fA-F-]{36})\s+already exists", re.IGNORECASE)
+
+
+class SubscriptionAction(StrEnum):
+    """What ensure() did."""
+
+    CREATED = "created"  # there was none (first start, or it was lost or expired)
+    RENEWED = "renewed"
+    KEPT = "kept"
+    ADOPTED = "adopted"  # Graph said 409: another instance had just created it
+    MOVED = "moved"  # PATCHed to the current notification URL
+    REPLACED = "replaced"  # deleted and created again: new lifecycle URL or a new secret
 
 
 class SubscriptionError(RuntimeError):
@@ -56,47 +76,98 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ensure() did: created, renewed, adopted or kept, and the subscription."""
+    """What ensure() did, the subscription, and (when notifications may have been missed)
+    since when: the last time the previous subscription was known alive."""
 
-    action: str
+    action: SubscriptionAction
     subscription: Subscription
+    gap_since: datetime | None = None
+
+
+def fingerprint(secret: str, subscription_id: str) -> str:
+    """Which secret a subscription was created with, without keeping the secret: a slow,
+    salted hash (the subscription id is the salt), so it cannot be reversed or guessed."""
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), subscription_id.encode(), 100_000)
+    return digest.hex()[:32]
 
 
 def _iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
 
-def _matches(data: dict[str, Any], settings: Settings) -> bool:
-    return (
-        str(data.get("resource", "")).strip("/").lower() == RESOURCE.lower()
-        and data.get("notificationUrl") == settings.notification_url
-    )
+def _matches(data: dict[str, Any]) -> bool:
+    """Ours by Graph's own rule: one subscription per app for a resource and changeType,
+    whatever its URL (a new host name, a custom domain or a rotated ?code= changes that)."""
+    kinds = {c.strip().lower() for c in str(data.get("changeType", "")).split(",")}
+    return str(data.get("resource", "")).strip("/").lower() == RESOURCE.lower() and kinds == {
+        CHANGE_TYPE
+    }
 
 
 class SubscriptionKeeper:
     """Create, find, renew, reauthorize and delete this app's callRecords subscription."""
 
-    def __init__(self, graph: GraphClient, settings: Settings) -> None:
+    def __init__(self, graph: GraphClient, settings: Settings, state: StateStore) -> None:
         self.graph = graph
         self.settings = settings
+        self.state = state
 
     async def list(self, every: bool = False) -> list[Subscription]:
-        """This app's subscriptions for callRecords with our notification URL (every page),
-        latest expiry first; ``every``: all subscriptions the app can see, whatever the URL."""
+        """This app's callRecords subscriptions (resource and changeType ours, every page),
+        latest expiry first; ``every``: all subscriptions the app can see."""
         found: list[Subscription] = []
         url: str | None = self.graph.url("subscriptions")
         while url:
             page = await self.graph.get(url)
             found += [
-                Subscription.from_graph(s)
-                for s in page.get("value", [])
-                if every or _matches(s, self.settings)
+                Subscription.from_graph(s) for s in page.get("value", []) if every or _matches(s)
             ]
             url = page.get("@odata.nextLink")
         return sorted(found, key=lambda s: s.expires, reverse=True)
 
     def is_ours(self, sub: Subscription) -> bool:
-        return _matches(sub.raw, self.settings)
+        return _matches(sub.raw)
+
+    def _at_current_urls(self, sub: Subscription) -> tuple[bool, bool]:
+        """(notification URL current, lifecycle URL current)."""
+        return (
+            sub.notification_url == self.settings.notification_url,
+            (sub.lifecycle_url or None) == (self.settings.lifecycle_notification_url or None),
+        )
+
+    async def remember(self, sub: Subscription, secret_fingerprint: str | None = None) -> None:
+        """Note the subscription, the fingerprint of its secret and that it is alive now."""
+        known, _ = await self.state.load(STATE_BLOB)
+        if secret_fingerprint is None and known and known.get("subscriptionId") == sub.id:
+            secret_fingerprint = str(known.get("clientStateFingerprint") or "") or None
+        await self.state.save(
+            STATE_BLOB,
+            {
+                "subscriptionId": sub.id,
+                "clientStateFingerprint": secret_fingerprint,
+                "aliveAt": utcnow().isoformat(),
+                "expires": sub.expires.isoformat(),
+            },
+        )
+
+    async def _last_alive(self) -> datetime | None:
+        known, _ = await self.state.load(STATE_BLOB)
+        try:
+            return datetime.fromisoformat(str(known["aliveAt"])) if known else None
+        except (KeyError, ValueError):
+            return None
+
+    async def _secret_is_current(self, sub: Subscription) -> bool:
+        """Was ``sub`` created with GRAPH_CLIENT_STATE? From Graph's answer when it shows the
+        secret, else from the fingerprint kept when it was created; unknown counts as no."""
+        shown = sub.raw.get("clientState")
+        if isinstance(shown, str) and shown:
+            return hmac.compare_digest(shown.encode(), self.settings.client_state.encode())
+        known, _ = await self.state.load(STATE_BLOB)
+        if not known or known.get("subscriptionId") != sub.id:
+            return False
+        expected = fingerprint(self.settings.client_state, sub.id)
+        return hmac.compare_digest(str(known.get("clientStateFingerprint") or ""), expected)
 
     async def get(self, subscription_id: str) -> Subscription:
         """One subscription by id; NotFound once it is deleted or expired."""
@@ -114,13 +185,29 @@ class SubscriptionKeeper:
             "clientState": self.settings.client_state,
         }
         try:
-            return Subscription.from_graph(
+            created = Subscription.from_graph(
                 await self.graph.request("POST", self.graph.url("subscriptions"), body)
             )
         except GraphError as exc:
             raise self._explain(exc) from exc
+        await self.remember(created, fingerprint(self.settings.client_state, created.id))
+        return created
+
+    async def move(self, sub: Subscription) -> Subscription:
+        """PATCH the current notification URL (and a fresh expiry); Graph validates it first."""
+        data = await self.graph.request(
+            "PATCH",
+            self.graph.url(f"subscriptions/{sub.id}"),
+            {
+                "notificationUrl": self.settings.require_notification_url(),
+                "expirationDateTime": _iso(utcnow() + LIFETIME),
+            },
+        )
+        return Subscription.from_graph({**sub.raw, **data})
 
     def _explain(self, exc: GraphError) -> Exception:
+        if exc.status == 409:
+            return exc  # a duplicate: ensure() adopts the one Graph names
         if exc.status == 403:
             return SubscriptionError(
                 "Graph refused the subscription (403): either the managed identity lacks the "
@@ -153,36 +240,74 @@ class SubscriptionKeeper:
         await self.graph.request("DELETE", self.graph.url(f"subscriptions/{subscription_id}"))
 
     async def ensure(self, force_renew: bool = False) -> Outcome:
-        """Make sure one live subscription exists and has RENEW_BEFORE or more left.
+        """End with exactly one live subscription for callRecords, at the current URLs, made
+        with the current secret, and with RENEW_BEFORE or more left.
 
-        Never deletes on a transient error: a failed renewal leaves the old one in place
-        to be tried again next hour.
+        Ours is found by resource and changeType (Graph allows one per app): at another URL it
+        is moved (PATCH notificationUrl), or replaced when the lifecycle URL or the secret
+        differ (neither can be patched). Never deletes on a transient error: a failed renewal
+        leaves the old one in place to be tried again next hour.
         """
         self.settings.require_notification_url()
         subs = await self.list()
-        if subs:
-            current = subs[0]
-            if len(subs) > 1:
-                log.warning(
-                    "%d subscriptions for %s; keeping %s (the others expire on their own)",
-                    len(subs),
-                    self.settings.notification_url,
-                    current.id,
-                )
-            if not force_renew and current.remaining() > RENEW_BEFORE:
-                return Outcome("kept", current)
-            try:
-                return Outcome("renewed", await self.renew(current))
-            except NotFound:
-                log.warning("subscription %s vanished; creating a new one", current.id)
+        if not subs:
+            return await self._create_or_adopt(gap_since=await self._last_alive())
+        current, extra = subs[0], subs[1:]
+        for other in extra:  # cannot exist under Graph's duplicate rule; never keep two
+            log.warning("deleting surplus subscription %s (keeping %s)", other.id, current.id)
+            await self._delete_quietly(other.id)
+        return await self._settle(current, force_renew)
+
+    async def _create_or_adopt(self, gap_since: datetime | None) -> Outcome:
         try:
-            created = await self.create()
+            return Outcome(SubscriptionAction.CREATED, await self.create(), gap_since)
         except GraphError as exc:
             if exc.status != 409:
                 raise
-            # Someone (another instance) created it meanwhile: adopt theirs.
-            subs = await self.list()
-            if not subs:
+            match = _DUPLICATE.search(exc.message)
+            # Created meanwhile (another instance), or not listed to us yet: adopt that one.
+            existing = [await self.get(match.group(1))] if match else await self.list()
+            if not existing:
                 raise
-            return Outcome("adopted", subs[0])
-        return Outcome("created", created)
+            outcome = await self._settle(existing[0], force_renew=False)
+            if outcome.action in (SubscriptionAction.KEPT, SubscriptionAction.RENEWED):
+                return Outcome(SubscriptionAction.ADOPTED, outcome.subscription)
+            return outcome
+
+    async def _delete_quietly(self, subscription_id: str) -> None:
+        try:
+            await self.delete(subscription_id)
+        except NotFound:
+            pass
+
+    async def _settle(self, current: Subscription, force_renew: bool) -> Outcome:
+        notification_ok, lifecycle_ok = self._at_current_urls(current)
+        secret_ok = await self._secret_is_current(current)
+        if not (lifecycle_ok and secret_ok):
+            why = "the lifecycle URL changed" if not lifecycle_ok else "it has another secret"
+            log.warning("replacing subscription %s: %s", current.id, why)
+            alive = utcnow()
+            await self._delete_quietly(current.id)
+            created = await self.create()
+            return Outcome(SubscriptionAction.REPLACED, created, gap_since=alive)
+        if not notification_ok:
+            log.warning(
+                "moving subscription %s to the current notification URL (was another URL)",
+                current.id,
+            )
+            try:
+                moved = await self.move(current)
+            except NotFound:
+                return await self._create_or_adopt(gap_since=await self._last_alive())
+            await self.remember(moved)
+            return Outcome(SubscriptionAction.MOVED, moved)
+        if not force_renew and current.remaining() > RENEW_BEFORE:
+            await self.remember(current)
+            return Outcome(SubscriptionAction.KEPT, current)
+        try:
+            renewed = await self.renew(current)
+        except NotFound:
+            log.warning("subscription %s vanished; creating a new one", current.id)
+            return await self._create_or_adopt(gap_since=await self._last_alive())
+        await self.remember(renewed)
+        return Outcome(SubscriptionAction.RENEWED, renewed)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import orjson
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
 from shared.messages import WorkItem
@@ -24,6 +24,11 @@ class QueueUnavailable(RuntimeError):
     """The queue did not take every message: the sender must not claim success."""
 
 
+def _queue_missing(result: object) -> bool:
+    code: object = getattr(result, "error_code", None)
+    return isinstance(result, ResourceNotFoundError) and str(code) == "QueueNotFound"
+
+
 class WorkQueue:
     """Send WorkItems to the records queue (or its poison queue), concurrently."""
 
@@ -35,13 +40,13 @@ class WorkQueue:
         """Queue every item (WorkItem or ControlItem), concurrently; raise QueueUnavailable
         unless all were stored."""
         items = list(items)
-        results = await asyncio.gather(
-            *(
-                self.queue.send_message(item.to_json(), visibility_timeout=delay_seconds)
-                for item in items
-            ),
-            return_exceptions=True,
-        )
+        results = await self._send_all(items, delay_seconds)
+        if any(_queue_missing(r) for r in results):
+            # A fresh storage account (or a deleted queue): create it and send what failed.
+            await self.ensure()
+            retry = [i for i, r in zip(items, results, strict=True) if _queue_missing(r)]
+            again = iter(await self._send_all(retry, delay_seconds))
+            results = [next(again) if _queue_missing(r) else r for r in results]
         failed = [r for r in results if isinstance(r, BaseException)]
         for r in failed:
             if not isinstance(r, AzureError | OSError):
@@ -52,18 +57,38 @@ class WorkQueue:
             ) from failed[0]
         return len(items)
 
+    async def _send_all(
+        self, items: list[Message], delay_seconds: int | None
+    ) -> list[object | BaseException]:
+        return await asyncio.gather(
+            *(
+                self.queue.send_message(item.to_json(), visibility_timeout=delay_seconds)
+                for item in items
+            ),
+            return_exceptions=True,
+        )
+
+    async def _send_poison(self, text: str) -> None:
+        try:
+            await self.poison.send_message(text)
+        except ResourceNotFoundError:
+            await self.ensure()
+            await self.poison.send_message(text)
+
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
         """Park an item that cannot succeed, with its reason and last error, for
         `cli.py replay-poison`."""
-        await self.poison.send_message(item.poisoned(reason, error).to_json())
+        await self._send_poison(item.poisoned(reason, error).to_json())
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None:
         """Park a message that is not a WorkItem at all, with the reason and its first bytes."""
         text = body[:2000].decode("utf-8", errors="replace")
-        await self.poison.send_message(orjson.dumps({"reason": reason, "body": text}).decode())
+        await self._send_poison(orjson.dumps({"reason": reason, "body": text}).decode())
 
     async def ensure(self) -> None:
-        """Create both queues if missing (local runs; in Azure, Bicep creates them)."""
+        """Create both queues if missing (on first need: a fresh account, a deleted queue; in
+        Azure, Bicep creates them). A refusal (403) is logged, not raised: the send that
+        needed the queue reports the real failure."""
         for q in (self.queue, self.poison):
             try:
                 await q.create_queue()

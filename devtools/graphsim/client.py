@@ -68,8 +68,13 @@ class SimClient:
         never_available: bool = False,
         notify: bool = True,
         duplicate_session_ids: bool = False,
+        link_style: Literal["path", "metadata"] | None = None,
+        bump_after_requests: int = 0,
     ) -> dict[str, Any]:
-        """Create a record (version 1); returns ``{"id", "version"}``."""
+        """Create a record (version 1); returns ``{"id", "version"}``. ``link_style``: next
+        links as resource paths or in the documentation's ``$metadata#`` form (default: by id,
+        about half each). ``bump_after_requests``: Graph publishes version 2 after serving
+        that many requests for the record (a version change in the middle of a fetch)."""
         body: dict[str, Any] = {
             "sessions": sessions,
             "participants": participants,
@@ -78,9 +83,12 @@ class SimClient:
             "never_available": never_available,
             "notify": notify,
             "duplicate_session_ids": duplicate_session_ids,
+            "bump_after_requests": bump_after_requests,
         }
         if id is not None:
             body["id"] = id
+        if link_style is not None:
+            body["link_style"] = link_style
         if start is not None:
             body["start"] = start.isoformat() if isinstance(start, datetime) else start
         return dict(self._call("POST", "/_sim/records", body))

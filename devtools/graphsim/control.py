@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from devtools.graphsim.notifier import LIFECYCLE_EVENTS
-from devtools.graphsim.records import RecordSpec, parse_time
+from devtools.graphsim.records import LINK_STYLES, RecordSpec, parse_time
 from devtools.graphsim.server import GUID, Simulator
 from devtools.graphsim.state import Subscription, utcnow
 
@@ -116,7 +116,11 @@ class Control:
                 "available_after_fetches": _int(data, "available_after_fetches", 0, 0, 1_000_000),
                 "never_available": _bool(data, "never_available", False),
                 "duplicate_session_ids": _bool(data, "duplicate_session_ids", False),
+                "link_style": str(data.get("link_style") or ""),
+                "bump_after_requests": _int(data, "bump_after_requests", 0, 0, 1_000_000),
             }
+            if options["link_style"] not in ("", *LINK_STYLES):
+                raise ValueError(f"link_style must be one of {LINK_STYLES}")
             if start is not None and not isinstance(start, str):
                 raise ValueError("start must be an ISO 8601 string")
             notify = _bool(data, "notify", True)

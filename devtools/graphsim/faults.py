@@ -37,6 +37,15 @@ class FaultConfig:
     usage_app_limit: int = 200
     usage_collection_limit: int = 50
     usage_window_seconds: float = 60.0
+    # Graph's limits for one call record, the stricter revision of
+    # learn.microsoft.com/graph/throttling-limits ("Cloud communication service limits"):
+    # 10 requests / 20 s for the first page and 50 / 5 min for the following pages. Always
+    # enforced (record_limits=false turns them off); the periods can be scaled down for tests.
+    record_limits: bool = True
+    record_first_limit: int = 10
+    record_first_seconds: float = 20.0
+    record_next_limit: int = 50
+    record_next_seconds: float = 300.0
     script: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -73,7 +82,7 @@ class Fault:
 
     kind: str  # "429" | "503" | "drop_partial" | "drop_silent" | "throttle_app" | ...
     status: int = 0
-    retry_after: int = 0
+    retry_after: float = 0
 
 
 class SlidingWindow:
@@ -82,13 +91,15 @@ class SlidingWindow:
     def __init__(self) -> None:
         self.hits: deque[float] = deque()
 
-    def retry_after(self, now: float, limit: int, window: float) -> int:
-        """0 if one more request fits, else whole seconds until one does."""
+    def retry_after(self, now: float, limit: int, window: float) -> float:
+        """0 if one more request fits, else seconds until one does (whole seconds, as Graph's
+        Retry-After, unless the window itself is shorter than a second: scaled-down tests)."""
         while self.hits and self.hits[0] <= now - window:
             self.hits.popleft()
         if len(self.hits) < limit:
             return 0
-        return max(1, math.ceil(self.hits[len(self.hits) - limit] + window - now))
+        wait = self.hits[len(self.hits) - limit] + window - now
+        return max(1, math.ceil(wait)) if window >= 1 else max(0.01, wait)
 
 
 class FaultInjector:
@@ -102,11 +113,30 @@ class FaultInjector:
         self.records: dict[str, SlidingWindow] = {}
         self.usage_app = SlidingWindow()
         self.usage_logs: dict[str, SlidingWindow] = {}
+        self.record_pages: dict[tuple[str, bool], SlidingWindow] = {}
 
     def reset(self) -> None:
         self.config = FaultConfig()
         self.app, self.list, self.records = SlidingWindow(), SlidingWindow(), {}
         self.usage_app, self.usage_logs = SlidingWindow(), {}
+        self.record_pages = {}
+
+    def _record_limit(self, record_id: str, following: bool) -> Fault | None:
+        """Graph's per-record windows: first pages (no $skiptoken) and following pages."""
+        c, now = self.config, time.monotonic()
+        if len(self.record_pages) > 20_000:
+            self.record_pages = {k: w for k, w in self.record_pages.items() if w.hits}
+        window = self.record_pages.setdefault((record_id, following), SlidingWindow())
+        limit, period = (
+            (c.record_next_limit, c.record_next_seconds)
+            if following
+            else (c.record_first_limit, c.record_first_seconds)
+        )
+        wait = window.retry_after(now, limit, period)
+        if wait:
+            return Fault("throttle_record", 429, wait)
+        window.hits.append(now)
+        return None
 
     def latency(self) -> float:
         """Seconds to wait before answering."""
@@ -141,13 +171,17 @@ class FaultInjector:
             window.hits.append(now)
         return None
 
-    def decide(self, kind: str, record_id: str | None) -> Fault | None:
-        """None: answer normally. Scripted faults first, then the throttle, then the rates."""
+    def decide(self, kind: str, record_id: str | None, following: bool = False) -> Fault | None:
+        """None: answer normally. Scripted faults first, then the throttles, then the rates."""
         c = self.config
         if c.script:
             scripted = c.script.pop(0)
             if scripted != "ok":
                 return self._make(scripted)
+        if c.record_limits and record_id and kind != "list":
+            fault = self._record_limit(record_id, following)
+            if fault:
+                return fault
         if c.throttle:
             fault = self._throttle(kind, record_id)
             if fault:

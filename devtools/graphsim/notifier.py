@@ -49,7 +49,7 @@ def change_notification(
     tenant_id: str = EXAMPLE_TENANT,
     change: str = "updated",
 ) -> dict[str, Any]:
-    """One callRecords change notification, exactly as Graph sends it (graph-facts.md).
+    """One callRecords change notification, exactly as Graph sends it (learn.microsoft.com/graph/changenotifications-for-callrecords).
 
     The simulator's deliveries use it, and so do tests, chaos and benchmarks that play Graph.
     """

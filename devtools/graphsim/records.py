@@ -96,6 +96,9 @@ class RecordSpec:
     fetches: int = 0
     created_at: float = 0.0
     modalities: list[str] = field(default_factory=lambda: ["audio"])
+    link_style: str = ""  # "path", "metadata", or "" (by id: about half the records each)
+    requests: int = 0  # Graph requests served for this record (any route)
+    bump_after_requests: int = 0  # publish the next version after this many (0: never)
 
     @property
     def total_sessions(self) -> int:
@@ -181,6 +184,16 @@ def new_spec(
         created_at=created_at,
         modalities=modalities,
     )
+
+
+LINK_STYLES = ("path", "metadata")
+
+
+def metadata_links(spec: RecordSpec) -> bool:
+    """Whether the record's next links use the ``$metadata#`` context-URL form."""
+    if spec.link_style:
+        return spec.link_style == "metadata"
+    return int(spec.id[-1], 16) % 2 == 1
 
 
 def bump_version(spec: RecordSpec, now: datetime) -> None:

@@ -1,7 +1,7 @@
 """The simulated tenant and its handlers for the MI token endpoint and the Graph v1.0 routes.
 
-Graph routes follow the documented behaviour (graph-facts.md), not what is convenient for a
-client: bearer tokens are checked, errors use Graph's ``{"error": {...}}`` shape, pages are
+Graph routes follow the documented behaviour (devtools/graphsim/README.md cites the pages),
+not what is convenient for a client: bearer tokens are checked, errors use Graph's ``{"error": {...}}`` shape, pages are
 60 sessions / 130 participants / 60 list items with absolute next links whose skiptokens
 cannot be forged, records 404 until published and after 30 days, subscriptions run the
 validation handshake and obey the lifetime, quota and duplicate rules.
@@ -58,6 +58,16 @@ READ_KINDS = (
     *usage.ROUTE_KINDS.values(),
 )
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_KEY_FORM = re.compile(r"(callRecords)\('([^'/]*)'\)", re.IGNORECASE)
+# A few lines of Graph's CSDL: what a client gets when it follows a "$metadata#..." next link
+# verbatim (the fragment never reaches the server).
+METADATA_XML = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">'
+    b'<edmx:DataServices><Schema Namespace="microsoft.graph.callRecords" '
+    b'xmlns="http://docs.oasis-open.org/odata/ns/edm"><EntityType Name="callRecord">'
+    b'<Key><PropertyRef Name="id"/></Key></EntityType></Schema></edmx:DataServices></edmx:Edmx>'
+)
 _RESOURCE = re.compile(
     r"^communications/callRecords(\?\$filter=participants(?:_v2)?/any\((\w+):\2/id eq '[^']+'\))?$",
     re.IGNORECASE,
@@ -201,12 +211,16 @@ class Simulator:
     # ------------------------------------------------------------ Graph entry point
 
     def _route(self, method: str, tail: str) -> tuple[Route, Handler]:
-        path = tail.strip("/")
+        # OData addresses an entity by key as callRecords('{id}') as well as callRecords/{id}
+        # (the documentation's context URLs and next links use the key form).
+        path = _KEY_FORM.sub(r"\1/\2", tail.strip("/"))
         low = path.lower()
         parts = path.split("/")
         found = self.usage.route(method, path)
         if found:
             return found
+        if low == "$metadata":
+            return self._only(method, "GET", Route("metadata"), self.metadata)
         if low == "communications/callrecords":
             return self._only(method, "GET", Route("list"), self.list_records)
         if low.startswith("communications/callrecords/") and len(parts) in (3, 4):
@@ -258,7 +272,8 @@ class Simulator:
             request["token"] = self._authenticate(request)
             fault = None
             if kind in READ_KINDS:
-                fault = self.faults.decide(kind, route.record_id)
+                following = any(k.lower() == "$skiptoken" for k in request.query)
+                fault = self.faults.decide(kind, route.record_id, following)
                 delay = self.faults.latency()
                 if delay:
                     self.state.stats.faults["latency"] += 1
@@ -270,6 +285,8 @@ class Simulator:
                     if fault.kind == "drop_silent":
                         return self._drop(request, kind)
             response = await handler(request, route)
+            if kind in READ_KINDS and route.record_id:
+                self._count_request(route.record_id)
             if fault and fault.kind == "drop_partial":
                 return await self._drop_partial(request, response, kind)
         except GraphError as err:
@@ -280,6 +297,16 @@ class Simulator:
         response.headers["client-request-id"] = client_request_id
         self.state.stats.response(kind, response.status)
         return response
+
+    def _count_request(self, record_id: str) -> None:
+        """Count a served request for the record; after the k-th (``bump_after_requests``)
+        Graph publishes the next version, as it may while a large meeting is being fetched."""
+        spec = self.state.records.get(record_id)
+        if spec is None:
+            return
+        spec.requests += 1
+        if spec.bump_after_requests and spec.requests == spec.bump_after_requests:
+            self.new_version(spec.id, notify=False)
 
     def _fault_error(self, fault: Fault) -> GraphError:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
@@ -389,16 +416,34 @@ class Simulator:
                 )
         return doc
 
+    def _link(self, rid: str, tail: str) -> str:
+        """A next link in one of the two forms Graph's pages show.
+
+        The documentation's examples (learn.microsoft.com/graph/api/callrecords-callrecord-get,
+        .../callrecords-callrecord-list-sessions, .../callrecords-callrecord-list-participants_v2)
+        print next links as context URLs, ``{root}/v1.0/$metadata#communications/callRecords(
+        '{id}')/sessions?$expand=segments&$skiptoken=...``; no live link has been published, so
+        some records (``link_style``) get that form and the others the plain resource path.
+        """
+        spec = self.state.records.get(rid)
+        if spec is not None and records.metadata_links(spec):
+            return f"{self.base_url}/v1.0/$metadata#communications/callRecords('{rid}')/{tail}"
+        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/{tail}"
+
     def _sessions_link(self, rid: str, offset: int, segments: bool, size: int) -> str:
         token = self.skiptokens.sign(
             {"k": "sessions", "r": rid, "o": offset, "s": segments, "n": size}
         )
         expand = "$expand=segments&" if segments else ""
-        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/sessions?{expand}$skiptoken={token}"
+        return self._link(rid, f"sessions?{expand}$skiptoken={token}")
 
     def _participants_link(self, rid: str, offset: int, size: int) -> str:
         token = self.skiptokens.sign({"k": "participants", "r": rid, "o": offset, "n": size})
-        return f"{self.base_url}/v1.0/communications/callRecords/{rid}/participants_v2?$skiptoken={token}"
+        return self._link(rid, f"participants_v2?$skiptoken={token}")
+
+    async def metadata(self, request: web.Request, route: Route) -> web.Response:
+        """``GET /v1.0/$metadata``: the service's CSDL, as XML with status 200."""
+        return web.Response(body=METADATA_XML, content_type="application/xml", charset="utf-8")
 
     def _verify_token(self, text: str, kind: str, rid: str | None = None) -> dict[str, Any]:
         try:
@@ -410,14 +455,18 @@ class Simulator:
         return state
 
     async def get_record(self, request: web.Request, route: Route) -> web.Response:
-        options = self._options(request, ("$expand",))
+        options = self._options(request, ("$expand", "$select"))
         try:
             exp = parse_expand(options.get("$expand"))
         except ODataError as exc:
             raise GraphError(400, "BadRequest", str(exc)) from exc
         spec = self._record(route, count_fetch=True)
         size = self._page_size(request, SESSIONS_PAGE)
-        return self.graph_json(self._record_document(spec, exp, size))
+        doc = self._record_document(spec, exp, size)
+        if "$select" in options:  # $select works on callRecord (callrecords-callrecord-get)
+            wanted = {f.strip().lower() for f in options["$select"].split(",") if f.strip()}
+            doc = {k: v for k, v in doc.items() if k.lower() in wanted or k == "@odata.context"}
+        return self.graph_json(doc)
 
     async def sessions_page(self, request: web.Request, route: Route) -> web.Response:
         options = self._options(request, ("$expand", "$skiptoken"))
@@ -444,6 +493,12 @@ class Simulator:
         return self.graph_json(body)
 
     async def participants_page(self, request: web.Request, route: Route) -> web.Response:
+        if not self.state.config.participants_v2_available:
+            # A national cloud: learn.microsoft.com/graph/api/callrecords-callrecord-list-
+            # participants_v2 lists the global service only; an unknown segment is a 400.
+            raise GraphError(
+                400, "BadRequest", "Resource not found for the segment 'participants_v2'."
+            )
         options = self._options(request, ("$skiptoken",))
         rid = route.record_id or ""
         if "$skiptoken" in options:
@@ -607,18 +662,20 @@ class Simulator:
             creator_id=token.client_id,
         )
         self.state.subscriptions[sub.id] = sub
-        return self.graph_json(sub.to_graph(self.base_url), 201)
+        return self.graph_json(sub.to_graph(self.base_url, secret=False), 201)
 
     def _check_quota_and_duplicates(self, resource: str, kinds: list[str], url: str) -> None:
+        """Graph refuses a second subscription of one app for the same resource and
+        changeType, whatever its notificationUrl, with 409 naming the one that exists
+        (learn.microsoft.com/graph/api/subscription-post-subscriptions, "Duplicate
+        subscription behavior")."""
         live = self.state.live_subscriptions()
         for sub in live:
-            same = sub.resource.lower() == resource.lower() and sub.change_types() == set(kinds)
-            if same and sub.notification_url == url:
+            if sub.resource.lower() == resource.lower() and sub.change_types() == set(kinds):
                 raise GraphError(
                     409,
-                    "Conflict",
-                    f"A subscription for this resource, changeType and notificationUrl "
-                    f"already exists: {sub.id}.",
+                    "ObjectIdentifierInUse",
+                    f"Subscription Id {sub.id} already exists for the requested combination",
                 )
         if len(live) >= self.state.config.subscription_quota:
             raise GraphError(
@@ -634,12 +691,12 @@ class Simulator:
         return self.graph_json(
             {
                 "@odata.context": context(self.base_url, "subscriptions"),
-                "value": [s.to_graph(self.base_url) for s in subs],
+                "value": [s.to_graph(self.base_url, secret=False) for s in subs],
             }
         )
 
     async def get_subscription(self, request: web.Request, route: Route) -> web.Response:
-        return self.graph_json(self._subscription(route).to_graph(self.base_url))
+        return self.graph_json(self._subscription(route).to_graph(self.base_url, secret=False))
 
     async def update_subscription(self, request: web.Request, route: Route) -> web.Response:
         data = await self._json_body(request)
@@ -662,7 +719,7 @@ class Simulator:
             sub.notification_url = new_url
         if expiration is not None:
             sub.expiration = expiration
-        return self.graph_json(sub.to_graph(self.base_url))
+        return self.graph_json(sub.to_graph(self.base_url, secret=False))
 
     async def delete_subscription(self, request: web.Request, route: Route) -> web.Response:
         sub = self._subscription(route)

@@ -55,14 +55,17 @@ class Subscription:
         _, _, quoted = query.partition("'")
         return quoted.partition("'")[0] or None
 
-    def to_graph(self, base_url: str) -> dict[str, Any]:
+    def to_graph(self, base_url: str, secret: bool = True) -> dict[str, Any]:
+        """As Graph shows it. ``secret=False`` (every Graph route): clientState is not shown;
+        the documentation does not promise it back, so a client must not rely on it (the
+        control API shows it, for tests)."""
         return {
             "@odata.context": f"{base_url}/v1.0/$metadata#subscriptions/$entity",
             "id": self.id,
             "resource": self.resource,
             "applicationId": self.application_id,
             "changeType": self.change_type,
-            "clientState": self.client_state,
+            "clientState": self.client_state if secret else None,
             "notificationUrl": self.notification_url,
             "notificationQueryOptions": None,
             "lifecycleNotificationUrl": self.lifecycle_notification_url,
@@ -100,6 +103,7 @@ class SimConfig:
     max_attempts: int = 4
     min_expiration_minutes: int = 45
     max_expiration_minutes: int = 4230
+    participants_v2_available: int = 1  # 0: a national cloud without participants_v2
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
@@ -210,6 +214,8 @@ class SimState:
         available_after_fetches: int = 0,
         never_available: bool = False,
         duplicate_session_ids: bool = False,
+        link_style: str = "",
+        bump_after_requests: int = 0,
     ) -> RecordSpec:
         rid = (record_id or self.new_id()).lower()
         if rid in self.records:
@@ -228,6 +234,8 @@ class SimState:
             never_available=never_available,
             created_at=time.time(),
         )
+        spec.link_style = link_style
+        spec.bump_after_requests = bump_after_requests
         self.records[rid] = spec
         return spec
 

@@ -193,6 +193,13 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // PSTN / Direct Routing logs: first run's reach back; derived Parquet tables (cli.py usage report)
     USAGE_LOGS_BACKFILL_DAYS: string(usageLogsBackfillDays)
     ANALYTICS_CONTAINER: analyticsContainerName
+    // During a clientState rotation: the previous secret, still accepted on notifications
+    GRAPH_CLIENT_STATE_PREVIOUS: ''
+    // participants_v2 by cloud (global only); Graph's per-record limits; fetch time budget
+    GRAPH_PARTICIPANTS_V2: 'auto'
+    GRAPH_RECORD_FIRST_PAGE_PACE: '10/20'
+    GRAPH_RECORD_NEXT_PAGES_PACE: '50/300'
+    ARCHIVE_FETCH_BUDGET_SECONDS: '300'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)

@@ -61,7 +61,8 @@ def archived_ids(app_env) -> set[str]:
 
 def test_missed_reconciles_and_reauthorization_reauthorizes(keeper_host, sim, app_env) -> None:
     sub = live_subscription(sim, keeper_host)
-    assert f"subscription {sub['id']} created" in keeper_host.log()
+    line = f"subscription {sub['id']} created"
+    wait_for(lambda: line in keeper_host.log(), timeout=10, what="the keeper's log line")
     lost = records_while_notifications_are_lost(sim, 3)
     assert not archived_ids(app_env) & set(lost)
 

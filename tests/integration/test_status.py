@@ -36,7 +36,7 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     assert answer.status_code == 503 and answer.json()["problems"] == facts.problems
 
     # Renewed, and one record archived: healthy.
-    await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+    await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
     rid = fresh_sim.client.create_record(sessions=1, participants=2, notify=False)["id"]
     archived = await archive_record(rt, WorkItem.new(rid, Source.CLI))
     facts = await collect(rt)

@@ -10,14 +10,18 @@ from datetime import timedelta
 import pytest
 
 from devtools.ports import free_port
+from shared.graph import GraphError
 from shared.messages import utcnow
 from shared.settings import SettingError, load_settings
 from shared.subscriptions import (
     LIFETIME,
     RESOURCE,
+    STATE_BLOB,
     Subscription,
+    SubscriptionAction,
     SubscriptionError,
     SubscriptionKeeper,
+    fingerprint,
 )
 
 pytestmark = pytest.mark.e2e
@@ -37,9 +41,13 @@ async def create_directly(rt, minutes: int) -> Subscription:
         "expirationDateTime": (utcnow() + timedelta(minutes=minutes)).isoformat(),
         "clientState": rt.settings.client_state,
     }
-    return Subscription.from_graph(
+    sub = Subscription.from_graph(
         await rt.graph.request("POST", rt.graph.url("subscriptions"), body)
     )
+    # As an earlier keeper run would have: the fingerprint of the secret it was made with.
+    keeper = SubscriptionKeeper(rt.graph, rt.settings, rt.state)
+    await keeper.remember(sub, fingerprint(rt.settings.client_state, sub.id))
+    return sub
 
 
 def assert_full_lifetime(sub: Subscription) -> None:
@@ -54,7 +62,7 @@ def rt(host, fresh_sim, make_runtime):
 
 
 async def test_creates_with_both_urls_then_keeps(rt, sim, host) -> None:
-    keeper = SubscriptionKeeper(rt.graph, rt.settings)
+    keeper = SubscriptionKeeper(rt.graph, rt.settings, rt.state)
     validations = sim.client.stats()["validations"]["ok"]
 
     created = await keeper.ensure()
@@ -77,7 +85,7 @@ async def test_creates_with_both_urls_then_keeps(rt, sim, host) -> None:
 
 async def test_near_expiry_is_renewed_in_place(rt, sim, host) -> None:
     short = await create_directly(rt, minutes=60)
-    outcome = await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+    outcome = await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
     assert (outcome.action, outcome.subscription.id) == ("renewed", short.id)
     assert_full_lifetime(outcome.subscription)
     (graph_side,) = ours(sim, host.env["NOTIFICATION_URL"])
@@ -85,7 +93,7 @@ async def test_near_expiry_is_renewed_in_place(rt, sim, host) -> None:
 
 
 async def test_deleted_behind_our_back_is_recreated(rt, sim, host) -> None:
-    keeper = SubscriptionKeeper(rt.graph, rt.settings)
+    keeper = SubscriptionKeeper(rt.graph, rt.settings, rt.state)
     first = (await keeper.ensure()).subscription
     await keeper.delete(first.id)  # someone removed it in the portal
     second = await keeper.ensure()
@@ -99,7 +107,7 @@ async def test_deleted_behind_our_back_is_recreated(rt, sim, host) -> None:
         async def list(self, every: bool = False) -> list[Subscription]:
             return [stale]
 
-    third = await StaleList(rt.graph, rt.settings).ensure()
+    third = await StaleList(rt.graph, rt.settings, rt.state).ensure()
     assert third.action == "created"
     assert third.subscription.id not in (first.id, second.subscription.id)
     assert [s["id"] for s in ours(sim, host.env["NOTIFICATION_URL"])] == [third.subscription.id]
@@ -117,10 +125,10 @@ async def test_conflict_409_adopts_the_existing_one(rt, sim, host) -> None:
             self.calls += 1
             return [] if self.calls == 1 else await super().list(every)
 
-    keeper = BlindOnce(rt.graph, rt.settings)
+    keeper = BlindOnce(rt.graph, rt.settings, rt.state)
     outcome = await keeper.ensure()
     assert (outcome.action, outcome.subscription.id) == ("adopted", existing.id)
-    assert keeper.calls == 2
+    assert keeper.calls == 1  # Graph's 409 names the existing subscription: no second listing
     assert [s["id"] for s in ours(sim, host.env["NOTIFICATION_URL"])] == [existing.id]
 
 
@@ -130,7 +138,7 @@ async def test_failed_handshake_is_one_clear_error(fresh_sim, make_runtime) -> N
     before = fresh_sim.client.stats()["validations"]
     started = time.monotonic()
     with pytest.raises(SubscriptionError) as err:
-        await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+        await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
     message = str(err.value)
     assert "(400)" in message and "validation handshake" in message and url in message
     assert "Graph said:" in message and "could not be reached" in message
@@ -145,11 +153,99 @@ async def test_over_quota_names_the_role_and_the_limit(fresh_sim, make_runtime) 
     fresh_sim.client.set_config(subscription_quota=0)  # fresh_sim resets it afterwards
     rt = make_runtime(NOTIFICATION_URL="http://127.0.0.1:9/api/notifications")
     with pytest.raises(SubscriptionError, match=r"\(403\).*CallRecords\.Read\.All.*100"):
-        await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+        await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
 
 
 async def test_ensure_needs_notification_url(app_env, make_runtime) -> None:
     rt = make_runtime()
     assert load_settings().notification_url is None
     with pytest.raises(SettingError, match="NOTIFICATION_URL is not set"):
-        await SubscriptionKeeper(rt.graph, rt.settings).ensure()
+        await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
+
+
+async def test_a_changed_notification_url_moves_the_subscription(rt, sim, host, make_runtime):
+    """Graph allows one subscription per resource and changeType whatever the URL (409
+    otherwise): a new ?code= or host name must move ours, not try to create a second."""
+    first = (await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()).subscription
+    moved_url = host.env["NOTIFICATION_URL"] + "?code=rotated"
+    rt2 = make_runtime(
+        NOTIFICATION_URL=moved_url,
+        LIFECYCLE_NOTIFICATION_URL=rt.settings.lifecycle_notification_url,
+    )
+    outcome = await SubscriptionKeeper(rt2.graph, rt2.settings, rt2.state).ensure()
+    assert (outcome.action, outcome.subscription.id) == (SubscriptionAction.MOVED, first.id)
+    (graph_side,) = sim.client.subscriptions()
+    assert (graph_side["id"], graph_side["notificationUrl"]) == (first.id, moved_url)
+    again = await SubscriptionKeeper(rt2.graph, rt2.settings, rt2.state).ensure()
+    assert again.action == SubscriptionAction.KEPT
+
+
+async def test_a_changed_lifecycle_url_replaces_the_subscription(rt, sim, host, make_runtime):
+    first = (await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()).subscription
+    lifecycle = f"{host.url}/api/lifecycle?code=new"
+    rt2 = make_runtime(
+        NOTIFICATION_URL=host.env["NOTIFICATION_URL"], LIFECYCLE_NOTIFICATION_URL=lifecycle
+    )
+    outcome = await SubscriptionKeeper(rt2.graph, rt2.settings, rt2.state).ensure()
+    assert outcome.action == SubscriptionAction.REPLACED
+    (graph_side,) = sim.client.subscriptions()
+    assert graph_side["id"] != first.id and graph_side["lifecycleNotificationUrl"] == lifecycle
+
+
+async def test_a_second_create_is_refused_409_whatever_the_url(rt, sim) -> None:
+    await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
+    body = {
+        "changeType": "updated",
+        "notificationUrl": rt.settings.notification_url + "?other=1",
+        "resource": RESOURCE,
+        "expirationDateTime": (utcnow() + timedelta(hours=2)).isoformat(),
+        "clientState": "x",
+    }
+    with pytest.raises(GraphError) as err:
+        await rt.graph.request("POST", rt.graph.url("subscriptions"), body)
+    (existing,) = sim.client.subscriptions()
+    assert err.value.status == 409
+    assert f"Subscription Id {existing['id']} already exists" in err.value.message
+
+
+async def test_client_state_rotation_ends_with_one_subscription_on_the_new_secret(
+    rt, sim, host, make_runtime
+):
+    old_secret = rt.settings.client_state
+    first = (await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()).subscription
+    new_secret = "rotated-" + old_secret[:20]
+    rt2 = make_runtime(
+        NOTIFICATION_URL=host.env["NOTIFICATION_URL"],
+        GRAPH_CLIENT_STATE=new_secret,
+        GRAPH_CLIENT_STATE_PREVIOUS=old_secret,
+    )
+    keeper = SubscriptionKeeper(rt2.graph, rt2.settings, rt2.state)
+    outcome = await keeper.ensure()
+    assert outcome.action == SubscriptionAction.REPLACED
+    (graph_side,) = sim.client.subscriptions()  # the control API shows the secret
+    assert graph_side["id"] == outcome.subscription.id != first.id
+    assert graph_side["clientState"] == new_secret
+    assert (await keeper.ensure()).action == SubscriptionAction.KEPT
+    # The state blob holds a fingerprint, never a secret.
+    raw = await (await rt2.state.container.download_blob(STATE_BLOB)).readall()
+    assert old_secret.encode() not in raw and new_secret.encode() not in raw
+    assert fingerprint(new_secret, outcome.subscription.id).encode() in raw
+
+
+async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(rt, sim) -> None:
+    from shared.lifecycle import GAP_MARGIN_HOURS, keep_subscription
+    from shared.messages import ControlAction, ControlItem, parse_message
+
+    first = await keep_subscription(rt)
+    assert first.action == SubscriptionAction.CREATED and first.gap_since is None
+    # It was last seen alive five days ago (a stopped app), then Graph let it expire.
+    known, etag = await rt.state.load(STATE_BLOB)
+    known["aliveAt"] = (utcnow() - timedelta(days=5)).isoformat()
+    await rt.state.save(STATE_BLOB, known, etag)
+    sim.client.expire_subscription(first.subscription.id)
+
+    second = await keep_subscription(rt)
+    assert second.action == SubscriptionAction.CREATED
+    (item,) = [parse_message(m.content) async for m in rt.work.queue.receive_messages()]
+    assert isinstance(item, ControlItem) and item.action == ControlAction.RECONCILE
+    assert item.hours in (5 * 24 + GAP_MARGIN_HOURS, 5 * 24 + GAP_MARGIN_HOURS + 1)

@@ -143,3 +143,26 @@ def test_queue_message_round_trip_and_rejects() -> None:
     ]:
         with pytest.raises(MessageError):
             WorkItem.from_body(bad)
+
+
+@pytest.mark.parametrize(
+    "odata_type",
+    [
+        "#Microsoft.Graph.callrecord",  # the change-notification example
+        "#Microsoft.Graph.callRecord",
+        "#microsoft.graph.callRecords.callRecord",  # the entity type's full name
+        "microsoft.graph.callRecords.callRecord",
+    ],
+)
+def test_every_documented_odata_type_spelling_is_genuine(odata_type: str) -> None:
+    item = note(resourceData={"@odata.type": odata_type, "id": RID})
+    batch = sort_batch([item], SECRET)
+    assert (batch.ids, batch.dropped) == ([RID], [])
+
+
+def test_previous_secret_is_accepted_during_a_rotation() -> None:
+    old, new = "old-secret", "new-secret"
+    value = [note(state=old), note(RID.replace("e5", "f5"), state=new), note(state="other")]
+    batch = sort_batch(value, (new, old))
+    assert len(batch.ids) == 2 and len(batch.dropped) == 1
+    assert sort_batch(value, new).ids == [RID.replace("e5", "f5")]

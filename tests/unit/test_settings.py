@@ -92,3 +92,38 @@ def test_notification_url_required_only_to_manage_subscriptions() -> None:
 def test_lifecycle_url_from_other_paths() -> None:
     assert lifecycle_url_from("https://h/api/notifications") == "https://h/api/lifecycle"
     assert lifecycle_url_from("https://h/hook/") == "https://h/hook/lifecycle"
+
+
+@pytest.mark.parametrize("setting", ["NOTIFICATION_URL", "LIFECYCLE_NOTIFICATION_URL"])
+def test_webhook_urls_must_be_https_except_loopback(setting: str) -> None:
+    for url in ("http://app.example.net/api/notifications", "http://10.0.0.4/api/x"):
+        with pytest.raises(SettingError, match=rf"^{setting} must be an https:// URL"):
+            load_settings({**BASE, setting: url})
+    for url in (
+        "https://app.example.net/api/notifications",
+        "http://127.0.0.1:7071/api/notifications",
+        "http://localhost:7071/api/notifications",
+        "http://[::1]:7071/api/notifications",
+    ):
+        load_settings({**BASE, setting: url})
+
+
+def test_participants_v2_by_cloud_and_pacing_settings() -> None:
+    from shared.settings import FIRST_PAGE_PACE, NEXT_PAGES_PACE, Pace
+
+    default = load_settings(BASE)
+    assert default.participants_v2 is True
+    assert (default.first_page_pace, default.next_pages_pace) == (FIRST_PAGE_PACE, NEXT_PAGES_PACE)
+    assert (FIRST_PAGE_PACE, NEXT_PAGES_PACE) == (Pace(10, 20.0), Pace(50, 300.0))
+    for root in ("https://graph.microsoft.us", "https://dod-graph.microsoft.us"):
+        assert load_settings({**BASE, "GRAPH_BASE_URL": root}).participants_v2 is False
+        on = {**BASE, "GRAPH_BASE_URL": root, "GRAPH_PARTICIPANTS_V2": "on"}
+        assert load_settings(on).participants_v2 is True
+    assert load_settings({**BASE, "GRAPH_PARTICIPANTS_V2": "OFF"}).participants_v2 is False
+    paced = load_settings({**BASE, "GRAPH_RECORD_NEXT_PAGES_PACE": "50/10"})
+    assert paced.next_pages_pace == Pace(50, 10.0)
+    for bad in ("50", "0/10", "x/y", "10/-1"):
+        with pytest.raises(SettingError, match=r"^GRAPH_RECORD_NEXT_PAGES_PACE is malformed"):
+            load_settings({**BASE, "GRAPH_RECORD_NEXT_PAGES_PACE": bad})
+    with pytest.raises(SettingError, match=r"^GRAPH_PARTICIPANTS_V2 is malformed"):
+        load_settings({**BASE, "GRAPH_PARTICIPANTS_V2": "maybe"})
