@@ -1,4 +1,4 @@
-# pyarrow ships no type information: its calls are unknown to pyright, and only here.
+# pyarrow-stubs leave some of pyarrow's signatures partly unknown: allowed in this module only.
 # pyright: reportMissingTypeStubs=false, reportUnknownMemberType=false
 # pyright: reportUnknownVariableType=false, reportUnknownArgumentType=false
 # pyright: reportUnknownParameterType=false
