@@ -30,6 +30,11 @@ SETTING_NAMES: tuple[str, ...] = (
     "AZURE_CLIENT_ID",
     "ARCHIVE_RETRY_BASE_SECONDS",
     "ARCHIVE_RETRY_WINDOW_MINUTES",
+    "ARCHIVE_RETRY_MAX_SECONDS",
+    "ARCHIVE_GIVE_UP_HOURS",
+    "ARCHIVE_MAX_LARGE_FETCHES",
+    "POISON_ALERT_HOURS",
+    "RECONCILE_RECENT_HOURS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -73,10 +78,20 @@ class Settings:
     client_id: str | None
     retry_base_seconds: int
     retry_window_minutes: int
+    retry_max_seconds: int = 1800
+    give_up_hours: float = 24.0
+    max_large_fetches: int = 4
+    poison_alert_hours: float = 0.0
+    reconcile_recent_hours: int = 4
 
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
+
+    @property
+    def activity_container(self) -> str:
+        """Host-storage container of the archiver's activity log (shared/activity.py)."""
+        return f"{self.queue_name[:54].rstrip('-')}-activity"
 
     @property
     def graph_scope(self) -> str:
@@ -143,6 +158,21 @@ def _positive_int(env: Mapping[str, str], setting: str, default: int) -> int:
         value = 0
     if value <= 0:
         raise SettingError(f"{setting} is malformed: {raw!r} must be a positive whole number")
+    return value
+
+
+def _hours(env: Mapping[str, str], setting: str, default: float, zero_ok: bool = False) -> float:
+    """A number of hours (fractions allowed, so tests can scale a day down to minutes)."""
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value != value or value < 0 or (value == 0 and not zero_ok) or value > 24 * 365:
+        what = "a number of hours >= 0" if zero_ok else "a positive number of hours"
+        raise SettingError(f"{setting} is malformed: {raw!r} must be {what}")
     return value
 
 
@@ -245,4 +275,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_id=client_id,
         retry_base_seconds=_positive_int(env, "ARCHIVE_RETRY_BASE_SECONDS", 60),
         retry_window_minutes=_positive_int(env, "ARCHIVE_RETRY_WINDOW_MINUTES", 240),
+        retry_max_seconds=_positive_int(env, "ARCHIVE_RETRY_MAX_SECONDS", 1800),
+        give_up_hours=_hours(env, "ARCHIVE_GIVE_UP_HOURS", 24.0),
+        max_large_fetches=_positive_int(env, "ARCHIVE_MAX_LARGE_FETCHES", 4),
+        poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
+        reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
     )

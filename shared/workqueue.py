@@ -16,6 +16,13 @@ from shared.messages import WorkItem
 log = logging.getLogger(__name__)
 
 
+# Queue messages expire after 7 days unless sent with a time to live; -1 means never (Put
+# Message, api-version 2017-07-29 and later:
+# learn.microsoft.com/rest/api/storageservices/put-message). A parked record must wait for a
+# person however long that takes, so every poison message is sent with -1.
+NEVER_EXPIRES = -1
+
+
 class Message(Protocol):
     def to_json(self) -> str: ...
 
@@ -55,12 +62,16 @@ class WorkQueue:
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
         """Park an item that cannot succeed, with its reason and last error, for
         `cli.py replay-poison`."""
-        await self.poison.send_message(item.poisoned(reason, error).to_json())
+        await self.poison.send_message(
+            item.poisoned(reason, error).to_json(), time_to_live=NEVER_EXPIRES
+        )
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None:
         """Park a message that is not a WorkItem at all, with the reason and its first bytes."""
         text = body[:2000].decode("utf-8", errors="replace")
-        await self.poison.send_message(orjson.dumps({"reason": reason, "body": text}).decode())
+        await self.poison.send_message(
+            orjson.dumps({"reason": reason, "body": text}).decode(), time_to_live=NEVER_EXPIRES
+        )
 
     async def ensure(self) -> None:
         """Create both queues if missing (local runs; in Azure, Bicep creates them)."""

@@ -135,6 +135,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identityClientId
     ARCHIVE_RETRY_BASE_SECONDS: string(archiveRetryBaseSeconds)
     ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
+    // Retry, poison and reconciliation policy: the app's defaults, written out to be tuned here
+    ARCHIVE_RETRY_MAX_SECONDS: '1800'
+    ARCHIVE_GIVE_UP_HOURS: '24'
+    ARCHIVE_MAX_LARGE_FETCHES: '4'
+    POISON_ALERT_HOURS: '0'
+    RECONCILE_RECENT_HOURS: '4'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   }
