@@ -51,7 +51,20 @@ SUPPORTED_TRIGGERS = ("httpTrigger", "queueTrigger", "timerTrigger")
 # time while the function runs, so a crashed host's messages come back after one lease.
 # DEVHOST_QUEUE_LEASE_SECONDS shortens it (chaos runs kill the host on purpose).
 QUEUE_LEASE_SECONDS = int(os.environ.get("DEVHOST_QUEUE_LEASE_SECONDS", "600"))
-MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+# The Functions host refuses larger request bodies with 413 before the function runs; the
+# default is 100 MB, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (bytes) changes it
+# (learn.microsoft.com/azure/azure-functions/functions-app-settings).
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+
+def request_body_limit(settings: dict[str, str]) -> int:
+    raw = settings.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or ""
+    try:
+        return int(raw) if raw.strip() else MAX_REQUEST_BYTES
+    except ValueError:
+        raise HostError(
+            f"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT={raw!r} is not a number of bytes"
+        ) from None
 
 
 class HostError(RuntimeError):
@@ -189,9 +202,12 @@ def load_functions(app_dir: Path, settings: dict[str, str]) -> list[Function]:
 # HTTP
 
 
-def http_app(functions: list[Function], route_prefix: str = "api") -> web.Application:
-    """One aiohttp route per HTTP function; unknown paths 404, wrong methods 405."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+def http_app(
+    functions: list[Function], route_prefix: str = "api", max_body: int = MAX_REQUEST_BYTES
+) -> web.Application:
+    """One aiohttp route per HTTP function; unknown paths 404, wrong methods 405, bodies over
+    ``max_body`` 413."""
+    app = web.Application(client_max_size=max_body)
     for fn in functions:
         if fn.trigger["type"] != "httpTrigger":
             continue
@@ -467,7 +483,9 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     functions = load_functions(app_dir, settings)
     prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api")
 
-    runner = web.AppRunner(http_app(functions, prefix), access_log=None)
+    runner = web.AppRunner(
+        http_app(functions, prefix, request_body_limit(settings)), access_log=None
+    )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
 

@@ -10,8 +10,10 @@ import asyncio
 from dataclasses import dataclass
 
 import httpx
+from azure.storage.queue.aio import QueueClient
 from httpx_aiohttp import AiohttpTransport
 
+from shared.activity import ActivityLog
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
 from shared.blobstore import ArchiveWriter
 from shared.graph import GraphClient
@@ -33,12 +35,28 @@ class Runtime:
     graph: GraphClient
     work: WorkQueue
     archive: ArchiveWriter
+    activity: ActivityLog
+    # Records of more than one page fetched at once in this process: each holds a page, a
+    # block being filled and its participants (archiver.archive_record).
+    large_fetches: asyncio.Semaphore
+    host_credential: AsyncTokenCredential | None = None  # None with a connection string
+
+    def raw_poison(self) -> QueueClient:
+        """A client of the poison queue that does not decode (poison.replay, keep_forever):
+        one message that is not base64 must not fail a whole receive. Close it after use."""
+        return queue_client(
+            self.settings.host_storage,
+            self.settings.poison_queue_name,
+            self.host_credential,
+            decode=False,
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.work.queue.close()
         await self.work.poison.close()
         await self.archive.container.close()
+        await self.activity.container.close()
         for credential in self.credentials:
             await credential.close()
 
@@ -86,6 +104,11 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
         graph=GraphClient(settings.graph_base_url, tokens, http),
         work=work,
         archive=ArchiveWriter(container),
+        activity=ActivityLog(
+            container_client(host, settings.activity_container, storage_identity(host))
+        ),
+        large_fetches=asyncio.Semaphore(settings.max_large_fetches),
+        host_credential=storage_identity(host),
     )
 
 
