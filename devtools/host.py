@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -480,6 +481,10 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     settings = load_local_settings(app_dir)
     host_json = orjson.loads((app_dir / "host.json").read_bytes())
     options = QueueOptions.from_host_json(host_json)
+    if os.environ.get("DEVHOST_VISIBILITY_TIMEOUT_SECONDS"):
+        # Tests scale the host's retry spacing down (the real host reads host.json only).
+        seconds = float(os.environ["DEVHOST_VISIBILITY_TIMEOUT_SECONDS"])
+        options = dataclasses.replace(options, visibility_timeout=seconds)
     functions = load_functions(app_dir, settings)
     prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api")
 

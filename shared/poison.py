@@ -117,6 +117,7 @@ async def keep_forever(
     the original is deleted: a failure in between leaves two copies, never none.
     """
     seen: set[str] = set()
+    copies: set[str] = set()  # the messages this run sent: not looked at again
     kept: list[Any] = []
     resent = 0
     while True:
@@ -126,7 +127,8 @@ async def keep_forever(
                 messages_per_page=PAGE, max_messages=PAGE, visibility_timeout=lease_seconds
             )
         ]
-        fresh = [m for m in batch if m.id not in seen]
+        fresh = [m for m in batch if m.id not in seen and m.id not in copies]
+        kept.extend(m for m in batch if m.id in copies)
         if not fresh:
             break
         for message in fresh:
@@ -138,9 +140,10 @@ async def keep_forever(
             try:
                 body = base64.b64decode(text, validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
-                await work.put_raw_poison(text.encode(), "not base64: no queue trigger can read it")
-            else:
-                await work.poison.send_message(body, time_to_live=NEVER_EXPIRES)
+                reason = "not base64: no queue trigger can read it"
+                body = orjson.dumps({"reason": reason, "body": text[:2000]}).decode()
+            copy = await work.poison.send_message(body, time_to_live=NEVER_EXPIRES)
+            copies.add(copy.id)
             await poison.delete_message(message.id, message.pop_receipt)
             resent += 1
     for message in kept:  # visible again now, not when the lease ends

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.archiver import Fault, classify, describe
 from shared.blobstore import blob_name, parse_graph_datetime, record_prefix
 from shared.graph import Throttled
 from shared.ids import is_guid
@@ -284,6 +285,22 @@ async def reconcile_slice(rt: Runtime, item: ControlItem) -> Report | None:
         return await reconcile(rt, item.since, item.until, limiter=list_limiter())
     except WindowError as exc:
         log.info("reconcile slice skipped: %s", exc)
+        return None
+    except Exception as exc:
+        if classify(exc) is not Fault.TRANSIENT:
+            raise
+        # Outlived like a record (the host's five tries would park it within minutes of a
+        # Graph incident): the same slice again later, until it ages out of Graph's 30 days.
+        # What it had queued already is harmless to queue twice.
+        delay = rt.settings.retry_max_seconds
+        await rt.work.put([item], delay_seconds=delay)
+        log.warning(
+            "reconcile slice %s..%s: %s; again in %d s",
+            _iso(item.since),
+            _iso(item.until),
+            describe(exc),
+            delay,
+        )
         return None
 
 
