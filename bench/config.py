@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PARTS = ("webhook", "archiver", "memory", "throttle")
+PARTS = ("webhook", "archiver", "memory", "throttle", "reconcile")
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,18 @@ class Config:
     # memory
     memory_sessions: int = 10_000
     memory_participants: int = 300
+    # A burst of large meetings: a host batch (batchSize 32 + newBatchThreshold 16)
+    memory_burst_records: int = 48
+    memory_burst_sessions: int = 600
     # throttle
     throttle_records: int = 4000
     throttle_seconds: int = 60  # measured from 20 s (one full window) to here
     throttle_limit: int = 1500
     throttle_window: int = 20
+    # reconcile: a 100,000-records-a-day tenant simulated at 1/reconcile_scale of its density
+    reconcile_per_day: int = 100_000
+    reconcile_scale: int = 10
+    reconcile_hours: int = 6  # hours of start times seeded (the hourly pass covers 4 + now)
 
     @classmethod
     def make(cls, quick: bool, parts: tuple[str, ...], logdir: Path, **extra: object) -> Config:
@@ -58,6 +65,9 @@ class Config:
                 ),
                 throttle_records=3000,
                 throttle_seconds=40,
+                memory_burst_records=16,
+                memory_burst_sessions=300,
+                reconcile_scale=20,
             )
         else:
             cfg = cls(
