@@ -153,7 +153,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
             steady,
             "/h",
             LIST_BUDGET_PER_HOUR,
-            "List budget 7,200/h",
+            "List budget",
             target="≤ 10% of the budget",
             ratio=share,
             met=share <= TARGET_SHARE,
