@@ -198,15 +198,20 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     waiting = "" if oldest is None else f" (oldest waiting {oldest:.1f} min)"
     depth = "?" if facts.queue_depth is None else str(facts.queue_depth)
     parked = "?" if facts.poison_depth is None else str(facts.poison_depth)
+    oldest_parked = (
+        ""
+        if facts.oldest_parked_hours is None
+        else f" (oldest parked {facts.oldest_parked_hours:.1f} h ago)"
+    )
     last = (
         f"{facts.last_archived_blob} at {_when(facts.last_archived_at)}"
         if facts.last_archived_blob
-        else "nothing in the last 3 days of calls"
+        else "nothing in the last 24 h"
     )
     rows = [
         ("subscription", sub),
         ("queue", f"{s.queue_name}: {depth} message(s){waiting}"),
-        ("poison queue", f"{s.poison_queue_name}: {parked} message(s)"),
+        ("poison queue", f"{s.poison_queue_name}: {parked} message(s){oldest_parked}"),
         ("last archived", last),
         ("archived (24 h)", str(facts.archived_last_24h)),
         *(

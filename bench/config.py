@@ -6,7 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PARTS = ("webhook", "archiver", "memory", "throttle", "tabulate", "latency", "cost", "usage")
+PARTS = (
+    "webhook",
+    "archiver",
+    "memory",
+    "throttle",
+    "reconcile",
+    "tabulate",
+    "latency",
+    "cost",
+    "usage",
+)
 
 
 @dataclass(frozen=True)
@@ -57,11 +67,18 @@ class Config:
     # memory
     memory_sessions: int = 10_000
     memory_participants: int = 300
+    # A burst of large meetings: a host batch (batchSize 32 + newBatchThreshold 16)
+    memory_burst_records: int = 48
+    memory_burst_sessions: int = 600
     # throttle
     throttle_records: int = 4000
     throttle_seconds: int = 60  # measured from 20 s (one full window) to here
     throttle_limit: int = 1500
     throttle_window: int = 20
+    # reconcile: a 100,000-records-a-day tenant simulated at 1/reconcile_scale of its density
+    reconcile_per_day: int = 100_000
+    reconcile_scale: int = 10
+    reconcile_hours: int = 6  # hours of start times seeded (the hourly pass covers 4 + now)
     # tabulate: archived records turned into the call-quality tables
     tabulate_records: int = 10_000
     # latency: notification -> blob committed at sustained rates (2 minutes; --quick: 20 s)
@@ -87,6 +104,9 @@ class Config:
                 ),
                 throttle_records=3000,
                 throttle_seconds=40,
+                memory_burst_records=16,
+                memory_burst_sessions=300,
+                reconcile_scale=20,
                 tabulate_records=2000,
                 latency_runs=make_latency_runs(20.0),
                 usage_rows=2000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -36,8 +37,20 @@ class Azurite:
         )
 
     def stop(self) -> None:
+        self.resume()  # a stopped process cannot act on SIGTERM
         stop_process(self.process, timeout=10)
         self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections still open and requests are accepted by the kernel, but
+        nothing answers, as with a storage endpoint that black-holes traffic. Nothing is
+        forgotten (unlike SIGKILL): resume() carries on where it stopped."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Kill and start again on the same ports and data folder (data survives)."""

@@ -4,8 +4,11 @@ Acts as Graph's delivery side: sends change notifications (with duplicates, in b
 several versions of each record) to the app under devtools.host, retrying every non-2xx
 answer with backoff as Graph does. Meanwhile the simulator injects 429 (with Retry-After),
 503, dropped connections, records that 404 for their first two fetches, and records that
-never appear; Azurite and the app host are each killed and restarted once. Then it waits
-for the queue to drain and checks the archive against the simulator:
+never appear; Azurite and the app host are each killed and restarted once, Azurite is paused
+(SIGSTOP: connections open, nothing answers) for ``pause_seconds``, and once everything is
+sent Graph answers every read with 500 for ``outage_seconds`` (3 minutes: longer than the
+host's five tries 30 s apart). Then it waits for the queue to drain and checks the archive
+against the simulator:
 
 - every record archived at its latest version, complete (equal to the simulator's record);
 - no blob twice, none for a version that does not exist;
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -40,6 +45,7 @@ from devtools.graphsim.notifier import change_notification
 from devtools.graphsim.process import Simulator, start_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
+REQUEUED = re.compile(r"record \S+: (.+?), fetching again in")
 QUEUE = "callrecords"
 CONTAINER = "callrecords"
 
@@ -58,8 +64,14 @@ class Plan:
     seed: int = 7
     drain_timeout: float = 900.0
     # How long a record may 404 before poison. Real default: 240 min against Graph's 150;
-    # here it must outlast the backlog the outages cause, or late records would be parked.
-    window_minutes: int = 3
+    # here it must outlast the Graph outage and the backlog the outages cause, or late
+    # records would be parked.
+    window_minutes: int = 6
+    pause_seconds: float = 20.0  # Azurite SIGSTOPped mid-sending
+    outage_seconds: float = 180.0  # every Graph read answered 500 once everything is sent
+    # The host's visibilityTimeout (host.json: 30 s); a smaller run scales it with the outage.
+    host_retry_seconds: float | None = None
+    retry_max_seconds: int = 15  # ARCHIVE_RETRY_MAX_SECONDS: the backoff cap, scaled down
 
 
 @dataclass
@@ -104,10 +116,16 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
         "GRAPH_CLIENT_STATE": state,
         "ARCHIVE_RETRY_BASE_SECONDS": "1",
         "ARCHIVE_RETRY_WINDOW_MINUTES": str(plan.window_minutes),
+        "ARCHIVE_RETRY_MAX_SECONDS": str(plan.retry_max_seconds),
         "DEVHOST_QUEUE_LEASE_SECONDS": "20",
         "AzureWebJobs.keep_subscription.Disabled": "true",
         "AzureWebJobs.reconcile.Disabled": "true",
         "PYTHONUNBUFFERED": "1",
+        **(
+            {"DEVHOST_VISIBILITY_TIMEOUT_SECONDS": str(plan.host_retry_seconds)}
+            if plan.host_retry_seconds
+            else {}
+        ),
     }
     ContainerClient.from_connection_string(az.connection_string, CONTAINER).create_container()
     for name in (QUEUE, f"{QUEUE}-poison"):
@@ -141,6 +159,7 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
         order = ids + [rng.choice(ids) for _ in range(max(0, plan.notifications - len(ids)))]
         rng.shuffle(order)
         third = len(order) // 3
+        half = len(order) // 2
         url = f"http://127.0.0.1:{app.port}/api/notifications"
         with httpx.Client(timeout=10) as client:
             sent = 0
@@ -169,6 +188,17 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
                         print("  chaos: stopping Azurite for 3 s", file=out, flush=True)
                         az.stop()
                         threading.Timer(3, az.restart).start()
+                if plan.pause_seconds and before < half <= sent:
+                    # Paused, not killed: connections open and nothing answers, the way a
+                    # storage endpoint black-holes traffic. The webhook must still answer
+                    # 503 in time, and no invocation cut off meanwhile may park a record.
+                    print(
+                        f"  chaos: pausing Azurite (SIGSTOP) for {plan.pause_seconds:.0f} s",
+                        file=out,
+                        flush=True,
+                    )
+                    az.pause()
+                    threading.Timer(plan.pause_seconds, az.resume).start()
                 if plan.kill and before < 2 * third <= sent:
                     print("  chaos: killing the app host (SIGKILL) for 2 s", file=out, flush=True)
                     app.kill()
@@ -179,6 +209,21 @@ def run(plan: Plan, out=sys.stdout) -> dict[str, object]:
                 )
                 figures.sent += 1
         figures.sending_done = time.monotonic()
+        if plan.outage_seconds:
+            print(
+                f"  chaos: Graph answers 500 to every read for {plan.outage_seconds:.0f} s",
+                file=out,
+                flush=True,
+            )
+            sim.client.set_faults(outage=500)
+
+            def end_outage() -> None:
+                with contextlib.suppress(Exception):  # the run may be over already
+                    sim.client.set_faults(outage=0)
+
+            ender = threading.Timer(plan.outage_seconds, end_outage)
+            ender.daemon = True
+            ender.start()
 
         queue = QueueClient.from_connection_string(az.connection_string, QUEUE)
         container = ContainerClient.from_connection_string(az.connection_string, CONTAINER)
@@ -235,10 +280,11 @@ def check(
     ]
     parked_ids = {p.get("id") for p in parked}
     log = (work / "host.log").read_text(errors="replace")
-    requeued = Counter()
+    requeued: Counter[str] = Counter()
     for line in log.splitlines():
-        if "fetching again in" in line:
-            requeued[line.split(": Graph ", 1)[1].split(",")[0]] += 1
+        cause = REQUEUED.search(line)
+        if cause:
+            requeued[cause.group(1).removeprefix("Graph ")] += 1
     responses = stats.get("responses", {})
     result = {
         "records": plan.records,
@@ -248,7 +294,9 @@ def check(
         "Graph requests": sum(stats.get("requests", {}).values()),
         "Graph answers": responses,
         "faults injected": stats.get("faults", {}),
-        "requeued by cause (404 / 429 / 503)": dict(requeued),
+        "Azurite paused (s) / Graph 500 outage (s)": f"{plan.pause_seconds:g} / "
+        f"{plan.outage_seconds:g}",
+        "requeued by cause": dict(requeued),
         "host invocation failures (retried by the host)": log.count("(Failed, Id="),
         "token requests": stats.get("token_requests"),
         "records expected": len(expected_ids),
@@ -292,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--never", type=int, default=5)
     p.add_argument("--no-kill", action="store_true")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--pause-seconds", type=float, default=Plan.pause_seconds)
+    p.add_argument("--outage-seconds", type=float, default=Plan.outage_seconds)
     args = p.parse_args(argv)
     plan = Plan(
         records=args.records,
@@ -299,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         never=args.never,
         kill=not args.no_kill,
         seed=args.seed,
+        pause_seconds=args.pause_seconds,
+        outage_seconds=args.outage_seconds,
     )
     print(f"chaos: {plan}", flush=True)
     result = run(plan)

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -51,7 +52,20 @@ SUPPORTED_TRIGGERS = ("httpTrigger", "queueTrigger", "timerTrigger")
 # time while the function runs, so a crashed host's messages come back after one lease.
 # DEVHOST_QUEUE_LEASE_SECONDS shortens it (chaos runs kill the host on purpose).
 QUEUE_LEASE_SECONDS = int(os.environ.get("DEVHOST_QUEUE_LEASE_SECONDS", "600"))
-MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+# The Functions host refuses larger request bodies with 413 before the function runs; the
+# default is 100 MB, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (bytes) changes it
+# (learn.microsoft.com/azure/azure-functions/functions-app-settings).
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+
+def request_body_limit(settings: dict[str, str]) -> int:
+    raw = settings.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or ""
+    try:
+        return int(raw) if raw.strip() else MAX_REQUEST_BYTES
+    except ValueError:
+        raise HostError(
+            f"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT={raw!r} is not a number of bytes"
+        ) from None
 
 
 class HostError(RuntimeError):
@@ -189,9 +203,12 @@ def load_functions(app_dir: Path, settings: dict[str, str]) -> list[Function]:
 # HTTP
 
 
-def http_app(functions: list[Function], route_prefix: str = "api") -> web.Application:
-    """One aiohttp route per HTTP function; unknown paths 404, wrong methods 405."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+def http_app(
+    functions: list[Function], route_prefix: str = "api", max_body: int = MAX_REQUEST_BYTES
+) -> web.Application:
+    """One aiohttp route per HTTP function; unknown paths 404, wrong methods 405, bodies over
+    ``max_body`` 413."""
+    app = web.Application(client_max_size=max_body)
     for fn in functions:
         if fn.trigger["type"] != "httpTrigger":
             continue
@@ -464,10 +481,16 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     settings = load_local_settings(app_dir)
     host_json = orjson.loads((app_dir / "host.json").read_bytes())
     options = QueueOptions.from_host_json(host_json)
+    if os.environ.get("DEVHOST_VISIBILITY_TIMEOUT_SECONDS"):
+        # Tests scale the host's retry spacing down (the real host reads host.json only).
+        seconds = float(os.environ["DEVHOST_VISIBILITY_TIMEOUT_SECONDS"])
+        options = dataclasses.replace(options, visibility_timeout=seconds)
     functions = load_functions(app_dir, settings)
     prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api")
 
-    runner = web.AppRunner(http_app(functions, prefix), access_log=None)
+    runner = web.AppRunner(
+        http_app(functions, prefix, request_body_limit(settings)), access_log=None
+    )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
 

@@ -1,28 +1,36 @@
 """Archiving one record from the queue: fetch it complete, write it once, and the retry policy
-(404s and long throttles come back later as new messages; the host's last try parks)."""
+(404s and transient faults come back later as new messages, for up to ARCHIVE_GIVE_UP_HOURS;
+permanent errors are parked at once; the host's last try parks what nothing classified)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
+import httpx
 import orjson
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
-from shared.graph import GraphError, NotFound, Throttled, Unauthorized
+from shared.graph import GraphError, NotFound, Throttled, Unauthorized, Unreachable
 from shared.ids import normalize_id
 from shared.messages import WorkItem, utcnow
 from shared.recordfetch import fetch_record
 from shared.runtime import Runtime
+from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 MAX_DELAY = 1800  # seconds between two fetches of a record that is not published yet
+MAX_QUEUE_DELAY = 7 * 24 * 3600  # the longest visibility timeout a queue message can get
+TRANSIENT_STATUSES = (408, 429)
 
 
 @dataclass(frozen=True)
@@ -73,35 +81,114 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     return result
 
 
-def retry_delay(item: WorkItem, base: int) -> int:
-    """Seconds before the next fetch: base, doubling per attempt, capped at MAX_DELAY."""
-    return int(min(base * 2 ** min(item.attempt, 20), MAX_DELAY))
+class Fault(StrEnum):
+    """How the retry policy treats a failure."""
+
+    NOT_YET = "not yet available"  # Graph 404: published up to 150 min after the call
+    TRANSIENT = "transient"  # outlived: back on the queue with a backoff, for up to a day
+    PERMANENT = "permanent"  # no retry can help: parked at once with the reason
+    UNKNOWN = "unknown"  # not classified (a bug?): the host's tries, then parked
 
 
-async def retry_later(rt: Runtime, item: WorkItem, error: GraphError, at_least: float = 0) -> None:
-    """Put the item back with a delay, as a new message (the host's dequeue count is for real
-    failures, not for "not published yet" or "slow down"), or park it once a 404 has lasted
-    longer than the window. A throttle never parks a record: it says nothing about the record."""
+def classify(exc: BaseException) -> Fault:
+    """Sort a failure of one archiving attempt into the policy's classes.
+
+    Transient: Graph 5xx, 408 and 429 (Throttled covers 429/503/504 with Retry-After),
+    network errors left after the client's in-place tries, token endpoint failures (the
+    credential raises ClientAuthenticationError or its CredentialUnavailableError subclass
+    for an unreachable or failing endpoint), and storage errors (no answer, or 5xx/408/429).
+    Permanent: any other Graph 4xx; a 401 reaches here only after the client tried a fresh
+    token, a 403 means the app role is missing.
+    """
+    if isinstance(exc, NotFound):
+        return Fault.NOT_YET
+    if isinstance(exc, Throttled | Unreachable):
+        return Fault.TRANSIENT
+    if isinstance(exc, GraphError):
+        transient = exc.status >= 500 or exc.status in TRANSIENT_STATUSES
+        return Fault.TRANSIENT if transient else Fault.PERMANENT
+    if isinstance(exc, QueueUnavailable | ClientAuthenticationError):
+        return Fault.TRANSIENT
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        transient = status is None or status >= 500 or status in TRANSIENT_STATUSES
+        return Fault.TRANSIENT if transient else Fault.UNKNOWN
+    if isinstance(exc, AzureError | OSError | TimeoutError | httpx.HTTPError):
+        return Fault.TRANSIENT
+    return Fault.UNKNOWN
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def retry_delay(item: WorkItem, base: int, cap: int = MAX_DELAY) -> int:
+    """Seconds before fetching a not-yet-published record again: base, doubling per attempt,
+    capped."""
+    return int(min(base * 2 ** min(item.attempt, 20), cap, MAX_QUEUE_DELAY))
+
+
+def backoff(item: WorkItem, base: int, cap: int, at_least: float = 0) -> int:
+    """Seconds before the next try after a transient fault: exponential with full jitter
+    (uniform between 0 and base * 2^attempt, capped), so instances that failed together
+    during an outage do not all come back in the same second; never less than one second or
+    the Retry-After Graph asked for."""
+    ceiling = min(base * 2 ** min(item.attempt, 30), cap, MAX_QUEUE_DELAY)
+    jittered = random.uniform(0, ceiling)  # noqa: S311 (spreading retries, not security)
+    return int(min(max(1, jittered, math.ceil(at_least)), MAX_QUEUE_DELAY))
+
+
+async def park(rt: Runtime, item: WorkItem, reason: str, error: str) -> None:
+    log.error("record %s moved to poison: %s; last error %s", item.id, reason, error)
+    await rt.work.put_poison(item, reason, error)
+
+
+async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: float = 0) -> None:
+    """Put the item back with a delay, as a new message, or park it once it has failed for
+    longer than the policy allows (counted from when the record was first seen).
+
+    A new message rather than the host's redelivery: the host's dequeue count (five tries,
+    30 s apart) would park a record after 2.5 minutes of outage. If the queue cannot take the
+    new message either (storage down), this raises and the host retries the original after
+    its visibility timeout: the original is deleted only when the invocation succeeds, so it
+    stays in the queue until one of them does, and nothing is lost.
+    """
     settings = rt.settings
     first_seen = item.first_seen or utcnow()
-    window = timedelta(minutes=settings.retry_window_minutes)
-    if isinstance(error, NotFound) and utcnow() - first_seen >= window:
-        reason = (
-            f"not available after {settings.retry_window_minutes} min: Graph kept answering "
-            f"{error.status} (a record older than 30 days, or never published)"
-        )
-        log.error("record %s moved to poison: %s", item.id, reason)
-        await rt.work.put_poison(item, reason, str(error))
-        return
+    age = utcnow() - first_seen
+    text = describe(error)
     if isinstance(error, NotFound):
-        delay = retry_delay(item, settings.retry_base_seconds)
-    else:  # a throttle: come back when Graph said, not later than needed
-        delay = max(settings.retry_base_seconds, math.ceil(at_least))
-    await rt.work.put([item.retried(str(error))], delay_seconds=delay)
+        if age >= timedelta(minutes=settings.retry_window_minutes):
+            await park(
+                rt,
+                item,
+                f"not available after {settings.retry_window_minutes} min: Graph kept answering "
+                f"{error.status} (a record older than 30 days, or never published)",
+                str(error),
+            )
+            return
+        delay = retry_delay(item, settings.retry_base_seconds, settings.retry_max_seconds)
+    else:
+        if age >= timedelta(hours=settings.give_up_hours):
+            await park(
+                rt,
+                item,
+                f"gave up after {settings.give_up_hours:g} h of transient failures "
+                f"({item.attempt + 1} attempts since {first_seen:%Y-%m-%dT%H:%M:%SZ})",
+                text,
+            )
+            return
+        delay = backoff(item, settings.retry_base_seconds, settings.retry_max_seconds, at_least)
+    # QueueUnavailable propagates: see the docstring.
+    await rt.work.put([item.retried(text)], delay_seconds=delay)
+    if isinstance(error, GraphError):
+        cause = f"Graph {error.status or error.code}"  # e.g. Graph 503, Graph ReadTimeout
+    else:
+        cause = type(error).__name__  # a storage or token endpoint failure
     log.info(
-        "record %s: Graph %s, fetching again in %d s (attempt %d)",
+        "record %s: %s, fetching again in %d s (attempt %d)",
         item.id,
-        error.status,
+        cause,
         delay,
         item.attempt + 1,
     )
@@ -116,32 +203,36 @@ def max_dequeue_count() -> int:
 
 
 async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
-    """Archive the record a queue message names, applying the retry policy.
-
-    404 and long throttles go back on the queue with a delay; other failures raise so the host
-    retries, and on the host's last try the item is parked in poison with the reason and the
-    last error (instead of the host's bare copy).
-    """
+    """Archive the record a queue message names, applying the retry policy (classify)."""
     try:
-        try:
-            await archive_record(rt, item)
-        except NotFound as exc:
-            await retry_later(rt, item, exc)
-        except Throttled as exc:
-            await retry_later(rt, item, exc, at_least=exc.retry_after or 0)
+        result = await archive_record(rt, item)
     except Exception as exc:
-        if isinstance(exc, Unauthorized):
-            log.error(
-                "Graph refused the app (%d %s): the managed identity%s needs the application "
-                "role CallRecords.Read.All on Microsoft Graph (infra/README.md, 'Granting "
-                "CallRecords.Read.All by hand')",
-                exc.status,
-                exc.code,
-                f" {rt.settings.client_id}" if rt.settings.client_id else "",
-            )
-        if dequeue_count < max_dequeue_count():
-            raise
-        reason = f"failed {dequeue_count} times"
-        error = f"{type(exc).__name__}: {exc}"[:500]
-        log.error("record %s moved to poison: %s; last error %s", item.id, reason, error)
-        await rt.work.put_poison(item, reason, error)
+        await settle(rt, item, exc, dequeue_count)
+        return
+    if result.written:
+        await rt.activity.archived(result.blob)
+
+
+async def settle(rt: Runtime, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
+    """What a failed attempt leads to: later, now parked, or the host's retry."""
+    fault = classify(exc)
+    if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
+        retry_after = exc.retry_after if isinstance(exc, GraphError) else None
+        await retry_later(rt, item, exc, at_least=retry_after or 0)
+        return
+    if isinstance(exc, Unauthorized):
+        log.error(
+            "Graph refused the app (%d %s): the managed identity%s needs the application "
+            "role CallRecords.Read.All on Microsoft Graph (infra/README.md, 'Granting "
+            "CallRecords.Read.All by hand')",
+            exc.status,
+            exc.code,
+            f" {rt.settings.client_id}" if rt.settings.client_id else "",
+        )
+    if fault is Fault.PERMANENT:
+        status = exc.status if isinstance(exc, GraphError) else "?"
+        await park(rt, item, f"permanent error: Graph answered {status}", describe(exc))
+        return
+    if dequeue_count < max_dequeue_count():
+        raise exc
+    await park(rt, item, f"failed {dequeue_count} times", describe(exc))

@@ -9,7 +9,7 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
     lifecycle            -> lifecycle.sort_events, workqueue.put
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
-    reconcile            -> reconcile.reconcile_recent
+    reconcile            -> reconcile.scheduled_pass (queued slices), poison.keep_forever
     rebuild_tables       -> analytics.rebuild.rebuild_changed_days
     sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
@@ -17,14 +17,17 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
 import azure.functions as func
 import orjson
 
-from shared import archiver, lifecycle, reconcile, status
+from shared import archiver, lifecycle, poison, reconcile, status
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.notifications import (
     BadRequest,
@@ -40,6 +43,17 @@ from shared.usage import sync as usage_sync
 from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
+
+# One line per webhook request is the app's log; the Azure SDK and httpx would add one INFO line
+# per HTTP call they make (every queue put, blob write and Graph page), as cli.py also quiets.
+for _noisy in ("azure", "httpx"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+# Graph wants an answer within 3 s (then retries for 4 hours): queue for at most this long,
+# then answer 503. A black-holed storage endpoint (connections that open and never answer)
+# would otherwise hold the request through the SDK's timeouts and retries.
+ENQUEUE_DEADLINE = 2.5  # seconds
+MAX_DROP_REASONS = 8  # distinct reasons named in the request's log line; the rest are "other"
 
 SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -117,16 +131,45 @@ async def _accept(
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
     batch = sort(value, rt.settings.client_states)  # current + previous during a rotation
-    for reason in batch.dropped:
-        log.warning("dropped %s: %s", kind, reason)
+    dropped = drop_summary(batch.dropped)
     try:
-        await rt.work.put(batch.items)
-    except QueueUnavailable as exc:
-        log.error("queue unavailable, answering 503 so Graph delivers again: %s", exc)
+        async with asyncio.timeout(ENQUEUE_DEADLINE):
+            await rt.work.put(batch.items)
+    except (QueueUnavailable, TimeoutError) as exc:
+        # Whatever did get queued is fetched once more after Graph's redelivery: harmless,
+        # each version is written once.
+        cause = str(exc) or f"no answer within {ENQUEUE_DEADLINE} s"
+        log.error(
+            "%s batch: %d genuine, dropped %s; queue unavailable (%s), answered 503 so Graph "
+            "delivers again",
+            kind,
+            len(batch.items),
+            dropped,
+            cause,
+        )
         return error(503, "queue unavailable; deliver again later", {"Retry-After": "30"})
     body = {"queued": len(batch.items), "dropped": len(batch.dropped), **batch.counts}
-    log.info("%s batch: %s", kind, body)
+    level = logging.WARNING if batch.dropped else logging.INFO
+    extra = "".join(f", {key} {value}" for key, value in batch.counts.items())
+    log.log(level, "%s batch: queued %d, dropped %s%s", kind, len(batch.items), dropped, extra)
     return json_response(202, body)
+
+
+_ITEM_PREFIX = re.compile(r"^item \d+: ")
+_VALUE = re.compile(r"\s*['\"(].*$")
+
+
+def drop_summary(reasons: list[str]) -> str:
+    """Dropped items counted by reason, for one log line: ``0`` or ``3 (clientState does not
+    match: 2, changeType: 1)``. Values quoted in a reason are left out, so 1,000 junk items
+    make a short line, never 1,000 lines."""
+    if not reasons:
+        return "0"
+    counts = Counter(_VALUE.sub("", _ITEM_PREFIX.sub("", r))[:60] or "other" for r in reasons)
+    named = counts.most_common(MAX_DROP_REASONS)
+    rest = sum(counts.values()) - sum(n for _, n in named)
+    parts = [f"{reason}: {n}" for reason, n in named] + ([f"other: {rest}"] if rest else [])
+    return f"{len(reasons)} ({', '.join(parts)})"
 
 
 async def notifications(req: func.HttpRequest) -> func.HttpResponse:
@@ -167,7 +210,15 @@ async def keep_subscription() -> None:
 
 
 async def reconcile_recent() -> None:
-    await reconcile.reconcile_recent(await get_runtime())
+    """The hourly timer: queue this hour's reconciliation slices, and re-send any poison
+    message the host parked with an expiry (poison.keep_forever)."""
+    rt = await get_runtime()
+    await reconcile.scheduled_pass(rt)
+    raw = rt.raw_poison()
+    try:
+        await poison.keep_forever(rt.work, raw)
+    finally:
+        await raw.close()
 
 
 async def rebuild_tables() -> None:

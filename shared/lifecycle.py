@@ -2,7 +2,8 @@
 
 Lifecycle notifications are answered 202 at once; the work they ask for (reauthorize,
 recreate and reconcile, reconcile) goes through the queue as a ControlItem, so a slow Graph
-never makes this endpoint slow and a failed action is retried like any message.
+never makes this endpoint slow and a failed action is retried like any message. A
+reconciliation is itself queued as hourly slices (shared/reconcile.py), one message each.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from shared.ids import is_guid
 from shared.jsonvalues import as_object
 from shared.messages import ControlAction, ControlItem, WorkItem, utcnow
 from shared.notifications import Sorted, same_secret
-from shared.reconcile import reconcile_recent
+from shared.reconcile import reconcile_recent, reconcile_slice
 from shared.runtime import Runtime
 from shared.subscriptions import (
     Outcome,
@@ -143,3 +144,5 @@ async def run_control(rt: Runtime, item: ControlItem) -> None:
         await reconcile_recent(rt, item.hours)
     elif item.action is ControlAction.RECONCILE:
         await reconcile_recent(rt, item.hours)
+    elif item.action is ControlAction.RECONCILE_SLICE:
+        await reconcile_slice(rt, item)

@@ -6,7 +6,7 @@ JSON text; the queue client base64-encodes it, as the Functions queue trigger ex
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import orjson
@@ -33,9 +33,13 @@ class ControlAction(StrEnum):
     REAUTHORIZE = "reauthorize"
     RECREATE = "recreate"
     RECONCILE = "reconcile"
+    RECONCILE_SLICE = "reconcileSlice"  # one hour of start times: [since, until)
 
 
 MAX_MESSAGE_BYTES = 16 * 1024
+# Attempts are counted for the backoff only (the give-up rule is time since first seen), so a
+# larger count is clamped here, never a reason to call a message malformed.
+MAX_ATTEMPT = 10_000
 
 
 class MessageError(ValueError):
@@ -44,6 +48,16 @@ class MessageError(ValueError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def clamp_attempt(value: object) -> int:
+    """The attempt counter as 0..MAX_ATTEMPT whatever the message holds (a counter that is not
+    a number starts again at 0: it only shapes the backoff)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if value != value:  # NaN
+        return 0
+    return int(min(max(value, 0), MAX_ATTEMPT))
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,10 @@ class WorkItem:
     def retried(self, error: str) -> WorkItem:
         """The same item one attempt later, remembering why (and when it was first seen)."""
         return replace(
-            self, attempt=self.attempt + 1, last_error=error, first_seen=self.first_seen or utcnow()
+            self,
+            attempt=min(self.attempt + 1, MAX_ATTEMPT),
+            last_error=error,
+            first_seen=self.first_seen or utcnow(),
         )
 
     def poisoned(self, reason: str, error: str | None = None) -> WorkItem:
@@ -114,9 +131,7 @@ class WorkItem:
             source = Source(data.get("source", Source.NOTIFICATION))
         except ValueError as exc:
             raise MessageError(f"unknown source {str(data.get('source'))[:40]!r}") from exc
-        attempt: object = data.get("attempt", 0)
-        if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt < 10_000:
-            raise MessageError("attempt must be a small non-negative integer")
+        attempt = clamp_attempt(data.get("attempt", 0))
         first_seen = None
         if data.get("firstSeen") is not None:
             try:
@@ -144,6 +159,8 @@ class ControlItem:
     action: ControlAction
     subscription_id: str | None = None
     hours: int | None = None
+    since: datetime | None = None  # RECONCILE_SLICE: the start times [since, until) to list
+    until: datetime | None = None
 
     def to_json(self) -> str:
         body: dict[str, object] = {"control": self.action}
@@ -151,7 +168,14 @@ class ControlItem:
             body["subscriptionId"] = self.subscription_id
         if self.hours:
             body["hours"] = self.hours
+        if self.since and self.until:
+            body["since"] = self.since.isoformat()
+            body["until"] = self.until.isoformat()
         return orjson.dumps(body).decode()
+
+    @classmethod
+    def reconcile_slice(cls, since: datetime, until: datetime) -> ControlItem:
+        return cls(ControlAction.RECONCILE_SLICE, since=since, until=until)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ControlItem:
@@ -168,7 +192,27 @@ class ControlItem:
                 raise MessageError(str(exc)) from exc
         if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 24 * 30):
             raise MessageError("hours must be 1-720")
-        return cls(action, sub, hours)
+        since, until = _time(data, "since"), _time(data, "until")
+        if action is ControlAction.RECONCILE_SLICE:
+            if since is None or until is None or not since < until:
+                raise MessageError("a reconcile slice needs since < until (ISO date-times)")
+            if until - since > MAX_SLICE:
+                raise MessageError(f"a reconcile slice spans at most {MAX_SLICE}")
+        return cls(action, sub, hours, since, until)
+
+
+MAX_SLICE = timedelta(days=1)
+
+
+def _time(data: dict[str, object], key: str) -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise MessageError(f"{key} is not an ISO date-time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_message(body: bytes | str) -> WorkItem | ControlItem:

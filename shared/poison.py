@@ -5,6 +5,10 @@ with ``reason`` and ``lastError`` when it gives up; a message that is not a Work
 parked as ``{"reason", "body"}``; the host copies a message verbatim after maxDequeueCount
 failures (a plain WorkItem or ControlItem JSON, no reason).
 
+Every parked message is kept until a person deals with it: ours are sent with no expiry, and
+the host's copies (which the Functions host sends with the queue's default 7-day time to live,
+and offers no setting for) are re-sent without one by ``keep_forever``, run hourly.
+
 Replaying leases each message (a visibility timeout), queues the fresh copy on the main queue,
 and only then deletes the poison message: a run that dies midway loses nothing, at worst a
 record is fetched twice (harmless, the archive writes each version once).
@@ -25,7 +29,7 @@ from azure.storage.queue.aio import QueueClient
 
 from shared.jsonvalues import as_object
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
-from shared.workqueue import QueueUnavailable, WorkQueue
+from shared.workqueue import NEVER_EXPIRES, QueueUnavailable, WorkQueue
 
 LEASE_SECONDS = 300  # how long a message stays invisible while this run looks at it
 PAGE = 32  # the most messages one receive returns
@@ -90,6 +94,64 @@ def understand(
 def parked(message: Any) -> Parked:
     item, reason, error, body = understand(message.content or "")
     return Parked(message.id, message.pop_receipt, message.inserted_on, item, reason, error, body)
+
+
+# The service reports a message sent with time to live -1 as expiring on 9999-12-31.
+FOREVER = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def expires(message: Any) -> bool:
+    """Whether a queue message (as received or peeked) will expire by itself."""
+    expires_on: datetime | None = message.expires_on
+    return expires_on is not None and expires_on.astimezone(UTC) < FOREVER
+
+
+async def keep_forever(
+    work: WorkQueue, poison: QueueClient, lease_seconds: int = 60
+) -> tuple[int, int]:
+    """Re-send every poison message that would expire (the host's copies) without an expiry,
+    then delete the original; returns (messages seen, messages re-sent).
+
+    ``poison`` must not decode (as for ``replay``); the copy goes through ``work.poison``,
+    which encodes, so the stored content stays the same base64 text. The copy is sent before
+    the original is deleted: a failure in between leaves two copies, never none.
+    """
+    seen: set[str] = set()
+    copies: set[str] = set()  # the messages this run sent: not looked at again
+    kept: list[Any] = []
+    resent = 0
+    while True:
+        batch = [
+            m
+            async for m in poison.receive_messages(
+                messages_per_page=PAGE, max_messages=PAGE, visibility_timeout=lease_seconds
+            )
+        ]
+        fresh = [m for m in batch if m.id not in seen and m.id not in copies]
+        kept.extend(m for m in batch if m.id in copies)
+        if not fresh:
+            break
+        for message in fresh:
+            seen.add(message.id)
+            if not expires(message):
+                kept.append(message)
+                continue
+            text = str(message.content or "")
+            try:
+                body = base64.b64decode(text, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                reason = "not base64: no queue trigger can read it"
+                body = orjson.dumps({"reason": reason, "body": text[:2000]}).decode()
+            copy = await work.poison.send_message(body, time_to_live=NEVER_EXPIRES)
+            copies.add(copy.id)
+            await poison.delete_message(message.id, message.pop_receipt)
+            resent += 1
+    for message in kept:  # visible again now, not when the lease ends
+        try:
+            await poison.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+        except AzureError:
+            pass
+    return len(seen), resent
 
 
 @dataclass

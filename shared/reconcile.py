@@ -7,6 +7,15 @@ with the archive closes those gaps. The List API allows 40 requests / 20 s per a
 The window is worked one UTC day at a time: the archive is foldered by the day a call
 started, so each day needs one blob listing and its own List filter, memory stays at one
 day of names however long the window, and progress is simply "days done".
+
+The app itself never lists a long window in one invocation: a tenant with 100,000 calls a day
+has ~70 List pages per hour of start time, and at 40 List requests / 20 s one 10-minute
+invocation could not finish 48 hours. The hourly timer queues one control message per hour of
+start time (``RECONCILE_SLICE``), newest first, so the recent hours are worked first, no
+invocation runs long, and progress survives restarts (each slice is a queue message, retried
+by the host on its own). The hourly pass covers the last RECONCILE_RECENT_HOURS (default 4);
+once a day, at DEEP_PASS_HOUR UTC, a deep pass covers 48 hours. docs/operations.md has the
+List budget arithmetic.
 """
 
 from __future__ import annotations
@@ -18,11 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.archiver import Fault, classify, describe
 from shared.blobstore import blob_name, parse_graph_datetime, record_prefix
 from shared.graph import Throttled
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
-from shared.messages import Source, WorkItem, utcnow
+from shared.messages import ControlItem, Source, WorkItem, utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
 
@@ -35,6 +45,18 @@ DEFAULT_WINDOW = timedelta(hours=48)
 LIST_LIMIT = 40  # requests
 LIST_PERIOD = 20.0  # seconds
 QUEUE_CHUNK = 100
+DEEP_PASS_HOUR = 2  # UTC hour of the timer run that sweeps DEFAULT_WINDOW instead of recent hours
+SLICE = timedelta(hours=1)
+# One List pacing window per process: the slices an instance works at once share Graph's List
+# limit instead of each pacing itself to the whole of it.
+_list_limiter: SlidingWindow | None = None
+
+
+def list_limiter() -> SlidingWindow:
+    global _list_limiter
+    if _list_limiter is None:
+        _list_limiter = SlidingWindow(LIST_LIMIT, LIST_PERIOD)
+    return _list_limiter
 
 
 class WindowError(ValueError):
@@ -210,9 +232,76 @@ async def reconcile(
     return report
 
 
-async def reconcile_recent(rt: Runtime, hours: int | None = None) -> Report:
-    window = timedelta(hours=hours) if hours else DEFAULT_WINDOW
-    return await reconcile(rt, utcnow() - window)
+def hour_slices(since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """[since, until) cut at whole UTC hours, newest first (the first and last may be partial)."""
+    out: list[tuple[datetime, datetime]] = []
+    end = until.astimezone(UTC)
+    start_at = since.astimezone(UTC)
+    while end > start_at:
+        hour = end.replace(minute=0, second=0, microsecond=0)
+        begin = max(hour if hour < end else hour - SLICE, start_at)
+        out.append((begin, end))
+        end = begin
+    return out
+
+
+async def queue_slices(rt: Runtime, window: timedelta, now: datetime | None = None) -> int:
+    """Queue one RECONCILE_SLICE per hour of the last ``window`` (aligned down to a whole hour
+    and clamped to what Graph keeps), newest first; returns how many."""
+    now = now or utcnow()
+    since = max((now - window).replace(minute=0, second=0, microsecond=0), oldest_listable(now))
+    slices = hour_slices(since, now)
+    for start, end in slices:
+        # One at a time, in order: the queue hands them out roughly first in, first out.
+        await rt.work.put([ControlItem.reconcile_slice(start, end)])
+    log.info(
+        "reconciliation: %d hourly slices queued, %s..%s, newest first",
+        len(slices),
+        _iso(since),
+        _iso(now),
+    )
+    return len(slices)
+
+
+async def reconcile_recent(rt: Runtime, hours: int | None = None) -> int:
+    """Queue the slices of the last ``hours`` (default 48): lifecycle events and the CLI."""
+    return await queue_slices(rt, timedelta(hours=hours) if hours else DEFAULT_WINDOW)
+
+
+async def scheduled_pass(rt: Runtime, now: datetime | None = None) -> int:
+    """The hourly timer: the recent hours, or once a day the deep 48-hour pass."""
+    now = now or utcnow()
+    if now.astimezone(UTC).hour == DEEP_PASS_HOUR:
+        return await queue_slices(rt, DEFAULT_WINDOW, now)
+    return await queue_slices(rt, timedelta(hours=rt.settings.reconcile_recent_hours), now)
+
+
+async def reconcile_slice(rt: Runtime, item: ControlItem) -> Report | None:
+    """Work one queued slice (raises to be retried by the host). A slice that has aged out of
+    Graph's 30 days meanwhile is done: there is nothing left to list."""
+    if item.since is None or item.until is None:
+        raise ValueError("a reconcile slice needs since and until")
+    try:
+        return await reconcile(rt, item.since, item.until, limiter=list_limiter())
+    except WindowError as exc:
+        log.info("reconcile slice skipped: %s", exc)
+        return None
+    except Exception as exc:
+        if classify(exc) is not Fault.TRANSIENT:
+            raise
+        # Outlived like a record (the host's five tries would park it within minutes of a
+        # Graph incident): the same slice again later, until it ages out of Graph's 30 days.
+        # What it had queued already is harmless to queue twice.
+        delay = rt.settings.retry_max_seconds
+        await rt.work.put([item], delay_seconds=delay)
+        log.warning(
+            "reconcile slice %s..%s: %s; again in %d s",
+            _iso(item.since),
+            _iso(item.until),
+            describe(exc),
+            delay,
+        )
+        return None
 
 
 def since_from_text(text: str, now: datetime | None = None) -> datetime:

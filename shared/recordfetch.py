@@ -20,6 +20,7 @@ committed and the record is fetched again at its new version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -230,18 +231,24 @@ class RecordFetch:
             await self.blob.add(head.prefix() + b'"sessions":[')
             await self._items(head.first_sessions)
             cp.sessions = len(head.first_sessions)
-        try:
-            await self._pages()
-        except Paused:
-            raise
-        except GraphError as exc:
-            if cp.resumed and exc.status == 400:  # a next link Graph no longer accepts
-                log.warning("record %s: checkpoint link refused (%s); from page 1", self.id, exc)
-                raise _Restart() from exc
-            if cp.pages > 1:
-                await self._save()  # the host's retry continues from here
-            raise
-        return await self._commit()
+        # Records of more than one page are bounded per instance (ARCHIVE_MAX_LARGE_FETCHES):
+        # a burst of large meetings waits here instead of filling a 2 GB instance.
+        large = cp.link is not None or cp.resumed > 0
+        async with self.rt.large_fetches if large else contextlib.nullcontext():
+            try:
+                await self._pages()
+            except Paused:
+                raise
+            except GraphError as exc:
+                if cp.resumed and exc.status == 400:  # a next link Graph no longer accepts
+                    log.warning(
+                        "record %s: checkpoint link refused (%s); from page 1", self.id, exc
+                    )
+                    raise _Restart() from exc
+                if cp.pages > 1:
+                    await self._save()  # the host's retry continues from here
+                raise
+            return await self._commit()
 
     async def _items(self, items: list[Any]) -> None:
         assert self.cp is not None and self.blob is not None

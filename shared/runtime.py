@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import httpx
 from azure.storage.blob.aio import ContainerClient
+from azure.storage.queue.aio import QueueClient
 from httpx_aiohttp import AiohttpTransport
 
+from shared.activity import ActivityLog
 from shared.auth import AsyncTokenCredential, TokenProvider, managed_identity
 from shared.blobstore import ArchiveWriter, StateStore
 from shared.graph import GraphClient
@@ -36,6 +38,21 @@ class Runtime:
     archive: ArchiveWriter
     tables: ContainerClient  # ANALYTICS_CONTAINER: derived Parquet tables (shared/analytics/)
     state: StateStore  # the app's own small blobs (host storage), never in the archive
+    activity: ActivityLog
+    # Records of more than one page fetched at once in this process: each holds a page, a
+    # block being filled and its participants (archiver.archive_record).
+    large_fetches: asyncio.Semaphore
+    host_credential: AsyncTokenCredential | None = None  # None with a connection string
+
+    def raw_poison(self) -> QueueClient:
+        """A client of the poison queue that does not decode (poison.replay, keep_forever):
+        one message that is not base64 must not fail a whole receive. Close it after use."""
+        return queue_client(
+            self.settings.host_storage,
+            self.settings.poison_queue_name,
+            self.host_credential,
+            decode=False,
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -44,6 +61,7 @@ class Runtime:
         await self.archive.container.close()
         await self.tables.close()
         await self.state.container.close()
+        await self.activity.container.close()
         for credential in self.credentials:
             await credential.close()
 
@@ -101,6 +119,11 @@ def build_runtime(settings: Settings, credential: AsyncTokenCredential | None = 
         state=StateStore(
             container_client(host, settings.state_container_name, storage_identity(host))
         ),
+        activity=ActivityLog(
+            container_client(host, settings.activity_container, storage_identity(host))
+        ),
+        large_fetches=asyncio.Semaphore(settings.max_large_fetches),
+        host_credential=storage_identity(host),
     )
 
 

@@ -39,6 +39,11 @@ SETTING_NAMES: tuple[str, ...] = (
     "GRAPH_PARTICIPANTS_V2",
     "GRAPH_RECORD_FIRST_PAGE_PACE",
     "GRAPH_RECORD_NEXT_PAGES_PACE",
+    "ARCHIVE_RETRY_MAX_SECONDS",
+    "ARCHIVE_GIVE_UP_HOURS",
+    "ARCHIVE_MAX_LARGE_FETCHES",
+    "POISON_ALERT_HOURS",
+    "RECONCILE_RECENT_HOURS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -139,6 +144,12 @@ class Settings:
             return urlsplit(self.graph_base_url).hostname not in NATIONAL_GRAPH_HOSTS
         return self.participants_mode is ParticipantsMode.ON
 
+    retry_max_seconds: int = 1800
+    give_up_hours: float = 24.0
+    max_large_fetches: int = 4
+    poison_alert_hours: float = 0.0
+    reconcile_recent_hours: int = 4
+
     @property
     def poison_queue_name(self) -> str:
         return f"{self.queue_name}-poison"
@@ -155,6 +166,11 @@ class Settings:
         if self.client_state_previous and self.client_state_previous != self.client_state:
             return (self.client_state, self.client_state_previous)
         return (self.client_state,)
+
+    @property
+    def activity_container(self) -> str:
+        """Host-storage container of the archiver's activity log (shared/activity.py)."""
+        return f"{self.queue_name[:54].rstrip('-')}-activity"
 
     @property
     def graph_scope(self) -> str:
@@ -248,6 +264,21 @@ def _participants(env: Mapping[str, str]) -> ParticipantsMode:
         raise SettingError(
             f"GRAPH_PARTICIPANTS_V2 is malformed: {raw!r} must be auto, on or off"
         ) from None
+
+
+def _hours(env: Mapping[str, str], setting: str, default: float, zero_ok: bool = False) -> float:
+    """A number of hours (fractions allowed, so tests can scale a day down to minutes)."""
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value != value or value < 0 or (value == 0 and not zero_ok) or value > 24 * 365:
+        what = "a number of hours >= 0" if zero_ok else "a positive number of hours"
+        raise SettingError(f"{setting} is malformed: {raw!r} must be {what}")
+    return value
 
 
 def _url(env: Mapping[str, str], setting: str) -> str | None:
@@ -391,4 +422,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         fetch_budget_seconds=_positive_int(
             env, "ARCHIVE_FETCH_BUDGET_SECONDS", FETCH_BUDGET_SECONDS
         ),
+        retry_max_seconds=_positive_int(env, "ARCHIVE_RETRY_MAX_SECONDS", 1800),
+        give_up_hours=_hours(env, "ARCHIVE_GIVE_UP_HOURS", 24.0),
+        max_large_fetches=_positive_int(env, "ARCHIVE_MAX_LARGE_FETCHES", 4),
+        poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
+        reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
     )

@@ -2,10 +2,19 @@
 
 `python cli.py status` prints it; GET /api/health returns it as JSON (503 when unhealthy),
 so a monitor can alert on "deployed, no errors, no data" before a compliance gap grows.
+
+Silence is noticed two ways, both cheap enough for a monitor polling every few minutes:
+one List page of the calls Graph has from the last 24 h, each looked up in the archive (a
+record Graph has published for more than SAMPLE_GRACE but the archive lacks is a lost
+notification that reconciliation has not repaired yet), and the archiver's activity log
+(shared/activity.py: 25 HEAD requests, no listing) for "nothing archived in 24 h" while the
+subscription is live and Graph does list calls (a quiet tenant is not a fault).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,16 +22,27 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.blobstore import parse_graph_datetime, record_prefix
 from shared.graph import GraphError
+from shared.ids import is_guid
+from shared.jsonvalues import as_list, as_object
 from shared.messages import utcnow
+from shared.poison import expires
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
 from shared.usage.health import usage_facts
 
+log = logging.getLogger(__name__)
+
 EXPIRY_WARNING = timedelta(hours=12)
 STALE_MESSAGE = timedelta(minutes=15)
 BACKLOG = 5000
-RECENT_DAYS = 3
+SAMPLE_WINDOW = timedelta(hours=24)
+# A record published this long ago should be archived: notifications arrive within minutes,
+# and the hourly reconciliation covers the hours before.
+SAMPLE_GRACE = timedelta(hours=2)
+SAMPLE_LOOKUPS = 8  # archive look-ups in flight at once
+PEEK = 32  # the most messages one peek returns
 
 
 class Verdict(StrEnum):
@@ -38,11 +58,15 @@ class Status:
     subscription_expires: datetime | None = None
     queue_depth: int | None = None
     poison_depth: int | None = None
+    oldest_parked_hours: float | None = None
+    parked_with_expiry: int = 0  # among the oldest PEEK: host copies not yet kept forever
     oldest_visible_message_minutes: float | None = None
     last_archived_blob: str | None = None
     last_archived_at: datetime | None = None
     archived_last_24h: int = 0
     usage_logs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    graph_sampled: int | None = None  # records Graph listed for the last 24 h (one page)
+    sample_missing: list[str] = field(default_factory=list[str])  # listed, not archived
     checked_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,31 +97,94 @@ async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
         status.poison_depth = 0
     except AzureError as exc:
         status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
+    if status.poison_depth:
+        await _parked_facts(rt, status, now)
+
+
+async def _parked_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    """Age of the oldest parked message (queues hand out roughly oldest first, so the first
+    page of a peek holds it), read without decoding so any message can be looked at."""
+    raw = rt.raw_poison()
+    try:
+        peeked = await raw.peek_messages(max_messages=PEEK)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
+        return
+    finally:
+        await raw.close()
+    inserted = [m.inserted_on.astimezone(UTC) for m in peeked if m.inserted_on]
+    if inserted:
+        status.oldest_parked_hours = round((now - min(inserted)).total_seconds() / 3600, 2)
+    status.parked_with_expiry = sum(1 for m in peeked if expires(m))
 
 
 async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
-    """Blobs written in the last 24 h, among the folders of the last RECENT_DAYS call dates
-    (the archive is foldered by call start, and Graph publishes records within hours)."""
-    last: tuple[datetime, str] | None = None
-    since = now - timedelta(hours=24)
+    """Blobs written in the last 24 h and the newest, from the archiver's activity log; and
+    whether the archive container is there (one single-item listing)."""
     try:
-        for days_ago in range(RECENT_DAYS):
-            day = now - timedelta(days=days_ago)
-            async for blob in rt.archive.container.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
-                modified = blob.last_modified.astimezone(UTC)
-                if modified >= since:
-                    status.archived_last_24h += 1
-                if last is None or modified > last[0]:
-                    last = (modified, blob.name)
+        async for _ in rt.archive.container.list_blobs(results_per_page=1):
+            break
     except ResourceNotFoundError:
         status.problems.append(f"archive container {rt.settings.archive_container} does not exist")
         return
     except AzureError as exc:
         status.problems.append(f"cannot list the archive container: {type(exc).__name__}")
         return
-    if last:
-        status.last_archived_at = last[0]
-        status.last_archived_blob = last[1]
+    try:
+        activity = await rt.activity.recent(now)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the activity log: {type(exc).__name__}")
+        return
+    status.archived_last_24h = activity.archived
+    status.last_archived_blob = activity.last_blob
+    status.last_archived_at = activity.last_at
+
+
+async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timedelta) -> None:
+    """One List page of the last 24 h; each record published more than ``grace`` ago must
+    have a blob (any version: a newer one may still be on its way)."""
+    since = now - SAMPLE_WINDOW
+    flt = (
+        f"startDateTime ge {since:%Y-%m-%dT%H:%M:%SZ} and startDateTime lt {now:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    try:
+        page = await rt.graph.get(rt.graph.url(f"communications/callRecords?$filter={flt}"))
+    except GraphError as exc:
+        status.problems.append(f"cannot list call records: {exc}")
+        return
+    except AzureError as exc:  # the credential could not get a token (named above)
+        log.info("sample check skipped: %s", type(exc).__name__)
+        return
+    values = as_list(page.get("value")) or []
+    listed = [o for o in (as_object(v) for v in values) if o is not None]
+    status.graph_sampled = len(listed)
+    due: list[tuple[str, datetime]] = []
+    for item in listed:
+        rid = item.get("id")
+        try:
+            start = parse_graph_datetime(item.get("startDateTime"))
+            published = parse_graph_datetime(
+                item.get("lastModifiedDateTime") or item.get("endDateTime") or start.isoformat()
+            )
+        except ValueError:
+            continue
+        if is_guid(rid) and now - published >= grace:
+            due.append((str(rid).lower(), start))
+    gate = asyncio.Semaphore(SAMPLE_LOOKUPS)
+
+    async def archived(rid: str, start: datetime) -> bool:
+        async with gate:
+            prefix = record_prefix(rid, start)
+            async for _ in rt.archive.container.list_blobs(name_starts_with=prefix):
+                return True
+            return False
+
+    try:
+        found = await asyncio.gather(*(archived(rid, start) for rid, start in due))
+    except AzureError as exc:
+        status.problems.append(f"cannot look records up in the archive: {type(exc).__name__}")
+        return
+    status.sample_missing = [rid for (rid, _), ok in zip(due, found, strict=True) if not ok]
 
 
 async def collect(
@@ -107,6 +194,7 @@ async def collect(
     expiry_warning: timedelta = EXPIRY_WARNING,
     stale_after: timedelta = STALE_MESSAGE,
     backlog: int = BACKLOG,
+    sample_grace: timedelta = SAMPLE_GRACE,
 ) -> Status:
     """Gather the facts and name every problem found (thresholds are parameters for tests)."""
     now = utcnow()
@@ -149,13 +237,31 @@ async def collect(
                         f"subscription {sub.id} expires in {left.total_seconds() / 3600:.1f} h "
                         "and has not been renewed: is the keep_subscription timer running?"
                     )
+    subscription_live = status.subscription_id is not None and not any(
+        "has expired" in p for p in status.problems
+    )
     await _queue_facts(rt, status, now)
     await _archive_facts(rt, status, now)
     status.usage_logs = await usage_facts(rt, now, status.problems)
-    if status.poison_depth:
+    if check_subscription:
+        await _sample_facts(rt, status, now, sample_grace)
+    parked_hours = status.oldest_parked_hours or 0.0
+    if status.poison_depth and parked_hours >= rt.settings.poison_alert_hours:
         status.problems.append(
-            f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}: "
-            "see why with `python cli.py replay-poison --dry-run`, fix the cause, then replay them"
+            f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}, the oldest "
+            f"parked {parked_hours:.1f} h ago: see why with `python cli.py replay-poison "
+            "--dry-run`, fix the cause, then replay them"
+        )
+    if status.sample_missing:
+        status.problems.append(
+            f"Graph lists {len(status.sample_missing)} call record(s) of the last 24 h that the "
+            f"archive lacks (e.g. {status.sample_missing[0]}): notifications were lost; "
+            "reconciliation queues them within a day, `python cli.py backfill --since 1d` now"
+        )
+    if subscription_live and status.graph_sampled and status.archived_last_24h == 0:
+        status.problems.append(
+            "nothing archived in 24 h although the subscription is live and Graph lists "
+            f"{status.graph_sampled}+ call(s) from that time: is archive_call_record running?"
         )
     if status.queue_depth and status.queue_depth > backlog:
         status.problems.append(f"queue is backing up: {status.queue_depth} messages")

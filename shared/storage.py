@@ -23,14 +23,19 @@ DEVELOPMENT_STORAGE = (
 )
 
 
-# The webhook must answer Graph within 3 s: a sick queue fails fast (then 503, Graph retries)
-# instead of sitting in the SDK's default 15 s+ exponential backoff.
-QUEUE_OPTIONS: dict[str, Any] = {
-    # The SDK annotates these as int but computes with them as seconds: fractions work.
-    "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),  # pyright: ignore[reportArgumentType]
-    "connection_timeout": 2,
-    "read_timeout": 5,
-}
+def queue_options() -> dict[str, Any]:
+    """The webhook must answer Graph within 3 s: a sick queue fails fast (then 503, Graph
+    retries) instead of sitting in the SDK's default 15 s+ exponential backoff.
+
+    A new retry policy per client: azure-core links a pipeline's policies to each other, so
+    one policy object shared by two clients sends the first client's requests through the
+    second client's transport (and fails once that client is closed)."""
+    return {
+        # The SDK annotates these as int but computes with them as seconds: fractions work.
+        "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),  # pyright: ignore[reportArgumentType]
+        "connection_timeout": 2,
+        "read_timeout": 5,
+    }
 
 
 def _conn(target: StorageTarget) -> str | None:
@@ -54,7 +59,7 @@ def queue_client(
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy() if decode else None,
-        **QUEUE_OPTIONS,
+        **queue_options(),
     }
     conn = _conn(target)
     if conn:

@@ -16,6 +16,13 @@ from shared.messages import WorkItem
 log = logging.getLogger(__name__)
 
 
+# Queue messages expire after 7 days unless sent with a time to live; -1 means never (Put
+# Message, api-version 2017-07-29 and later:
+# learn.microsoft.com/rest/api/storageservices/put-message). A parked record must wait for a
+# person however long that takes, so every poison message is sent with -1.
+NEVER_EXPIRES = -1
+
+
 class Message(Protocol):
     def to_json(self) -> str: ...
 
@@ -69,11 +76,13 @@ class WorkQueue:
         )
 
     async def _send_poison(self, text: str) -> None:
+        # Parked messages never expire: the queue's default time to live is 7 days, and a
+        # record parked on a Friday must still be there after a long weekend, or a year.
         try:
-            await self.poison.send_message(text)
+            await self.poison.send_message(text, time_to_live=NEVER_EXPIRES)
         except ResourceNotFoundError:
             await self.ensure()
-            await self.poison.send_message(text)
+            await self.poison.send_message(text, time_to_live=NEVER_EXPIRES)
 
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
         """Park an item that cannot succeed, with its reason and last error, for

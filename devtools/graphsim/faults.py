@@ -14,7 +14,21 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 USAGE_KINDS = ("pstn_calls", "direct_routing_calls")  # the simulator's route kinds
-FAULT_KINDS = ("429", "503", "403", "drop", "drop_partial", "drop_silent", "ok")
+FAULT_KINDS = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "403",
+    "drop",
+    "drop_partial",
+    "drop_silent",
+    "ok",
+)
+# A Graph incident: every read answered with one of these (learn.microsoft.com/graph/errors
+# lists 500, 502, 503 and 504 as server-side failures to retry later).
+OUTAGE_STATUSES = (0, 500, 502, 503, 504)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class FaultConfig:
     record_first_seconds: float = 20.0
     record_next_limit: int = 50
     record_next_seconds: float = 300.0
+    outage: int = 0  # while non-zero, every Graph read is answered with this status
     script: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -69,6 +84,8 @@ class FaultConfig:
                     raise ValueError(f"{key} is a probability between 0 and 1")
                 value = type(current)(value)
             setattr(self, key, value)
+        if self.outage not in OUTAGE_STATUSES:
+            raise ValueError(f"outage must be one of {OUTAGE_STATUSES}")
         if self.rate_429 + self.rate_503 + self.rate_drop > 1:
             raise ValueError("rate_429 + rate_503 + rate_drop must not exceed 1")
 
@@ -178,6 +195,8 @@ class FaultInjector:
             scripted = c.script.pop(0)
             if scripted != "ok":
                 return self._make(scripted)
+        if c.outage:
+            return Fault(f"outage_{c.outage}", c.outage)
         if c.record_limits and record_id and kind != "list":
             fault = self._record_limit(record_id, following)
             if fault:
@@ -202,6 +221,8 @@ class FaultInjector:
             return Fault("503", 503, self.config.retry_after)
         if kind == "403":  # what Graph answers an app without CallRecords.Read.All
             return Fault("403", 403)
+        if kind in ("500", "502", "504"):
+            return Fault(kind, int(kind))
         if kind == "drop":
             kind = self.rng.choice(["drop_partial", "drop_silent"])
         return Fault(kind)

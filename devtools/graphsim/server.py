@@ -323,6 +323,9 @@ class Simulator:
                 "Insufficient privileges to complete the operation.",
                 headers,
             )
+        if fault.status in (500, 502, 504):  # learn.microsoft.com/graph/errors
+            codes = {500: "generalException", 502: "badGateway", 504: "gatewayTimeout"}
+            return GraphError(fault.status, codes[fault.status], "The request failed.", headers)
         return GraphError(503, "serviceNotAvailable", "The service is unavailable.", headers)
 
     def _drop(self, request: web.Request, kind: str) -> web.Response:

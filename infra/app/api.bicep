@@ -200,6 +200,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_RECORD_FIRST_PAGE_PACE: '10/20'
     GRAPH_RECORD_NEXT_PAGES_PACE: '50/300'
     ARCHIVE_FETCH_BUDGET_SECONDS: '300'
+    // Retry, poison and reconciliation policy: the app's defaults, written out to be tuned here
+    ARCHIVE_RETRY_MAX_SECONDS: '1800'
+    ARCHIVE_GIVE_UP_HOURS: '24'
+    ARCHIVE_MAX_LARGE_FETCHES: '4'
+    POISON_ALERT_HOURS: '0'
+    RECONCILE_RECENT_HOURS: '4'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)

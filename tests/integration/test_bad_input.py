@@ -148,6 +148,10 @@ def test_bad_notifications_never_queue_and_never_500(webhook_only, app_env) -> N
             ok = r.status_code == expected
             if expected == 202:
                 ok = ok and r.json()["queued"] == 0
+            elif expected == 413 and "request body size" in r.text:
+                # Refused by the host itself (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT = 4 MiB) before
+                # the function runs, as in Azure; the app refuses the same size on its own too.
+                ok = ok and "4194304" in r.text
             elif expected != 405:
                 ok = (
                     ok
@@ -161,7 +165,7 @@ def test_bad_notifications_never_queue_and_never_500(webhook_only, app_env) -> N
     log = webhook_only.log()
     assert "Traceback" not in log
     assert state not in log
-    assert "dropped notification: item 0: clientState does not match" in log
+    assert "notification batch: queued 0, dropped 1 (clientState does not match: 1)" in log
 
 
 @pytest.mark.parametrize(

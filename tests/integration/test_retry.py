@@ -14,9 +14,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from shared import archiver, handlers
-from shared.graph import Unauthorized, Unreachable
 from shared.messages import Source, WorkItem, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,33 +129,62 @@ async def test_connection_dropped_mid_pagination_never_writes_half(runtime, sim)
         script=["ok", "ok", "drop_partial", "drop_partial", "drop_partial", "drop_partial"]
     )
     try:
-        with pytest.raises(Unreachable):
-            await handlers.queue_message(body, dequeue_count=1)  # the host will retry
+        await handlers.queue_message(body, dequeue_count=1)  # back on the queue, a bit later
     finally:
         sim.client.set_faults(reset=True)
     assert await _blobs(runtime) == {}  # nothing half-fetched was written
-    await handlers.queue_message(body, dequeue_count=2)  # the host's retry
+    _, again = await _next_message(runtime.work.queue)
+    retried = WorkItem.from_body(again)
+    assert retried.attempt == 1 and "Unreachable" in (retried.last_error or "")
+    await handlers.queue_message(again, dequeue_count=1)
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 
-async def test_missing_app_role_is_named_then_parked_then_replayed(runtime, sim, caplog) -> None:
+async def test_missing_app_role_is_named_then_parked_at_once_then_replayed(
+    runtime, sim, caplog
+) -> None:
+    """A 403 is permanent (no retry brings the app role): parked on the first try, with the
+    reason, without waiting for the host's tries; replayed once the role is granted."""
     rid = sim.client.create_record(notify=False)["id"]
     body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
-    caplog.set_level(logging.ERROR, logger="archive")
+    caplog.set_level(logging.ERROR, logger="shared.archiver")
     sim.client.set_faults(script=["403", "403", "403", "403"])
     try:
-        with pytest.raises(Unauthorized):
-            await handlers.queue_message(body, dequeue_count=1)
-        assert "needs the application role CallRecords.Read.All" in caplog.text
-        await handlers.queue_message(body, dequeue_count=archiver.max_dequeue_count())  # last try
+        await handlers.queue_message(body, dequeue_count=1)  # no raise: parked now
     finally:
         sim.client.set_faults(reset=True)
+    assert "needs the application role CallRecords.Read.All" in caplog.text
+    assert await _count(runtime.work.queue) == 0
+    parked_message, parked_body = await _next_message(runtime.work.poison)
+    parked = WorkItem.from_body(parked_body)
+    assert parked.reason == "permanent error: Graph answered 403"
+    assert "Unauthorized" in (parked.last_error or "") and "403" in (parked.last_error or "")
+    assert parked_message.expires_on.year == 9999  # parked messages never expire
+    # Once the role is granted, the replayed item archives the record.
+    await handlers.queue_message(parked.replayed().to_json().encode(), dequeue_count=1)
+    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
+
+
+async def test_unclassified_failure_uses_the_host_tries_then_parks(
+    runtime, sim, app_env, make_runtime
+) -> None:
+    """What the policy cannot classify (here: the archive account refuses the app's key, a
+    storage 403) raises for the host's retries, and on its last try is parked with the reason
+    and the last error."""
+    rid = sim.client.create_record(notify=False)["id"]
+    item = WorkItem.new(rid, Source.NOTIFICATION)
+    good = app_env["AzureWebJobsStorage"]
+    key = good.split("AccountKey=")[1].split(";")[0]
+    rt = make_runtime(ARCHIVE_STORAGE=good.replace(key, base64.b64encode(b"x" * 64).decode()))
+    with pytest.raises(HttpResponseError) as raised:
+        await archiver.archive_item(rt, item, dequeue_count=1)
+    assert raised.value.status_code == 403
+    await archiver.archive_item(rt, item, dequeue_count=archiver.max_dequeue_count())
     _, parked_body = await _next_message(runtime.work.poison)
     parked = WorkItem.from_body(parked_body)
     assert parked.reason == f"failed {archiver.max_dequeue_count()} times"
-    assert "Unauthorized" in (parked.last_error or "") and "403" in (parked.last_error or "")
-    # Once the role is granted, the replayed item archives the record.
-    await handlers.queue_message(parked.replayed().to_json().encode(), dequeue_count=1)
+    assert "HttpResponseError" in (parked.last_error or "") or "403" in (parked.last_error or "")
+    await archiver.archive_item(runtime, parked.replayed(), dequeue_count=1)
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from shared.archiver import archive_record
+from shared.archiver import archive_item, archive_record
 from shared.messages import Source, WorkItem
 from shared.status import collect
 from shared.subscriptions import SubscriptionKeeper
@@ -35,10 +35,17 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     answer = health(host)
     assert answer.status_code == 503 and answer.json()["problems"] == facts.problems
 
-    # Renewed, and one record archived: healthy.
+    # Renewed, Graph lists a call and nothing was archived in 24 h: silence is a problem.
     await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()
     rid = fresh_sim.client.create_record(sessions=1, participants=2, notify=False)["id"]
-    archived = await archive_record(rt, WorkItem.new(rid, Source.CLI))
+    facts = await collect(rt)
+    assert facts.graph_sampled == 1 and facts.archived_last_24h == 0
+    assert [p for p in facts.problems if p.startswith("nothing archived in 24 h")], facts.problems
+
+    # One record archived (counted by the archiver's activity log): healthy.
+    item = WorkItem.new(rid, Source.CLI)
+    await archive_item(rt, item, dequeue_count=1)
+    archived = await archive_record(rt, item)  # already there: not counted twice
     facts = await collect(rt)
     assert (facts.verdict, facts.problems) == ("healthy", [])
     assert facts.subscription_id == short.id
@@ -64,11 +71,43 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
 
     await rt.work.put_poison(WorkItem.new(rid, Source.CLI), "test", "Graph 404")
     facts = await collect(rt)
-    assert facts.poison_depth == 1
+    assert facts.poison_depth == 1 and facts.oldest_parked_hours is not None
+    assert facts.parked_with_expiry == 0
     assert any(
-        p.startswith(f"1 message(s) in {rt.settings.poison_queue_name}") and "replay-poison" in p
+        p.startswith(f"1 message(s) in {rt.settings.poison_queue_name}, the oldest parked")
+        and "replay-poison" in p
         for p in facts.problems
     )
+    # POISON_ALERT_HOURS tolerates parked messages younger than it (they never expire).
+    lenient = make_runtime(NOTIFICATION_URL=host.env["NOTIFICATION_URL"], POISON_ALERT_HOURS="1")
+    facts = await collect(lenient)
+    assert facts.poison_depth == 1
+    assert not any(rt.settings.poison_queue_name in p for p in facts.problems), facts.problems
+
+
+async def test_health_notices_a_listed_record_the_archive_lacks(
+    fresh_sim, app_env, make_runtime
+) -> None:
+    """One List page of the last 24 h, each published record looked up in the archive."""
+    from datetime import UTC, datetime
+
+    rt = make_runtime(NOTIFICATION_URL="http://127.0.0.1:9/api/notifications")
+    await rt.work.ensure()
+    await rt.archive.container.create_container()
+    now = datetime.now(UTC)
+    lost = fresh_sim.client.create_record(sessions=1, start=now - timedelta(hours=5))["id"]
+    fresh = fresh_sim.client.create_record(sessions=1, notify=False)["id"]
+    facts = await collect(rt)
+    assert facts.graph_sampled == 2
+    assert facts.sample_missing == [lost]  # the fresh one is within the grace period
+    assert any(p.startswith("Graph lists 1 call record(s)") and lost in p for p in facts.problems)
+    assert facts.verdict == "unhealthy"
+
+    await archive_item(rt, WorkItem.new(lost, Source.RECONCILE), dequeue_count=1)
+    facts = await collect(rt)
+    assert facts.sample_missing == [] and facts.archived_last_24h == 1
+    assert not any(p.startswith("Graph lists") for p in facts.problems)
+    assert fresh not in facts.sample_missing
 
 
 async def test_without_notification_url_or_container_status_says_so(app_env, make_runtime) -> None:
