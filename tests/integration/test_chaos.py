@@ -31,4 +31,5 @@ def test_small_chaos_run_loses_nothing() -> None:
         result["webhook answers"].get("503", 0) + result["webhook answers"].get("ConnectError", 0)
         > 0
     )
-    assert result["requeued by cause (404 / 429 / 503)"].get("404", 0) > 0
+    # Late records were really not there at first (and are archived all the same, above).
+    assert result["record fetches answered 404 / 429 / 503"].get("404", 0) > 0
