@@ -76,9 +76,11 @@ class AppHost:
             self._spawn()
             if self._wait_ready(timeout):
                 return self
-            taken = not port_is_free(self.port)
+            assert self.proc is not None
+            # It exited, and something else holds its port: it lost a race for a free port.
+            lost_port = self.proc.poll() is not None and not port_is_free(self.port)
             self.stop()
-            if self._own_port and taken and attempt + 1 < START_ATTEMPTS:
+            if self._own_port and lost_port and attempt + 1 < START_ATTEMPTS:
                 self.port = free_port()  # someone else listens there now
                 self.env = self._environment()
                 continue

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     log_path = workdir / "host.log"
     log_path.touch()
     # Timers on: the keeper subscribes to the simulator, which then notifies like Graph.
-    host = st.host(st.app_env(container=container), log_path, timers=True, port=_port(args.port))
+    queue = os.environ.get("CALLRECORDS_QUEUE", "callrecords")
+    host = st.host(st.app_env(queue, container), log_path, timers=True, port=_port(args.port))
     port = host.port
     _write_cli_env(workdir / "cli.env", host.env)
     blobs = ContainerClient.from_connection_string(az.connection_string, container)
