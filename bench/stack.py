@@ -1,38 +1,49 @@
-"""The services a benchmark part runs against, each on free loopback ports: Azurite, the Graph
-simulator and devtools.host (the app as `func start` would run it), plus CPU accounting for
-every process involved, so a figure can be read beside what the machine was busy with."""
+"""The services a benchmark part runs against: the local stack of devtools/stack.py (Azurite,
+the Graph simulator, devtools.host, each on free loopback ports), plus CPU accounting for every
+process involved, so a figure can be read beside what the machine was busy with. Progress is
+read from counters (the host's /_host/metrics, the archive's listing), never from the log."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools import azurite as azurite_mod
 from devtools.apphost import AppHost
-from devtools.graphsim.process import Simulator, start_simulator
+from devtools.stack import (
+    ROOT,
+    Stack,
+    blob_names,
+    create_container,
+    create_queue,
+    timers_off,
+    unique,
+)
+from devtools.stack import running as _running
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = [
+    "DISABLED_TIMERS",
+    "ROOT",
+    "CpuMeter",
+    "HostProcess",
+    "Progress",
+    "Stack",
+    "app_environ",
+    "create_container",
+    "create_queue",
+    "stack",
+    "unique",
+]
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # The timers talk to Graph (subscription keeper) or enqueue work (reconcile, hourly at :37):
-# neither belongs in a measurement, so hosted runs switch them off.
-DISABLED_TIMERS = {
-    "AzureWebJobs.keep_subscription.Disabled": "true",
-    "AzureWebJobs.reconcile.Disabled": "true",
-    "AzureWebJobs.rebuild_tables.Disabled": "true",
-}
-
-
-def unique(prefix: str) -> str:
-    """A queue or container name (3-63 lowercase characters) no other run uses."""
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
+# neither belongs in a measurement, so hosted runs switch them off (every timer of the app).
+DISABLED_TIMERS = timers_off()
+QUEUE_FUNCTION = "archive_call_record"
 
 
 def proc_cpu_seconds(pid: int | None) -> float:
@@ -91,51 +102,9 @@ class CpuMeter:
         }
 
 
-@dataclass
-class Stack:
-    """Azurite and (optionally) the simulator for one benchmark part."""
-
-    azurite: azurite_mod.Azurite
-    sim: Simulator | None
-    client_state: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-
-    @property
-    def conn(self) -> str:
-        return self.azurite.connection_string
-
-    def pids(self) -> dict[str, int | None]:
-        pids: dict[str, int | None] = {
-            "azurite": self.azurite.process.pid if self.azurite.process else None
-        }
-        if self.sim is not None:
-            pids["graphsim"] = self.sim.process.pid if self.sim.process else None
-        return pids
-
-    def app_env(self, queue: str, container: str) -> dict[str, str]:
-        """App settings for this stack, a queue and a container (what Bicep sets in Azure)."""
-        env = {
-            "AzureWebJobsStorage": self.conn,
-            "CALLRECORDS_QUEUE": queue,
-            "ARCHIVE_CONTAINER": container,
-            "GRAPH_CLIENT_STATE": self.client_state,
-        }
-        if self.sim is not None:
-            env.update(self.sim.env())
-        return env
-
-
-@contextlib.contextmanager
-def stack(with_sim: bool = True) -> Iterator[Stack]:
+def stack(with_sim: bool = True) -> contextlib.AbstractContextManager[Stack]:
     """Start Azurite (and the simulator) on free ports; stop them (and delete their data)."""
-    az = azurite_mod.start()
-    sim = None
-    try:
-        sim = start_simulator() if with_sim else None
-        yield Stack(az, sim)
-    finally:
-        if sim is not None:
-            sim.close()
-        az.close()
+    return _running(sim=with_sim)
 
 
 @contextlib.contextmanager
@@ -154,37 +123,47 @@ def app_environ(env: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-_ARCHIVED = re.compile(rb" archive: archived ")
-_FAILED = re.compile(rb"Executed '[^']+' \(Failed")
-_REQUEUED = re.compile(rb"fetching again in ")
+@dataclass(frozen=True)
+class Progress:
+    """How far a hosted run is, from counters."""
+
+    invocations: int  # of the queue function that succeeded (a record archived, or put back)
+    failed: int  # of the queue function that failed (the host tries them again)
+    archived: int | None  # blobs in the host's container (None: not listed this time)
 
 
 class HostProcess(AppHost):
-    """The app under devtools.host (timers off), counting what its log says it did."""
+    """The app under devtools.host (timers off), with its progress read from counters."""
 
     def __init__(self, env: dict[str, str], log_path: Path, extra: dict[str, str] | None = None):
         super().__init__({**DISABLED_TIMERS, **env, **(extra or {})}, log_path)
-        self._offset = 0
         self.archived = 0
         self.failed = 0
-        self.requeued = 0  # records put back on the queue with a delay (404, long throttle)
+        # Records put back on the queue with a delay (404, long throttle): invocations that
+        # succeeded without writing a blob. Exact when no record is archived twice.
+        self.requeued = 0
 
     def start(self, timeout: float = 60.0) -> HostProcess:
         super().start(timeout)
-        self._offset = self.log_path.stat().st_size
         return self
 
+    def progress(self, *, list_archive: bool = True) -> Progress:
+        """The host's counters (cheap: poll them often), and with ``list_archive`` the
+        number of blobs in its container (a listing: a few times a second at most)."""
+        counts = self.invocations(QUEUE_FUNCTION)
+        archived = None
+        if list_archive:
+            env = self.settings
+            archived = len(blob_names(env["AzureWebJobsStorage"], env["ARCHIVE_CONTAINER"]))
+        return Progress(counts.get("succeeded", 0), counts.get("failed", 0), archived)
+
     def poll_log(self) -> tuple[int, int]:
-        """Read new log lines; (records archived, failed invocations) since start()."""
-        with self.log_path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        cut = chunk.rfind(b"\n") + 1  # count whole lines only
-        self._offset += cut
-        lines = chunk[:cut]
-        self.archived += len(_ARCHIVED.findall(lines))
-        self.failed += len(_FAILED.findall(lines))
-        self.requeued += len(_REQUEUED.findall(lines))
+        """(records archived, failed invocations) since start(), from the archive's listing
+        and the host's counters (the name is older than the counters: no log is read)."""
+        now = self.progress()
+        assert now.archived is not None
+        self.archived, self.failed = now.archived, now.failed
+        self.requeued = max(0, now.invocations - now.archived)
         return self.archived, self.failed
 
     def stop(self, timeout: float = 40.0) -> None:
@@ -192,19 +171,3 @@ class HostProcess(AppHost):
 
     def __enter__(self) -> HostProcess:
         return self.start()
-
-
-def create_queue(conn: str, name: str) -> None:
-    """Create a queue (Bicep does in Azure), closing the client: Azurite's shutdown waits
-    for open connections."""
-    from azure.storage.queue import QueueClient
-
-    with QueueClient.from_connection_string(conn, name) as client:
-        client.create_queue()
-
-
-def create_container(conn: str, name: str) -> None:
-    from azure.storage.blob import ContainerClient
-
-    with ContainerClient.from_connection_string(conn, name) as client:
-        client.create_container()

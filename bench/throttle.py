@@ -73,7 +73,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
             for mark in range(5, cfg.throttle_seconds + 1, 5):
                 time.sleep(max(0.0, t0 + mark - time.perf_counter()))
                 stats = st.sim.client.stats()
-                archived, failed = host.poll_log()
+                archived, failed = host.poll_log()  # the archive's listing, the host's counters
                 point: dict[str, Any] = {
                     "t": mark,
                     **_counts(stats),

@@ -35,6 +35,7 @@ from bench.config import Config
 from bench.report import PartResult, Row, percentile
 from bench.stack import CpuMeter, HostProcess, Stack, app_environ, create_queue, stack, unique
 from devtools.graphsim.notifier import change_notification
+from devtools.stack import disabled
 
 P99_TARGET_MS = 300.0
 THROUGHPUT_TARGET = 0.8
@@ -242,11 +243,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
         env = st.app_env(queue, unique("wc"))
         create_queue(st.conn, queue)
         # Only the webhook runs: the queue trigger would drain (and race) the measured queue.
-        host = HostProcess(
-            env,
-            cfg.logdir / "webhook-host.log",
-            {"AzureWebJobs.archive_call_record.Disabled": "true"},
-        )
+        host = HostProcess(env, cfg.logdir / "webhook-host.log", disabled("archive_call_record"))
         with host, app_environ(env):
             log(f"webhook: host on {host.url}; batches {cfg.webhook_batches}")
             part.details = asyncio.run(_measure(st, cfg, host, queue))

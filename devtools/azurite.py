@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.ports import free_port, stop_process, wait_for_port
+from shared.storage import development_storage
 
 ROOT = Path(__file__).resolve().parent.parent
-# The well-known Azurite development account: public, documented, not a secret.
-ACCOUNT = "devstoreaccount1"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 @dataclass
@@ -30,11 +28,7 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-        )
+        return development_storage(self.blob_port, self.queue_port)
 
     def stop(self) -> None:
         self.resume()  # a stopped process cannot act on SIGTERM

@@ -10,7 +10,11 @@ so a wrong route, queue name or parameter name fails here as it would when Azure
   polling backing off to maxPollingInterval;
 - timer triggers on their NCRONTAB schedules, runOnStartup honoured;
 - ``%SETTING%`` binding expressions, and ``AzureWebJobs.<name>.Disabled``;
-- settings from the environment, then local.settings.json ``Values`` (environment wins).
+- settings from the environment, then local.settings.json ``Values`` (environment wins);
+- ``GET /_host/metrics``: what this host has done, as counters (invocations by function and
+  outcome, HTTP answers by status, queue messages received, retried and moved to poison) and
+  its state; tests, benchmarks and chaos runs read these, never the log, whose wording is
+  for people.
 
 Usage: ``python -m devtools.host [--port 7071] [--app-dir .]``
 """
@@ -29,9 +33,11 @@ import os
 import re
 import signal
 import sys
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +76,60 @@ def request_body_limit(settings: dict[str, str]) -> int:
 
 class HostError(RuntimeError):
     """The app cannot be hosted as it is (what Azure would refuse at indexing or start-up)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# counters
+
+METRICS_PATH = "/_host/metrics"
+
+
+class HostState(StrEnum):
+    STARTING = "starting"  # listening for HTTP, functions not all started yet
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # raised (or, for HTTP, returned something that is not a response)
+
+
+class QueueEvent(StrEnum):
+    RECEIVED = "received"  # handed to the function (or found undecodable)
+    RETRIED = "retried"  # failed, made visible again for another try
+    POISONED = "poisoned"  # failed on its last try, moved to <queue>-poison as it was
+
+
+@dataclass
+class HostMetrics:
+    """What this host process has done since it started, counted where it happens."""
+
+    state: HostState = HostState.STARTING
+    invocations: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+    http_responses: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+    queue_messages: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+
+    def invoked(self, function: str, outcome: Outcome) -> None:
+        self.invocations[function][outcome] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        def plain(counts: defaultdict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+            return {name: {str(k): n for k, n in c.items()} for name, c in counts.items()}
+
+        return {
+            "pid": os.getpid(),
+            "state": str(self.state),
+            "invocations": plain(self.invocations),
+            "http_responses": plain(self.http_responses),
+            "queue_messages": plain(self.queue_messages),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,22 +264,35 @@ def load_functions(app_dir: Path, settings: dict[str, str]) -> list[Function]:
 
 
 def http_app(
-    functions: list[Function], route_prefix: str = "api", max_body: int = MAX_REQUEST_BYTES
+    functions: list[Function],
+    metrics: HostMetrics,
+    route_prefix: str = "api",
+    max_body: int = MAX_REQUEST_BYTES,
 ) -> web.Application:
-    """One aiohttp route per HTTP function; unknown paths 404, wrong methods 405, bodies over
-    ``max_body`` 413."""
+    """One aiohttp route per HTTP function (unknown paths 404, wrong methods 405, bodies over
+    ``max_body`` 413), and the host's counters at METRICS_PATH."""
     app = web.Application(client_max_size=max_body)
     for fn in functions:
         if fn.trigger["type"] != "httpTrigger":
             continue
         route = str(fn.trigger.get("route") or fn.name).strip("/")
         methods = [str(m).upper() for m in fn.trigger.get("methods") or []]
-        app.router.add_route("*", f"/{route_prefix}/{route}", _http_handler(fn, methods))
+        app.router.add_route("*", f"/{route_prefix}/{route}", _http_handler(fn, methods, metrics))
+
+    async def show_metrics(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=orjson.dumps(metrics.as_dict()), content_type="application/json")
+
+    app.router.add_get(METRICS_PATH, show_metrics)
     return app
 
 
-def _http_handler(fn: Function, methods: list[str]) -> Callable[..., Any]:
+def _http_handler(fn: Function, methods: list[str], metrics: HostMetrics) -> Callable[..., Any]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        response = await respond(request)
+        metrics.http_responses[fn.name][str(response.status)] += 1
+        return response
+
+    async def respond(request: web.Request) -> web.StreamResponse:
         if methods and request.method not in methods:
             return web.Response(status=405, headers={"Allow": ", ".join(methods)})
         req = func.HttpRequest(
@@ -233,11 +306,14 @@ def _http_handler(fn: Function, methods: list[str]) -> Callable[..., Any]:
         try:
             result = await fn.invoke(req)
         except Exception:
+            metrics.invoked(fn.name, Outcome.FAILED)
             log.exception("Executed '%s' (Failed)", fn.name)
             return web.Response(status=500)
         if not isinstance(result, func.HttpResponse):
+            metrics.invoked(fn.name, Outcome.FAILED)
             log.error("%s returned %s, not an HttpResponse", fn.name, type(result).__name__)
             return web.Response(status=500)
+        metrics.invoked(fn.name, Outcome.SUCCEEDED)
         headers = dict(result.headers)
         if result.mimetype and "content-type" not in {k.lower() for k in headers}:
             ctype = result.mimetype
@@ -273,6 +349,7 @@ class QueueListener:
     client: QueueClient
     poison: QueueClient
     options: QueueOptions
+    metrics: HostMetrics
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     stopping: bool = False
 
@@ -312,6 +389,7 @@ class QueueListener:
                 task.add_done_callback(self.in_flight.discard)
 
     async def process(self, message: Any) -> None:
+        self.metrics.queue_messages[self.fn.name][QueueEvent.RECEIVED] += 1
         content = message.content
         raw = content.encode() if isinstance(content, str) else bytes(content or b"")
         try:
@@ -333,8 +411,10 @@ class QueueListener:
             finally:
                 renewal.cancel()
         except Exception as exc:  # a failed invocation, or a body that is not base64
+            self.metrics.invoked(self.fn.name, Outcome.FAILED)
             await self.failed(message, raw, exc)
             return
+        self.metrics.invoked(self.fn.name, Outcome.SUCCEEDED)
         try:
             await self.client.delete_message(message.id, message.pop_receipt)
         except AzureError as exc:
@@ -365,6 +445,7 @@ class QueueListener:
             if message.dequeue_count >= self.options.max_dequeue_count:
                 await self.poison.send_message(raw.decode("ascii", errors="replace"))
                 await self.client.delete_message(message.id, message.pop_receipt)
+                self.metrics.queue_messages[self.fn.name][QueueEvent.POISONED] += 1
                 log.warning(
                     "message %s moved to %s after %d tries",
                     message.id,
@@ -377,6 +458,7 @@ class QueueListener:
                     message.pop_receipt,
                     visibility_timeout=int(self.options.visibility_timeout),
                 )
+                self.metrics.queue_messages[self.fn.name][QueueEvent.RETRIED] += 1
         except AzureError as err:  # the lease simply runs out and the message comes back
             log.warning("could not release message %s: %s", message.id, type(err).__name__)
 
@@ -454,22 +536,25 @@ class Schedule:
         raise HostError("schedule never fires")
 
 
-async def run_timer(fn: Function) -> None:
+async def run_timer(fn: Function, metrics: HostMetrics) -> None:
     schedule = Schedule.parse(str(fn.trigger["schedule"]))
     if fn.trigger.get("runOnStartup"):
-        await _fire(fn)
+        await _fire(fn, metrics)
     while True:
         now = datetime.now(UTC)
         due = schedule.next_after(now)
         await asyncio.sleep((due - now).total_seconds())
-        await _fire(fn)
+        await _fire(fn, metrics)
 
 
-async def _fire(fn: Function) -> None:
+async def _fire(fn: Function, metrics: HostMetrics) -> None:
     try:
         await fn.invoke(TimerRequest(past_due=False))
     except Exception:
+        metrics.invoked(fn.name, Outcome.FAILED)
         log.exception("Executed '%s' (Failed)", fn.name)
+    else:
+        metrics.invoked(fn.name, Outcome.SUCCEEDED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,8 +573,9 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     functions = load_functions(app_dir, settings)
     prefix = host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api")
 
+    metrics = HostMetrics()
     runner = web.AppRunner(
-        http_app(functions, prefix, request_body_limit(settings)), access_log=None
+        http_app(functions, metrics, prefix, request_body_limit(settings)), access_log=None
     )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -513,13 +599,15 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
                 QueueClient.from_connection_string(conn, queue),
                 QueueClient.from_connection_string(conn, f"{queue}-poison"),
                 options,
+                metrics,
             )
             listeners.append(listener)
             tasks.append(asyncio.create_task(listener.run()))
             print(f"  {fn.name}: queueTrigger {queue}", flush=True)
         else:
-            tasks.append(asyncio.create_task(run_timer(fn)))
+            tasks.append(asyncio.create_task(run_timer(fn, metrics)))
             print(f"  {fn.name}: timerTrigger {fn.trigger['schedule']}", flush=True)
+    metrics.state = HostState.RUNNING
     print(f"Host started: http://127.0.0.1:{port}", flush=True)
 
     stop = stop or asyncio.Event()
@@ -528,6 +616,7 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    metrics.state = HostState.STOPPING
     log.info("host stopping")
     for listener in listeners:
         listener.stopping = True

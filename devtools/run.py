@@ -10,41 +10,36 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import orjson
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
 
-from devtools import azurite
-from devtools.graphsim.process import start_simulator
-from devtools.ports import free_port, wait_for_port
+from devtools import stack
+from devtools.ports import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOW = ("subscription", "ERROR", "poison", "Traceback", "host: ")
 
 
 def _port(preferred: int) -> int:
-    try:
-        wait_for_port(preferred, timeout=0.2)
-    except TimeoutError:
-        return preferred  # nothing listens there: take it
-    return free_port()
+    return preferred if port_is_free(preferred) else free_port()
 
 
-def _relay(proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Keep the host's full log in a file; echo the lines a person should see."""
-    with log_path.open("ab") as log:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            log.write(raw)
-            log.flush()
+def _relay(log_path: Path, offset: int, stop: threading.Event) -> None:
+    """Echo the lines of the host's log a person should see (the full log stays in the file)."""
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        while not stop.is_set():
+            raw = log.readline()
+            if not raw.endswith(b"\n"):  # nothing new yet, or half a line
+                log.seek(-len(raw), os.SEEK_CUR)
+                stop.wait(0.2)
+                continue
             line = raw.decode(errors="replace").rstrip()
             if any(word in line for word in SHOW) and not line.startswith("  "):
                 print(f"  app | {line.split(': ', 1)[-1] if 'INFO' in line else line}", flush=True)
@@ -86,40 +81,35 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(exist_ok=True)
     out_dir = ROOT / "local-archive"
     print("Starting Azurite, the Graph simulator and the app...", flush=True)
-    az = azurite.start(str(workdir / "azurite"))
-    sim = start_simulator(tenant=True, calls_per_minute=args.calls_per_minute, max_sessions=300)
-    port = _port(args.port)
-    container = os.environ.get("ARCHIVE_CONTAINER", "callrecords")
-    env = {
-        **os.environ,
-        **sim.env(),
-        "AzureWebJobsStorage": az.connection_string,
-        "ARCHIVE_CONTAINER": container,
-        "GRAPH_CLIENT_STATE": os.environ.get("GRAPH_CLIENT_STATE") or secrets.token_urlsafe(32),
-        "NOTIFICATION_URL": f"http://127.0.0.1:{port}/api/notifications",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("LIFECYCLE_NOTIFICATION_URL", None)
-    _write_cli_env(workdir / "cli.env", env)
-    blobs = ContainerClient.from_connection_string(az.connection_string, container)
-    try:
-        blobs.create_container()
-    except ResourceExistsError:
-        pass
-    host = subprocess.Popen(
-        [sys.executable, "-m", "devtools.host", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    st = stack.start(
+        workdir / "azurite",
+        client_state=os.environ.get("GRAPH_CLIENT_STATE"),
+        tenant=True,
+        calls_per_minute=args.calls_per_minute,
+        max_sessions=300,
     )
-    threading.Thread(target=_relay, args=(host, workdir / "host.log"), daemon=True).start()
+    az, sim = st.azurite, st.sim
+    assert sim is not None
+    container = os.environ.get("ARCHIVE_CONTAINER", "callrecords")
+    st.create_container(container)
+    log_path = workdir / "host.log"
+    log_path.touch()
+    # Timers on: the keeper subscribes to the simulator, which then notifies like Graph.
+    queue = os.environ.get("CALLRECORDS_QUEUE", "callrecords")
+    host = st.host(st.app_env(queue, container), log_path, timers=True, port=_port(args.port))
+    port = host.port
+    _write_cli_env(workdir / "cli.env", host.env)
+    blobs = ContainerClient.from_connection_string(az.connection_string, container)
     stop = threading.Event()
+    relay = threading.Thread(
+        target=_relay, args=(log_path, log_path.stat().st_size, stop), daemon=True
+    )
+    relay.start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     seen: set[str] = set()
     before = 0
     try:
-        wait_for_port(port, timeout=30)
+        host.start()
         print(
             f"""
   Graph simulator : {sim.base_url}  (tenant: ~{args.calls_per_minute:g} calls/min)
@@ -137,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         before = len(seen)
         started = time.monotonic()
         while not stop.is_set():
-            if host.poll() is not None:
-                print(f"the app host exited ({host.returncode}); see .local/host.log", flush=True)
+            if host.proc is None or host.proc.poll() is not None:
+                code = host.proc.returncode if host.proc else None
+                print(f"the app host exited ({code}); see .local/host.log", flush=True)
                 return 1
             for blob in blobs.list_blobs():
                 if blob.name in seen:
@@ -171,13 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             f"\nStopping. {len(seen) - before} record versions archived in this run "
             f"({len(seen)} in container '{container}')."
         )
-        host.terminate()
-        try:
-            host.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            host.kill()
-        sim.close()
-        az.stop()
+        stop.set()
+        host.stop(timeout=15)
+        st.close()
     return 0
 
 

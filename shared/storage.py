@@ -15,12 +15,26 @@ from azure.storage.queue.aio import QueueClient
 from shared.settings import SettingError, StorageTarget
 
 _DEV_SHORTHAND = "UseDevelopmentStorage=true"
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+# The storage emulator's well-known account: public and documented, not a secret
+# (learn.microsoft.com/azure/storage/common/storage-connect-azurite).
+DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+DEVELOPMENT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+
+
+def development_storage(blob_port: int = 10000, queue_port: int = 10001) -> str:
+    """The connection string of an Azurite on loopback (its default ports: what
+    ``UseDevelopmentStorage=true`` means)."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};"
+        f"AccountKey={DEVELOPMENT_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{blob_port}/{DEVELOPMENT_ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{DEVELOPMENT_ACCOUNT};"
+    )
+
+
+DEVELOPMENT_STORAGE = development_storage()
 
 
 def queue_options() -> dict[str, Any]:

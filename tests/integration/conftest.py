@@ -1,10 +1,9 @@
-"""Shared fixtures: real Azurite, the Graph simulator and the development host, on free ports."""
+"""Shared fixtures: the local stack (devtools/stack.py): real Azurite, the Graph simulator
+and the development host, on free ports."""
 
 from __future__ import annotations
 
 import os
-import secrets
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import pytest
 
 from devtools import azurite as azurite_mod
 from devtools.apphost import AppHost
+from devtools.graphsim.process import Simulator, start_simulator
+from devtools.ports import closed_port
+from devtools.stack import Stack, disabled, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,37 +27,38 @@ def azurite() -> Iterator[azurite_mod.Azurite]:
 
 
 @pytest.fixture(scope="session")
-def sim() -> Iterator[object]:
+def sim() -> Iterator[Simulator]:
     """One Graph simulator (with its managed-identity token endpoint) for the whole run."""
-    from devtools.graphsim.process import start_simulator
-
     s = start_simulator()
     yield s
     s.close()
 
 
-def unique(prefix: str) -> str:
-    """A queue/container name no other test uses (3-63 lowercase characters)."""
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def stack(azurite, sim) -> Stack:
+    """The session's Azurite and simulator, with a fresh subscription secret."""
+    return Stack(azurite, sim)
 
 
 @pytest.fixture
-def app_env(azurite, sim, monkeypatch) -> dict[str, str]:
+def app_env(stack, monkeypatch) -> dict[str, str]:
     """App settings pointing at this run's Azurite and simulator, with fresh names and secret."""
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "CALLRECORDS_QUEUE": unique("q"),
-        "ARCHIVE_CONTAINER": unique("c"),
-        "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
-        "ARCHIVE_RETRY_BASE_SECONDS": "1",  # fast "not yet available" retries in tests
-        **sim.env(),
-    }
+    # Fast "not yet available" retries in tests.
+    env = stack.app_env(unique("q"), unique("c"), ARCHIVE_RETRY_BASE_SECONDS="1")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     for key in ("ARCHIVE_STORAGE", "NOTIFICATION_URL", "LIFECYCLE_NOTIFICATION_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
     return env
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A notification URL on which nothing will ever answer (connections are refused at
+    once), held for the test so no other process on the machine can start listening there."""
+    with closed_port() as port:
+        yield f"http://127.0.0.1:{port}/api/notifications"
 
 
 @pytest.fixture
@@ -79,19 +82,14 @@ class Host(AppHost):
     """
 
     def __init__(self, env: dict[str, str], log: Path, keeper: bool = False) -> None:
-        extra = {} if keeper else {"AzureWebJobs.keep_subscription.Disabled": "true"}
-        super().__init__({**env, **extra}, log)
+        super().__init__({**({} if keeper else disabled("keep_subscription")), **env}, log)
         self.start()
 
 
 @pytest.fixture
-def host(app_env, tmp_path) -> Iterator[Host]:
+def host(stack, app_env, tmp_path) -> Iterator[Host]:
     """The app, hosted like `func start`, against this test's queue and container."""
-    from azure.storage.blob import BlobServiceClient
-
-    BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).create_container(
-        app_env["ARCHIVE_CONTAINER"]
-    )
+    stack.create_container(app_env["ARCHIVE_CONTAINER"])
     h = Host(dict(app_env), tmp_path / "host.log")
     yield h
     h.stop()

@@ -12,6 +12,8 @@ import orjson
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
+from devtools.ports import closed_port
+from devtools.stack import disabled
 from tests.integration.conftest import Host
 from tests.integration.helpers import batch, blobs, notification, queue_depth, queued_ids, wait_for
 
@@ -20,15 +22,11 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def webhook_only(app_env, tmp_path):
+def webhook_only(stack, app_env, tmp_path):
     """The app with the archiver switched off (AzureWebJobs.<name>.Disabled), so whatever
     the webhook queues stays in the queue to be counted. The queues exist, as Bicep makes them."""
-    from azure.storage.queue import QueueClient
-
-    for name in (app_env["CALLRECORDS_QUEUE"], app_env["CALLRECORDS_QUEUE"] + "-poison"):
-        QueueClient.from_connection_string(app_env["AzureWebJobsStorage"], name).create_queue()
-    env = {**app_env, "AzureWebJobs.archive_call_record.Disabled": "true"}
-    h = Host(env, tmp_path / "host.log")
+    stack.create_queue(app_env["CALLRECORDS_QUEUE"], poison=True)
+    h = Host({**app_env, **disabled("archive_call_record")}, tmp_path / "host.log")
     yield h
     h.stop()
 
@@ -220,27 +218,21 @@ def test_mixed_batch_queues_exactly_the_genuine_ids(webhook_only, app_env) -> No
 
 def test_queue_unreachable_means_503_and_graph_retries(app_env, tmp_path) -> None:
     """If the queue cannot take the ids, the answer is 5xx (never 202), and fast."""
-    from devtools.ports import free_port
-
-    dead = free_port()
-    conn = app_env["AzureWebJobsStorage"].replace(
-        app_env["AzureWebJobsStorage"].split("QueueEndpoint=")[1].split(";")[0],
-        f"http://127.0.0.1:{dead}/devstoreaccount1",
-    )
-    env = {
-        **app_env,
-        "AzureWebJobsStorage": conn,
-        "AzureWebJobs.archive_call_record.Disabled": "true",
-    }
-    h = Host(env, tmp_path / "host.log")
-    try:
-        body = batch(notification(RID, app_env["GRAPH_CLIENT_STATE"]))
-        r = httpx.post(f"{h.url}/api/notifications", content=body, headers=JSON, timeout=30)
-        assert r.status_code == 503
-        assert r.elapsed.total_seconds() < 3.0  # Graph's budget for an answer
-        assert "queue unavailable" in h.log()
-    finally:
-        h.stop()
+    with closed_port() as dead:  # refuses at once, and nobody else can listen there
+        conn = app_env["AzureWebJobsStorage"].replace(
+            app_env["AzureWebJobsStorage"].split("QueueEndpoint=")[1].split(";")[0],
+            f"http://127.0.0.1:{dead}/devstoreaccount1",
+        )
+        env = {**app_env, "AzureWebJobsStorage": conn, **disabled("archive_call_record")}
+        h = Host(env, tmp_path / "host.log")
+        try:
+            body = batch(notification(RID, app_env["GRAPH_CLIENT_STATE"]))
+            r = httpx.post(f"{h.url}/api/notifications", content=body, headers=JSON, timeout=30)
+            assert r.status_code == 503
+            assert r.elapsed.total_seconds() < 3.0  # Graph's budget for an answer
+            assert "queue unavailable" in h.log()  # what the operator reads, and why
+        finally:
+            h.stop()
 
 
 def test_malformed_queue_messages_go_to_poison_with_a_reason(host, app_env) -> None:
@@ -270,4 +262,9 @@ def test_malformed_queue_messages_go_to_poison_with_a_reason(host, app_env) -> N
     assert queue_depth(conn, queue) == 0
     assert blobs(conn, app_env["ARCHIVE_CONTAINER"]) == {}
     # Each went straight to poison: one attempt, no crash loop through the host's retries.
-    assert host.log().count("malformed queue message moved to poison") == len(bad)
+    wait_for(
+        lambda: host.metrics()["queue_messages"]["archive_call_record"]["received"] == len(bad),
+        what="the host's count of messages handed to the function",
+    )
+    assert host.invocations("archive_call_record") == {"succeeded": len(bad)}
+    assert host.metrics()["queue_messages"]["archive_call_record"] == {"received": len(bad)}

@@ -45,6 +45,7 @@ def test_small_chaos_run_loses_nothing() -> None:
         result["webhook answers"].get("503", 0) + result["webhook answers"].get("ConnectError", 0)
         > 0
     )
-    assert result["requeued by cause"].get("404", 0) > 0
-    assert result["requeued by cause"].get("500", 0) > 0  # the outage was outlived, not parked
-    assert result["Graph answers"].get("500", 0) > 0
+    # Late records were really not there at first (and are archived all the same, above).
+    answers = result["record fetches answered 404 / 429 / 5xx"]
+    assert answers.get("404", 0) > 0
+    assert answers.get("500", 0) > 0  # the outage happened, and was outlived, not parked

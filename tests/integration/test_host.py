@@ -186,6 +186,24 @@ def test_queue_http_and_timer_semantics(tmp_path: Path, azurite) -> None:
         assert sorted(moved) == sorted([base64.b64encode(b"fail-1").decode(), "not base64 at all!"])
         assert q.peek_messages(max_messages=10) == []
         assert lines.count("tick") >= 2  # runOnStartup, then every second
+
+        # The same story in the host's counters (what tests, chaos and benchmarks read).
+        def counted() -> dict:
+            m = httpx.get(f"http://127.0.0.1:{port}/_host/metrics").json()
+            return m if m["queue_messages"]["work"].get("poisoned") == 2 else {}
+
+        deadline = time.monotonic() + 10
+        while not (metrics := counted()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metrics["pid"] == proc.pid and metrics["state"] == "running"
+        # fail-1 and the undecodable body: three tries each, then poison as they were.
+        assert metrics["invocations"]["work"] == {"succeeded": 2, "failed": 6}
+        assert metrics["queue_messages"]["work"] == {"received": 8, "retried": 4, "poisoned": 2}
+        assert metrics["invocations"]["echo"] == {"succeeded": 1}
+        assert metrics["invocations"]["boom"] == {"failed": 1}
+        assert metrics["http_responses"]["echo"] == {"200": 1, "405": 1}
+        assert metrics["http_responses"]["boom"] == {"500": 1}
+        assert metrics["invocations"]["tick"]["succeeded"] >= 2
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 
-from devtools.ports import free_port
 from shared.graph import GraphError
 from shared.messages import utcnow
 from shared.settings import SettingError, load_settings
@@ -132,8 +131,8 @@ async def test_conflict_409_adopts_the_existing_one(rt, sim, host) -> None:
     assert [s["id"] for s in ours(sim, host.env["NOTIFICATION_URL"])] == [existing.id]
 
 
-async def test_failed_handshake_is_one_clear_error(fresh_sim, make_runtime) -> None:
-    url = f"http://127.0.0.1:{free_port()}/api/notifications"  # nobody answers there
+async def test_failed_handshake_is_one_clear_error(fresh_sim, make_runtime, dead_url) -> None:
+    url = dead_url  # nobody answers there
     rt = make_runtime(NOTIFICATION_URL=url)
     before = fresh_sim.client.stats()["validations"]
     started = time.monotonic()
