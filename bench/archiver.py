@@ -16,7 +16,8 @@ simulated Graph latency (0 and 100 ms), along two paths:
 Figures beside them:
 - Graph requests per record against the minimum for the sim's record sizes: the record with
   its first sessions page, every further sessions page (60 a page) and every participants_v2
-  page (130 a page, at least one): ``1 + (ceil(s/60) - 1) + max(1, ceil(p/130))``.
+  page (130 a page, at least one), and the version check before the commit:
+  ``1 + (ceil(s/60) - 1) + max(1, ceil(p/130)) + 1``.
 - token requests for the whole run (target: 1).
 - CPU ms per record against the floor: orjson.loads + orjson.dumps of the same record's JSON
   plus one upload of those bytes to Azurite (async SDK, the same concurrency), measured here.
@@ -68,6 +69,7 @@ def minimum_requests(sessions: int, participants: int) -> int:
         1
         + (math.ceil(sessions / SESSIONS_PAGE) - 1)
         + max(1, math.ceil(participants / PARTICIPANTS_PAGE))
+        + 1  # the version check before the commit (shared/recordfetch.py)
     )
 
 

@@ -289,9 +289,11 @@ class RecordFetch:
     async def _commit(self) -> Fetched:
         cp, blob = self.cp, self.blob
         assert cp is not None and blob is not None
-        # A record read over more than its first two responses (or over several invocations)
-        # may have changed meanwhile: ask its version again before anything becomes visible.
-        if cp.pages > 2 or cp.resumed:
+        # A record read over more than one response may have changed between them (a second
+        # version published between the record and its participants_v2 page, in the chaos run
+        # too): ask its version again before anything becomes visible. One request more per
+        # record buys the promise that blob vN never holds a page of N+1.
+        if cp.pages > 1 or cp.resumed:
             data = await self._paced_get(self.graph.version_url(self.id), False, parse_fields)
             current = orjson.loads(bytes(data["version"])) if "version" in data else None
             if current != cp.version:

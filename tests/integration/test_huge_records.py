@@ -122,6 +122,20 @@ async def test_a_version_published_mid_fetch_never_lands_in_the_older_blob(runti
     assert orjson.loads(data) == sim.client.expected(rid)
 
 
+async def test_a_small_record_changing_between_its_two_pages_is_fetched_again(runtime, sim) -> None:
+    # One page of sessions and one of participants_v2: v2 is published right after the record
+    # itself was read, so the participants page already belongs to v2.
+    rid = sim.client.create_record(sessions=3, participants=4, notify=False, bump_after_requests=1)[
+        "id"
+    ]
+    result = await archive_record(runtime, WorkItem.new(rid, Source.CLI))
+    assert result.written and result.version == 2
+    names = [b.name async for b in runtime.archive.container.list_blobs()]
+    assert names == [result.blob]
+    data = await (await runtime.archive.container.download_blob(result.blob)).readall()
+    assert orjson.loads(data) == sim.client.expected(rid)
+
+
 async def test_national_cloud_archives_without_participants_v2(sim, make_runtime) -> None:
     sim.client.set_config(participants_v2_available=0)
     try:
