@@ -35,6 +35,7 @@ from shared.jsonvalues import as_object
 from shared.messages import ControlItem, Source, WorkItem, utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
+from shared.windows import fraction_done
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,7 @@ class Report:
 
     @property
     def fraction(self) -> float:
-        total = (self.until - self.since).total_seconds()
-        if self.done_until is None or total <= 0:
-            return 0.0 if self.done_until is None else 1.0
-        return min(1.0, (self.done_until - self.since).total_seconds() / total)
+        return fraction_done(self.since, self.until, self.done_until)
 
 
 def _iso(dt: datetime) -> str:

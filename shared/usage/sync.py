@@ -31,6 +31,7 @@ from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import MAX_RANGE, function_path, windows
 from shared.usage.watermark import WatermarkConflict, WatermarkStore
+from shared.windows import fraction_done
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,7 @@ class KindReport:
 
     @property
     def fraction(self) -> float:
-        total = (self.until - self.since).total_seconds()
-        if self.done_until is None or total <= 0:
-            return 0.0 if self.done_until is None else 1.0
-        return min(1.0, (self.done_until - self.since).total_seconds() / total)
+        return fraction_done(self.since, self.until, self.done_until)
 
     def summary(self) -> str:
         verb = "would write" if self.dry_run else "written"

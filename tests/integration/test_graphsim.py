@@ -234,15 +234,21 @@ def test_graph_routes_need_a_token_the_simulator_issued(sim: Simulator, clean: S
     assert httpx.get(url, headers={"Authorization": f"Bearer {good}"}).status_code == 200
 
 
-def test_real_managed_identity_credential_gets_a_working_token(
-    sim: Simulator, clean: SimClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from azure.identity import ManagedIdentityCredential
-
+@pytest.fixture
+def identity_env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The App Service managed-identity protocol pointed at the simulator, nothing else."""
     for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IDENTITY_ENDPOINT", sim.identity_endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", sim.identity_header)
+
+
+@pytest.mark.usefixtures("identity_env")
+def test_real_managed_identity_credential_gets_a_working_token(
+    sim: Simulator, clean: SimClient
+) -> None:
+    from azure.identity import ManagedIdentityCredential
+
     before = clean.stats()["token_requests"]
     credential = ManagedIdentityCredential(client_id="0a1b2c3d-0000-4000-8000-00000000beef")
     token = credential.get_token(f"{sim.base_url}/.default")
@@ -257,15 +263,10 @@ def test_real_managed_identity_credential_gets_a_working_token(
     assert response.json()["id"] == rid
 
 
-async def test_async_credential_the_app_uses_works_too(
-    sim: Simulator, clean: SimClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("identity_env")
+async def test_async_credential_the_app_uses_works_too(sim: Simulator, clean: SimClient) -> None:
     from azure.identity.aio import ManagedIdentityCredential
 
-    for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", sim.identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", sim.identity_header)
     async with ManagedIdentityCredential() as credential:
         token = await credential.get_token(f"{sim.base_url}/.default")
     rid = clean.create_record(notify=False)["id"]
