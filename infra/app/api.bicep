@@ -82,8 +82,8 @@ param archiveRetryBaseSeconds int = 60
 @minValue(1)
 @description('Optional. Minutes a record may stay "not yet available" before it goes to poison (ARCHIVE_RETRY_WINDOW_MINUTES).')
 param archiveRetryWindowMinutes int = 240
+@description('Optional. Days the first PSTN / Direct Routing sync reads back (USAGE_LOGS_BACKFILL_DAYS).')
 param usageLogsBackfillDays int = 90
-param analyticsContainerName string = 'callrecords-tables'
 
 @minValue(1024)
 @description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 4 MiB, so a bigger body is refused by the host before it is read into memory.')
@@ -190,9 +190,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identityClientId
     ARCHIVE_RETRY_BASE_SECONDS: string(archiveRetryBaseSeconds)
     ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
-    // PSTN / Direct Routing logs: first run's reach back; derived Parquet tables (cli.py usage report)
+    // PSTN / Direct Routing logs: how far back the first hourly run reads
     USAGE_LOGS_BACKFILL_DAYS: string(usageLogsBackfillDays)
-    ANALYTICS_CONTAINER: analyticsContainerName
     // During a clientState rotation: the previous secret, still accepted on notifications
     GRAPH_CLIENT_STATE_PREVIOUS: ''
     // participants_v2 by cloud (global only); Graph's per-record limits; fetch time budget

@@ -973,3 +973,21 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
         for check, reason in re.findall(r"//\s*checkov:skip=(CKV\w+):(.*)", path.read_text()):
             assert len(reason.strip()) > 20, f"{path.name} {check}: give the reason"
             assert (path.name, check) in used, f"{path.name}: stale checkov skip {check}"
+
+
+def test_no_object_in_the_bicep_names_a_key_twice() -> None:
+    """Bicep refuses an object with a duplicate property (BCP025), and pycep keeps the last one
+    silently: merged branches that both add an app setting are caught here instead."""
+    for path in sorted(INFRA.rglob("*.bicep")):
+        stack: list[set[str]] = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//")[0].rstrip()
+            key = re.match(r"^\s*'?([A-Za-z_][\w.-]*)'?\s*:\s*\S", code)
+            if key and stack and not code.lstrip().startswith(("resource ", "module ")):
+                assert key.group(1) not in stack[-1], f"{path.name}:{number}: {key.group(1)} twice"
+                stack[-1].add(key.group(1))
+            for ch in code:
+                if ch == "{":
+                    stack.append(set())
+                elif ch == "}" and stack:
+                    stack.pop()
