@@ -30,26 +30,10 @@ from shared.analytics.rebuild import (
 )
 from shared.messages import utcnow
 from tests.integration.conftest import unique
+from tests.integration.test_cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("calls", "streams", "participants")
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "cli.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 # ---------------------------------------------------------------- independent reference

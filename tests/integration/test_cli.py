@@ -32,7 +32,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         env=child,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
 
 
