@@ -51,7 +51,6 @@ from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
 from shared.status import Verdict, collect
-from shared.storage import queue_client
 from shared.subscriptions import Subscription, SubscriptionError, SubscriptionKeeper
 from shared.usage import commands as usage_commands
 from shared.workqueue import QueueUnavailable
@@ -361,7 +360,7 @@ async def cmd_fetch(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_replay_poison(rt: Runtime, args: argparse.Namespace) -> int:
     ids = set(_guids(args.id, "call record id")) if args.id else None
     s = rt.settings
-    raw = queue_client(s.host_storage, s.poison_queue_name, rt.credential, decode=False)
+    raw = rt.raw_poison()
     now = utcnow()
 
     def show(entry: poison.Parked, outcome: str) -> None:

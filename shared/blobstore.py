@@ -273,9 +273,10 @@ class StateStore:
             return None, downloader.properties.etag
         return as_object(value), downloader.properties.etag
 
-    async def save(self, name: str, value: dict[str, Any], etag: str | None = None) -> bool:
+    async def save(self, name: str, value: dict[str, Any], etag: str | None = None) -> str | None:
         """Write ``value``; with ``etag``, only over that version (``""``: only if absent).
-        False if another writer got there first."""
+        The new ETag (for the next conditional save, no read needed), or None if another
+        writer got there first."""
         blob = self.container.get_blob_client(name)
         kwargs: dict[str, Any] = {}
         if etag == "":
@@ -284,8 +285,8 @@ class StateStore:
             kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         data = orjson.dumps(value)
 
-        async def upload() -> None:
-            await blob.upload_blob(
+        async def upload() -> dict[str, Any]:
+            return await blob.upload_blob(
                 data,
                 overwrite=True,
                 content_settings=ContentSettings(content_type="application/json"),
@@ -293,12 +294,12 @@ class StateStore:
             )
 
         try:
-            await with_container(self.container, upload)
+            result = await with_container(self.container, upload)
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
-                return False
+                return None
             raise
-        return True
+        return str(result.get("etag") or "") or "*"
 
     async def delete(self, name: str) -> None:
         try:

@@ -177,9 +177,11 @@ class RecordFetch:
         saved = await self.rt.state.save(
             checkpoint_name(self.id), self.cp.to_json(), self.etag if self.etag else ""
         )
-        if not saved:
+        if saved:
+            self.etag = saved
+        else:
             log.info("record %s: another worker checkpointed it meanwhile", self.id)
-        _, self.etag = await self.rt.state.load(checkpoint_name(self.id))
+            _, self.etag = await self.rt.state.load(checkpoint_name(self.id))
 
     async def _forget(self) -> None:
         await self.rt.state.delete(checkpoint_name(self.id))

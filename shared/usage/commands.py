@@ -130,26 +130,23 @@ async def cmd_usage_report(rt: Runtime, args: argparse.Namespace) -> int:
     since, until = _range(args)
     kinds = list(UsageKind)
     tables = UsageTables(rt)
-    try:
 
-        def show(kind: UsageKind, day: date) -> None:
-            if sys.stderr.isatty():
-                sys.stderr.write(f"\rtables: {kind.table} {day:%Y-%m-%d}   ")
-                sys.stderr.flush()
-
-        refreshed = await tables.refresh(kinds, since, until, progress=show)
+    def show(kind: UsageKind, day: date) -> None:
         if sys.stderr.isatty():
-            sys.stderr.write("\r" + " " * 50 + "\r")
-        print(
-            f"tables: {refreshed.rebuilt} day partition(s) rebuilt from the archive "
-            f"(container {rt.settings.analytics_container})",
-            file=sys.stderr,
-        )
-        with tempfile.TemporaryDirectory(prefix="usage-report-") as tmp:
-            folders = await tables.download(kinds, since, until, Path(tmp))
-            result = report(folders, since, until)
-    finally:
-        await tables.close()
+            sys.stderr.write(f"\rtables: {kind.table} {day:%Y-%m-%d}   ")
+            sys.stderr.flush()
+
+    refreshed = await tables.refresh(kinds, since, until, progress=show)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 50 + "\r")
+    print(
+        f"tables: {refreshed.rebuilt} day partition(s) rebuilt from the archive "
+        f"(container {rt.settings.analytics_container})",
+        file=sys.stderr,
+    )
+    with tempfile.TemporaryDirectory(prefix="usage-report-") as tmp:
+        folders = await tables.download(kinds, since, until, Path(tmp))
+        result = report(folders, since, until)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0

@@ -24,29 +24,26 @@ async def usage_facts(
     (a new deployment's first hourly run has not come); one that stopped is."""
     facts: list[dict[str, Any]] = []
     store = WatermarkStore(rt)
-    try:
-        for kind in UsageKind:
-            try:
-                mark = await store.load(kind)
-            except AzureError as exc:
-                problems.append(f"cannot read the {kind.label} log watermark: {type(exc).__name__}")
-                continue
-            lag = (now - mark.until) if mark.until else None
-            facts.append(
-                {
-                    "kind": kind.value,
-                    "label": kind.label,
-                    "watermark": mark.until.isoformat() if mark.until else None,
-                    "hours_behind": round(lag.total_seconds() / 3600, 2) if lag else None,
-                    "archived_last_24h": mark.written_since(now - timedelta(hours=24)),
-                }
+    for kind in UsageKind:
+        try:
+            mark = await store.load(kind)
+        except AzureError as exc:
+            problems.append(f"cannot read the {kind.label} log watermark: {type(exc).__name__}")
+            continue
+        lag = (now - mark.until) if mark.until else None
+        facts.append(
+            {
+                "kind": kind.value,
+                "label": kind.label,
+                "watermark": mark.until.isoformat() if mark.until else None,
+                "hours_behind": round(lag.total_seconds() / 3600, 2) if lag else None,
+                "archived_last_24h": mark.written_since(now - timedelta(hours=24)),
+            }
+        )
+        if lag is not None and lag > behind:
+            problems.append(
+                f"{kind.label} call logs are {lag.total_seconds() / 3600:.1f} h behind "
+                f"(watermark {mark.until:%Y-%m-%d %H:%M} UTC): is the sync_usage_logs timer "
+                "running? `python cli.py usage backfill --since 2d` fills the gap by hand"
             )
-            if lag is not None and lag > behind:
-                problems.append(
-                    f"{kind.label} call logs are {lag.total_seconds() / 3600:.1f} h behind "
-                    f"(watermark {mark.until:%Y-%m-%d %H:%M} UTC): is the sync_usage_logs timer "
-                    "running? `python cli.py usage backfill --since 2d` fills the gap by hand"
-                )
-    finally:
-        await store.close()
     return facts

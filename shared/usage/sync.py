@@ -266,20 +266,14 @@ async def sync_usage_logs(
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(rt)
     reports: list[KindReport] = []
-    try:
-        for kind in UsageKind:
-            report = await sync_kind(rt, store, kind, deadline, step)
-            reports.append(report)
-            mark = report.watermark.isoformat() if report.watermark else "none"
-            if report.stopped:
-                log.warning(
-                    "%s: run ended early, watermark stays at %s: %s",
-                    kind.label,
-                    mark,
-                    report.stopped,
-                )
-            else:
-                log.info("%s; watermark %s", report.summary(), mark)
-    finally:
-        await store.close()
+    for kind in UsageKind:
+        report = await sync_kind(rt, store, kind, deadline, step)
+        reports.append(report)
+        mark = report.watermark.isoformat() if report.watermark else "none"
+        if report.stopped:
+            log.warning(
+                "%s: run ended early, watermark stays at %s: %s", kind.label, mark, report.stopped
+            )
+        else:
+            log.info("%s; watermark %s", report.summary(), mark)
     return reports

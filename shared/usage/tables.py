@@ -36,7 +36,6 @@ from azure.storage.blob.aio import ContainerClient
 
 from shared.blobstore import parse_graph_datetime
 from shared.runtime import Runtime
-from shared.storage import container_client
 from shared.usage.kinds import UsageKind
 
 log = logging.getLogger(__name__)
@@ -161,12 +160,7 @@ class UsageTables:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.container: ContainerClient = container_client(
-            rt.settings.archive_storage, rt.settings.analytics_container, rt.credential
-        )
-
-    async def close(self) -> None:
-        await self.container.close()
+        self.container: ContainerClient = rt.tables  # the runtime's client: it closes it
 
     async def _ensure(self) -> None:
         try:

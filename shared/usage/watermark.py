@@ -1,4 +1,5 @@
-"""How far the hourly run has got, per usage log: a small JSON blob in host storage.
+"""How far the hourly run has got, per usage log: a small JSON blob in the app's state
+container in host storage (``usage/{ARCHIVE_CONTAINER}/{kind}.json``).
 
 Not in the archive container: that one may carry a time-based retention (WORM) policy, under
 which a blob cannot be overwritten, and this state changes every hour. The host storage
@@ -16,17 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import ContainerClient
 
 from shared.blobstore import parse_graph_datetime
 from shared.runtime import Runtime
-from shared.storage import container_client
 from shared.usage.kinds import UsageKind
 
-STATE_CONTAINER = "usage-watermarks"
 KEEP_HOURS = 48
 
 
@@ -85,52 +80,29 @@ class Watermark:
 
 
 class WatermarkStore:
-    """Reads and saves the per-kind watermark blobs; close it when done."""
+    """Reads and saves the per-kind watermark blobs, through the runtime's state store (the
+    app's own small blobs in host storage, conditional on the ETag read)."""
 
     def __init__(self, rt: Runtime) -> None:
-        self.prefix = f"{rt.settings.archive_container}/"  # one app's state per archive
-        self.container: ContainerClient = container_client(
-            rt.settings.host_storage, STATE_CONTAINER, rt.credential
-        )
-        self._ensured = False
+        self.state = rt.state
+        self.prefix = f"usage/{rt.settings.archive_container}/"  # one app's state per archive
 
     def name(self, kind: UsageKind) -> str:
         return f"{self.prefix}{kind.value}.json"
 
     async def load(self, kind: UsageKind) -> Watermark:
-        try:
-            blob = await self.container.download_blob(self.name(kind))
-            data = await blob.readall()
-        except ResourceNotFoundError:
+        value, etag = await self.state.load(self.name(kind))
+        if value is None:
             return Watermark(kind)
-        return Watermark.from_json(kind, data, blob.properties.etag)
+        return Watermark.from_json(kind, orjson.dumps(value), etag)
 
     async def save(self, mark: Watermark) -> None:
         """Write it only if nobody else did since it was read (ETag), else WatermarkConflict."""
-        if not self._ensured:
-            try:
-                await self.container.create_container()
-            except ResourceExistsError:
-                pass
-            self._ensured = True
-        blob = self.container.get_blob_client(self.name(mark.kind))
-        condition: dict[str, Any] = (
-            {"etag": mark.etag, "match_condition": MatchConditions.IfNotModified}
-            if mark.etag
-            else {"match_condition": MatchConditions.IfMissing}
+        saved = await self.state.save(
+            self.name(mark.kind), orjson.loads(mark.to_json()), mark.etag or ""
         )
-        try:
-            result = await blob.upload_blob(
-                mark.to_json(),
-                overwrite=True,
-                content_settings=ContentSettings(content_type="application/json"),
-                **condition,
-            )
-        except (ResourceModifiedError, ResourceExistsError) as exc:
+        if saved is None:
             raise WatermarkConflict(
                 f"the {mark.kind.label} watermark was saved by another run meanwhile"
-            ) from exc
-        mark.etag = str(result.get("etag") or "") or None
-
-    async def close(self) -> None:
-        await self.container.close()
+            )
+        mark.etag = saved

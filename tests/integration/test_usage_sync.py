@@ -97,11 +97,7 @@ async def test_rows_archived_exactly_once_across_two_overlapping_runs(
     assert len(dr) == 400
     assert all(b["row"]["callerNumber"].endswith("***") for b in dr.values())  # masked, kept
 
-    store = WatermarkStore(rt)
-    try:
-        mark = await store.load(UsageKind.PSTN)
-    finally:
-        await store.close()
+    mark = await WatermarkStore(rt).load(UsageKind.PSTN)
     assert mark.until is not None and utcnow() - mark.until < timedelta(minutes=2)
     assert mark.written_since(utcnow() - timedelta(hours=24)) == 2530
 
@@ -179,8 +175,4 @@ async def test_forbidden_raises_and_moves_nothing(fresh_sim: Any, make_runtime: 
     fresh_sim.client.set_faults(script=["403"])
     with pytest.raises(Unauthorized):
         await sync_usage_logs(rt)
-    store = WatermarkStore(rt)
-    try:
-        assert (await store.load(UsageKind.PSTN)).until is None
-    finally:
-        await store.close()
+    assert (await WatermarkStore(rt).load(UsageKind.PSTN)).until is None
