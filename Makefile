@@ -92,7 +92,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 # ---- begin: bench (owned by bench/; see bench/README.md) ----
-# make bench: every figure of issue 6 beside its floor or target, on loopback (Azurite, the
+# make bench: every performance figure beside its floor or target, on loopback (Azurite, the
 # Graph simulator, devtools.host on free ports). Markdown table to stdout, all details to
 # bench/results/<timestamp>.json. BENCH_ARGS passes options: --quick, --only PART, --profile.
 BENCH_ARGS ?=

@@ -44,10 +44,12 @@ from shared.analytics.buildings import BuildingFileError
 from shared.analytics.report import Dimension, NoTables
 from shared.analytics.rules import RuleSetName
 from shared.archiver import archive_record
-from shared.graph import GraphError, NotFound, Paused, Unauthorized, Unreachable
+from shared.clock import utcnow
+from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
+from shared.graph.retry import RESUME_PAUSED, RetryLater
 from shared.ids import is_guid, normalize_id
-from shared.messages import Source, WorkItem, utcnow
-from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_from_text
+from shared.messages import Source, WorkItem
+from shared.reconcile import QUEUE_CHUNK, EmptyRange, Report, reconcile, since_from_text
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
 from shared.status import Verdict, collect
@@ -303,7 +305,7 @@ async def cmd_backfill(rt: Runtime, args: argparse.Namespace) -> int:
             progress=bar.update,
             dry_run=args.dry_run,
         )
-    except WindowError as exc:
+    except EmptyRange as exc:
         raise CliError(str(exc)) from None
     finally:
         bar.close()
@@ -332,15 +334,16 @@ async def cmd_enqueue(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def cmd_fetch(rt: Runtime, args: argparse.Namespace) -> int:
     (rid,) = _guids([args.id], "call record id")
+
+    def paused(exc: BaseException, wait: float) -> None:
+        # A huge meeting: Graph's per-record limit, checkpointed (recordfetch.Paused).
+        why = exc.message if isinstance(exc, RetryLater) else str(exc)
+        print(f"paused ({why}); continuing in {wait:.0f} s", file=sys.stderr)
+
     try:
-        while True:
-            try:
-                result = await archive_record(rt, WorkItem.new(rid, Source.CLI))
-                break
-            except Paused as paused:  # a huge meeting: Graph's per-record limit, checkpointed
-                wait = paused.retry_after or 0.0
-                print(f"paused ({paused.message}); continuing in {wait:.0f} s", file=sys.stderr)
-                await asyncio.sleep(wait)
+        result = await RESUME_PAUSED.run(
+            lambda: archive_record(rt, WorkItem.new(rid, Source.CLI)), on_retry=paused
+        )
     except NotFound:
         raise CliError(
             f"record {rid} not found in Graph: not published yet (up to 150 min after the call "

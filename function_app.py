@@ -4,11 +4,10 @@
     archive_call_record  queue %CALLRECORDS_QUEUE%   a record id -> one blob (or a control action)
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
     keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
-    reconcile            timer, hourly              list recent records, queue the missing
-    sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
+    reconcile            timer, hourly at :37       queue reconciliation slices (list, queue the missing)
+    sync_usage_logs      timer, hourly at :23       PSTN and Direct Routing logs since the watermark
     health               GET /api/health (key)      subscription, queues, archive: a verdict
     rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
-    sync_usage_logs      timer, hourly at :23       PSTN and Direct Routing logs since the watermark
 
 Each function is one call into shared/handlers.py, the only module that knows Azure Functions;
 docs/architecture.md shows the layers below it.
@@ -47,7 +46,7 @@ async def keep_subscription(timer: func.TimerRequest) -> None:
 
 @app.timer_trigger(schedule="0 37 * * * *", arg_name="timer")
 async def reconcile(timer: func.TimerRequest) -> None:
-    await handlers.reconcile_recent()
+    await handlers.hourly_reconcile()
 
 
 # Daily, after the previous day's last records are published (at most 150 minutes after a

@@ -46,7 +46,7 @@ from azure.storage.queue.aio import QueueClient
 
 from bench.config import Config, RecordKind
 from bench.report import PartResult, Row, percentile
-from bench.stack import (
+from bench.services import (
     CpuMeter,
     HostProcess,
     Stack,

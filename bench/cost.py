@@ -256,7 +256,7 @@ class Workload:
         from shared import reconcile
 
         return cls(
-            reconcile_window_h=reconcile.DEFAULT_WINDOW.total_seconds() / 3600,
+            reconcile_window_h=reconcile.DEEP_PASS_SPAN.total_seconds() / 3600,
             reconcile_list_limit=reconcile.LIST_LIMIT,
             reconcile_list_period_s=reconcile.LIST_PERIOD,
             **measured,

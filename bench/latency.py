@@ -42,7 +42,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from bench.config import Config, LatencyRun
 from bench.report import PartResult, Row, percentile
-from bench.stack import (
+from bench.services import (
     ROOT,
     CpuMeter,
     HostProcess,

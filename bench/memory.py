@@ -21,7 +21,7 @@ import orjson
 
 from bench.config import Config
 from bench.report import PartResult, Row
-from bench.stack import ROOT, CpuMeter, create_container, stack, unique
+from bench.services import ROOT, CpuMeter, create_container, stack, unique
 
 TARGET_MIB = 64.0
 MIB = 1024 * 1024

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench.config import Config
 from bench.report import PartResult, Row
-from bench.stack import app_environ, create_container, stack, unique
+from bench.services import app_environ, create_container, stack, unique
 
 LIST_BUDGET_PER_HOUR = 40 * 3600 // 20
 TARGET_SHARE = 0.10

@@ -26,7 +26,7 @@ import orjson
 
 from bench.config import Config
 from bench.report import PartResult, Row
-from bench.stack import ROOT, CpuMeter, create_container, stack, unique
+from bench.services import ROOT, CpuMeter, create_container, stack, unique
 
 MIB = 1024 * 1024
 UPLOADS = 32

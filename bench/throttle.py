@@ -19,7 +19,7 @@ from typing import Any
 from bench.archiver import READ_KINDS, enqueue
 from bench.config import Config
 from bench.report import PartResult, Row
-from bench.stack import CpuMeter, HostProcess, create_container, create_queue, stack, unique
+from bench.services import CpuMeter, HostProcess, create_container, create_queue, stack, unique
 
 BUDGET_TARGET = 0.9
 THROTTLED_TARGET = 0.01

@@ -20,7 +20,7 @@ import orjson
 
 from bench.config import Config
 from bench.report import PartResult, Row
-from bench.stack import app_environ, create_container, self_cpu_seconds, stack, unique
+from bench.services import app_environ, create_container, self_cpu_seconds, stack, unique
 
 
 async def _floor(conn: str, rows: list[dict[str, Any]], container: str, concurrency: int) -> None:
@@ -41,7 +41,7 @@ async def _floor(conn: str, rows: list[dict[str, Any]], container: str, concurre
 
 
 def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
-    from shared.messages import utcnow
+    from shared.clock import utcnow
     from shared.runtime import build_runtime
     from shared.settings import load_settings
     from shared.usage.kinds import UsageKind

@@ -33,7 +33,7 @@ from azure.storage.queue.aio import QueueClient
 
 from bench.config import Config
 from bench.report import PartResult, Row, percentile
-from bench.stack import CpuMeter, HostProcess, Stack, app_environ, create_queue, stack, unique
+from bench.services import CpuMeter, HostProcess, Stack, app_environ, create_queue, stack, unique
 from devtools.graphsim.notifier import change_notification
 from devtools.stack import disabled
 

@@ -26,7 +26,7 @@ from azure.storage.queue import QueueClient
 
 from devtools import azurite as azurite_mod
 from devtools.apphost import AppHost
-from devtools.graphsim.process import Simulator, start_simulator
+from devtools.graphsim.process import SimulatorProcess, start_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ class Stack:
     """Azurite and (optionally) the simulator, with one subscription secret."""
 
     azurite: azurite_mod.Azurite
-    sim: Simulator | None = None
+    sim: SimulatorProcess | None = None
     client_state: str = field(default_factory=new_client_state)
 
     @property

@@ -26,7 +26,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
-from shared.messages import utcnow
+from shared.clock import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -7,30 +7,23 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 
-import httpx
 import orjson
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
-from shared.graph import GraphError, NotFound, Throttled, Unauthorized, Unreachable
+from shared.clock import utcnow
+from shared.graph import GraphError, NotFound, Unauthorized
+from shared.graph.retry import Fault, RetryLater, classify_fault, not_yet, transient
 from shared.ids import normalize_id
-from shared.messages import WorkItem, utcnow
+from shared.messages import WorkItem
 from shared.recordfetch import fetch_record
 from shared.runtime import Runtime
-from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
-MAX_DELAY = 1800  # seconds between two fetches of a record that is not published yet
-MAX_QUEUE_DELAY = 7 * 24 * 3600  # the longest visibility timeout a queue message can get
-TRANSIENT_STATUSES = (408, 429)
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,7 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
     in one request, a longer one written page by page into staged blocks, committed only if
     absent. A fetch that outgrows its time budget or Graph's per-record limit raises
-    ``Paused`` (a Throttled) after a checkpoint, and the next attempt continues from there
+    ``Paused`` (a RetryLater) after a checkpoint, and the next attempt continues from there
     (shared/recordfetch.py). Nothing is committed before every page is fetched and the
     version checked, so a partial record never reaches the archive.
     """
@@ -81,61 +74,8 @@ async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
     return result
 
 
-class Fault(StrEnum):
-    """How the retry policy treats a failure."""
-
-    NOT_YET = "not yet available"  # Graph 404: published up to 150 min after the call
-    TRANSIENT = "transient"  # outlived: back on the queue with a backoff, for up to a day
-    PERMANENT = "permanent"  # no retry can help: parked at once with the reason
-    UNKNOWN = "unknown"  # not classified (a bug?): the host's tries, then parked
-
-
-def classify(exc: BaseException) -> Fault:
-    """Sort a failure of one archiving attempt into the policy's classes.
-
-    Transient: Graph 5xx, 408 and 429 (Throttled covers 429/503/504 with Retry-After),
-    network errors left after the client's in-place tries, token endpoint failures (the
-    credential raises ClientAuthenticationError or its CredentialUnavailableError subclass
-    for an unreachable or failing endpoint), and storage errors (no answer, or 5xx/408/429).
-    Permanent: any other Graph 4xx; a 401 reaches here only after the client tried a fresh
-    token, a 403 means the app role is missing.
-    """
-    if isinstance(exc, NotFound):
-        return Fault.NOT_YET
-    if isinstance(exc, Throttled | Unreachable):
-        return Fault.TRANSIENT
-    if isinstance(exc, GraphError):
-        transient = exc.status >= 500 or exc.status in TRANSIENT_STATUSES
-        return Fault.TRANSIENT if transient else Fault.PERMANENT
-    if isinstance(exc, QueueUnavailable | ClientAuthenticationError):
-        return Fault.TRANSIENT
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code
-        transient = status is None or status >= 500 or status in TRANSIENT_STATUSES
-        return Fault.TRANSIENT if transient else Fault.UNKNOWN
-    if isinstance(exc, AzureError | OSError | TimeoutError | httpx.HTTPError):
-        return Fault.TRANSIENT
-    return Fault.UNKNOWN
-
-
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
-
-
-def retry_delay(item: WorkItem, base: int, cap: int = MAX_DELAY) -> int:
-    """Seconds before fetching a not-yet-published record again: base, doubling per attempt,
-    capped."""
-    return int(min(base * 2 ** min(item.attempt, 20), cap, MAX_QUEUE_DELAY))
-
-
-def backoff(item: WorkItem, base: int, cap: int, at_least: float = 0) -> int:
-    """Seconds before the next try after a transient fault: exponential with full jitter
-    (uniform between 0 and base * 2^attempt, capped), so instances that failed together
-    during an outage do not all come back in the same second; never less than one second or
-    the Retry-After Graph asked for."""
-    ceiling = min(base * 2 ** min(item.attempt, 30), cap, MAX_QUEUE_DELAY)
-    jittered = random.uniform(0, ceiling)  # noqa: S311 (spreading retries, not security)
-    return int(min(max(1, jittered, math.ceil(at_least)), MAX_QUEUE_DELAY))
 
 
 async def park(rt: Runtime, item: WorkItem, reason: str, error: str) -> None:
@@ -155,10 +95,11 @@ async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: f
     """
     settings = rt.settings
     first_seen = item.first_seen or utcnow()
-    age = utcnow() - first_seen
+    age = (utcnow() - first_seen).total_seconds()
     text = describe(error)
     if isinstance(error, NotFound):
-        if age >= timedelta(minutes=settings.retry_window_minutes):
+        policy = not_yet(settings)
+        if policy.gives_up(item.attempt, age):
             await park(
                 rt,
                 item,
@@ -167,9 +108,10 @@ async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: f
                 str(error),
             )
             return
-        delay = retry_delay(item, settings.retry_base_seconds, settings.retry_max_seconds)
+        delay = int(policy.delay(item.attempt))
     else:
-        if age >= timedelta(hours=settings.give_up_hours):
+        policy = transient(settings)
+        if policy.gives_up(item.attempt, age):
             await park(
                 rt,
                 item,
@@ -178,7 +120,7 @@ async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: f
                 text,
             )
             return
-        delay = backoff(item, settings.retry_base_seconds, settings.retry_max_seconds, at_least)
+        delay = int(policy.delay(item.attempt, math.ceil(at_least) if at_least else None))
     # QueueUnavailable propagates: see the docstring.
     await rt.work.put([item.retried(text)], delay_seconds=delay)
     if isinstance(error, GraphError):
@@ -203,7 +145,7 @@ def max_dequeue_count() -> int:
 
 
 async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
-    """Archive the record a queue message names, applying the retry policy (classify)."""
+    """Archive the record a queue message names, applying the retry policy (classify_fault)."""
     try:
         result = await archive_record(rt, item)
     except Exception as exc:
@@ -215,9 +157,9 @@ async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
 
 async def settle(rt: Runtime, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
     """What a failed attempt leads to: later, now parked, or the host's retry."""
-    fault = classify(exc)
+    fault = classify_fault(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
-        retry_after = exc.retry_after if isinstance(exc, GraphError) else None
+        retry_after = exc.retry_after if isinstance(exc, GraphError | RetryLater) else None
         await retry_later(rt, item, exc, at_least=retry_after or 0)
         return
     if isinstance(exc, Unauthorized):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -20,6 +19,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
+from shared.clock import parse_graph_datetime
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 
@@ -81,27 +81,6 @@ async def with_container(container: ContainerClient, op: Callable[[], Awaitable[
             raise
     await ensure_container(container)
     return await op()
-
-
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$",
-    re.IGNORECASE,
-)
-
-
-def parse_graph_datetime(value: object) -> datetime:
-    """Graph's ISO 8601 (up to 7 fractional digits, Z or an offset) as an aware UTC datetime."""
-    m = _ISO.match(str(value).strip()) if value else None
-    if not m:
-        raise ValueError(f"not an ISO 8601 date-time: {str(value)[:40]!r}")
-    y, mo, d, h, mi, s, frac, tz = m.groups()
-    micro = int((frac or "0")[:6].ljust(6, "0"))
-    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=UTC)
-    if tz and tz.upper() != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return dt
 
 
 def blob_name(record: dict[str, Any]) -> str:

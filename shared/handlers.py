@@ -5,11 +5,11 @@ into plain values, calls the domain module that does the job, and turns the answ
 an HTTP response (or nothing, for queue and timer triggers). The domain modules never import
 ``azure.functions``: ruff's banned-import rule keeps it that way.
 
-    notifications        -> notifications.sort_batch, workqueue.put
-    lifecycle            -> lifecycle.sort_events, workqueue.put
-    queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
+    notifications        -> notifications.notification_items, WorkQueue.put
+    lifecycle_events     -> lifecycle.lifecycle_items, WorkQueue.put
+    queue_message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
-    reconcile            -> reconcile.scheduled_pass (queued slices), poison.keep_forever
+    hourly_reconcile     -> reconcile.scheduled_pass (queued slices), poison.keep_forever
     rebuild_tables       -> analytics.rebuild.rebuild_changed_days
     sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
@@ -209,7 +209,7 @@ async def keep_subscription() -> None:
     await lifecycle.keep_subscription(await get_runtime())
 
 
-async def reconcile_recent() -> None:
+async def hourly_reconcile() -> None:
     """The hourly timer: queue this hour's reconciliation slices, and re-send any poison
     message the host parked with an expiry (poison.keep_forever)."""
     rt = await get_runtime()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import math
 
+from shared.clock import utcnow
 from shared.graph import GraphError, NotFound
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
-from shared.messages import ControlAction, ControlItem, WorkItem, utcnow
+from shared.messages import ControlAction, ControlItem, WorkItem
 from shared.notifications import Sorted, same_secret
-from shared.reconcile import reconcile_recent, reconcile_slice
+from shared.reconcile import queue_recent_slices, reconcile_slice
 from shared.runtime import Runtime
 from shared.subscriptions import (
     Outcome,
@@ -132,17 +133,17 @@ async def run_control(rt: Runtime, item: ControlItem) -> None:
         outcome = await subscriptions.ensure()
         if outcome.action is SubscriptionAction.CREATED:
             # It was gone, so notifications may have been lost since it was last known alive.
-            await reconcile_recent(rt, gap_hours(outcome) or item.hours)
+            await queue_recent_slices(rt, gap_hours(outcome) or item.hours)
     elif item.action is ControlAction.RECREATE:
         # Close the gap even if the subscription cannot be recreated right now (that needs a
         # person, and the message is retried): the reconciliation does not depend on it.
         try:
             await keep_subscription(rt)
         except (GraphError, SubscriptionError):
-            await reconcile_recent(rt, item.hours)
+            await queue_recent_slices(rt, item.hours)
             raise
-        await reconcile_recent(rt, item.hours)
+        await queue_recent_slices(rt, item.hours)
     elif item.action is ControlAction.RECONCILE:
-        await reconcile_recent(rt, item.hours)
+        await queue_recent_slices(rt, item.hours)
     elif item.action is ControlAction.RECONCILE_SLICE:
         await reconcile_slice(rt, item)

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import orjson
 
+from shared.clock import utcnow
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 
@@ -44,10 +45,6 @@ MAX_ATTEMPT = 10_000
 
 class MessageError(ValueError):
     """A queue message that can never be processed (not JSON, no GUID id, ...)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def clamp_attempt(value: object) -> int:

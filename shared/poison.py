@@ -27,8 +27,9 @@ import orjson
 from azure.core.exceptions import AzureError
 from azure.storage.queue.aio import QueueClient
 
+from shared.clock import utcnow
 from shared.jsonvalues import as_object
-from shared.messages import ControlItem, MessageError, WorkItem, parse_message, utcnow
+from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.workqueue import NEVER_EXPIRES, QueueUnavailable, WorkQueue
 
 LEASE_SECONDS = 300  # how long a message stays invisible while this run looks at it

@@ -20,33 +20,36 @@ List budget arithmetic.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.archiver import Fault, classify, describe
-from shared.blobstore import blob_name, parse_graph_datetime, record_prefix
-from shared.graph import Throttled
+from shared.archiver import describe
+from shared.blobstore import blob_name, record_prefix
+from shared.clock import parse_graph_datetime, utcnow
+from shared.graph import Page, pages
+from shared.graph.paging import paced_by
+from shared.graph.retry import LIST_THROTTLED, Fault, classify_fault, slice_again
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
-from shared.messages import ControlItem, Source, WorkItem, utcnow
+from shared.messages import ControlItem, Source, WorkItem
+from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
-from shared.windows import fraction_done
 
 log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=30)
 # Start this much inside the 30 days, so a record is not listed while it is being expired.
 RETENTION_MARGIN = timedelta(minutes=5)
-DEFAULT_WINDOW = timedelta(hours=48)
+DEEP_PASS_SPAN = timedelta(hours=48)
 LIST_LIMIT = 40  # requests
 LIST_PERIOD = 20.0  # seconds
 QUEUE_CHUNK = 100
-DEEP_PASS_HOUR = 2  # UTC hour of the timer run that sweeps DEFAULT_WINDOW instead of recent hours
+DEEP_PASS_HOUR = 2  # UTC hour of the timer run that sweeps DEEP_PASS_SPAN instead of recent hours
 SLICE = timedelta(hours=1)
 # One List pacing window per process: the slices an instance works at once share Graph's List
 # limit instead of each pacing itself to the whole of it.
@@ -60,7 +63,7 @@ def list_limiter() -> SlidingWindow:
     return _list_limiter
 
 
-class WindowError(ValueError):
+class EmptyRange(ValueError):
     """The requested window is empty once clamped to what Graph keeps."""
 
 
@@ -100,19 +103,19 @@ def oldest_listable(now: datetime | None = None) -> datetime:
     return (now or utcnow()) - RETENTION + RETENTION_MARGIN
 
 
-def clamp_window(since: datetime, until: datetime | None) -> tuple[datetime, datetime]:
+def clamp_range(since: datetime, until: datetime | None) -> tuple[datetime, datetime]:
     """Graph keeps 30 days: an older start is raised to that (with a note in the log), a
-    future end is lowered to now. WindowError if nothing is left."""
+    future end is lowered to now. EmptyRange if nothing is left."""
     now = utcnow()
     until = min(until or now, now)
     if since >= until:
-        raise WindowError(f"empty window: {_iso(since)} is not before {_iso(until)}")
+        raise EmptyRange(f"empty window: {_iso(since)} is not before {_iso(until)}")
     oldest = oldest_listable(now)
     if since < oldest:
         log.info("window starts %s; Graph keeps 30 days, starting at %s", _iso(since), _iso(oldest))
         since = oldest
     if since >= until:
-        raise WindowError(
+        raise EmptyRange(
             f"the window ends {_iso(until)}, before the oldest record Graph keeps (30 days)"
         )
     return since, until
@@ -142,20 +145,15 @@ async def archived_names(rt: Runtime, since: datetime, until: datetime) -> set[s
 async def list_records(
     rt: Runtime, since: datetime, until: datetime, limiter: SlidingWindow
 ) -> AsyncIterator[list[Any]]:
-    """Yield pages of callRecords with since <= startDateTime < until, pacing every request."""
+    """Yield pages of callRecords with since <= startDateTime < until, pacing every request
+    (a throttle is waited out: retry.LIST_THROTTLED)."""
     flt = f"startDateTime ge {_iso(since)} and startDateTime lt {_iso(until)}"
-    url: str | None = rt.graph.url(f"communications/callRecords?$filter={flt}")
-    while url:
-        await limiter.wait()
-        try:
-            page = await rt.graph.get(url)
-        except Throttled as exc:
-            delay = min(exc.retry_after if exc.retry_after is not None else 10.0, 120.0)
-            log.warning("List callRecords throttled; waiting %.0f s", delay)
-            await asyncio.sleep(delay)
-            continue
-        yield page.get("value", [])
-        url = page.get("@odata.nextLink")
+    url = rt.graph.url(f"communications/callRecords?$filter={flt}")
+    read = pages(rt.graph, url, pace=paced_by(limiter), retry=LIST_THROTTLED)
+    async with contextlib.aclosing(read) as it:
+        page: Page
+        async for page in it:
+            yield page.objects()
 
 
 def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
@@ -193,7 +191,7 @@ async def reconcile(
     the archiver's write-if-absent makes that harmless. ``dry_run`` counts, queues nothing.
     """
     requested = since
-    since, until = clamp_window(since, until)
+    since, until = clamp_range(since, until)
     report = Report(since, until, requested, source=source, dry_run=dry_run)
     limiter = limiter or SlidingWindow(LIST_LIMIT, LIST_PERIOD)
     if progress:
@@ -261,16 +259,16 @@ async def queue_slices(rt: Runtime, window: timedelta, now: datetime | None = No
     return len(slices)
 
 
-async def reconcile_recent(rt: Runtime, hours: int | None = None) -> int:
+async def queue_recent_slices(rt: Runtime, hours: int | None = None) -> int:
     """Queue the slices of the last ``hours`` (default 48): lifecycle events and the CLI."""
-    return await queue_slices(rt, timedelta(hours=hours) if hours else DEFAULT_WINDOW)
+    return await queue_slices(rt, timedelta(hours=hours) if hours else DEEP_PASS_SPAN)
 
 
 async def scheduled_pass(rt: Runtime, now: datetime | None = None) -> int:
     """The hourly timer: the recent hours, or once a day the deep 48-hour pass."""
     now = now or utcnow()
     if now.astimezone(UTC).hour == DEEP_PASS_HOUR:
-        return await queue_slices(rt, DEFAULT_WINDOW, now)
+        return await queue_slices(rt, DEEP_PASS_SPAN, now)
     return await queue_slices(rt, timedelta(hours=rt.settings.reconcile_recent_hours), now)
 
 
@@ -281,16 +279,16 @@ async def reconcile_slice(rt: Runtime, item: ControlItem) -> Report | None:
         raise ValueError("a reconcile slice needs since and until")
     try:
         return await reconcile(rt, item.since, item.until, limiter=list_limiter())
-    except WindowError as exc:
+    except EmptyRange as exc:
         log.info("reconcile slice skipped: %s", exc)
         return None
     except Exception as exc:
-        if classify(exc) is not Fault.TRANSIENT:
+        if classify_fault(exc) is not Fault.TRANSIENT:
             raise
         # Outlived like a record (the host's five tries would park it within minutes of a
         # Graph incident): the same slice again later, until it ages out of Graph's 30 days.
         # What it had queued already is harmless to queue twice.
-        delay = rt.settings.retry_max_seconds
+        delay = int(slice_again(rt.settings).delay(0))
         await rt.work.put([item], delay_seconds=delay)
         log.warning(
             "reconcile slice %s..%s: %s; again in %d s",

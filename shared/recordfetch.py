@@ -30,22 +30,14 @@ from typing import Any
 import orjson
 
 from shared.blobstore import StagedBlob, StaleBlocks
-from shared.graph import (
-    GraphClient,
-    GraphError,
-    Paused,
-    RecordHead,
-    parse_fields,
-    parse_page,
-    resolve_link,
-)
+from shared.graph import GraphClient, GraphError, RecordHead, pages, parse_fields
+from shared.graph.retry import RECORD_PACE, RetryLater
 from shared.ids import normalize_id
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"  # folder in the state container
-IN_PLACE_WAIT = 30.0  # seconds: a longer wait for the per-record limit frees the instance
 MAX_RESTARTS = 3  # new versions published while fetching, in one invocation
 PARTICIPANTS_UNAVAILABLE = (
     b'"@archiver.participants_v2":"not fetched: participants_v2 is not available in this '
@@ -110,6 +102,11 @@ class Fetched:
     resumed: int
 
 
+class Paused(RetryLater):
+    """The fetch stopped at a checkpoint (its time budget, or a long wait for Graph's
+    per-record limit): queue it again after ``retry_after`` seconds and it continues there."""
+
+
 class _Restart(Exception):
     """Start the record again from its first page (new version, stale checkpoint)."""
 
@@ -122,19 +119,21 @@ class RecordFetch:
         self.graph: GraphClient = rt.graph
         self.id = normalize_id(record_id)
         self.deadline = deadline
-        self.windows = self.graph.record_windows(self.id)
+        self.limits = self.graph.record_limits(self.id)
         self.cp: Checkpoint | None = None
         self.etag: str | None = None
         self.blob: StagedBlob | None = None
 
     # ---- pacing: Graph's per-record limits, waited out in place or by pausing
 
-    async def _paced_get(self, url: str, following: bool, parse: Any) -> Any:
-        window = self.windows.following if following else self.windows.first
+    async def _pace(self, following: bool) -> None:
+        """Wait for the per-record limit in place (RECORD_PACE), or pause at a checkpoint
+        when the wait is long or the time budget is spent."""
+        window = self.limits.following if following else self.limits.first
         delay = window.delay()
         now = time.monotonic()
         if delay > 0:
-            if delay > IN_PLACE_WAIT or now + delay > self.deadline:
+            if not RECORD_PACE.waits_in_place(delay) or now + delay > self.deadline:
                 raise await self._pause(delay, "waiting for Graph's per-record limit")
             await asyncio.sleep(delay + 0.001)
         elif now > self.deadline:
@@ -142,6 +141,15 @@ class RecordFetch:
         window.take()
         if self.cp is not None:
             self.cp.requests += 1
+
+    async def _pace_page(self, url: str) -> None:
+        """A sessions or participants_v2 page: the first participants_v2 page counts as a
+        first page, every other page as a following one."""
+        assert self.cp is not None
+        await self._pace("$skiptoken=" in url or self.cp.phase is Phase.SESSIONS)
+
+    async def _paced_get(self, url: str, following: bool, parse: Any) -> Any:
+        await self._pace(following)
         return await self.graph.request("GET", url, parse=parse)
 
     async def _pause(self, delay: float, why: str) -> Paused:
@@ -155,7 +163,7 @@ class RecordFetch:
             why,
             delay,
         )
-        return Paused(429, "RecordPaused", why, retry_after=delay)
+        return Paused(why, retry_after=delay)
 
     # ---- the checkpoint
 
@@ -277,15 +285,17 @@ class RecordFetch:
                     await blob.add(tail + (b"" if cp.participants_v2 else PARTICIPANTS_UNAVAILABLE))
                     cp.items = 0
                 continue
-            following = "$skiptoken=" in cp.link or cp.phase is Phase.SESSIONS
-            page = await self._paced_get(resolve_link(cp.link), following, parse_page)
-            cp.pages += 1
-            await self._items(page.value)
-            if cp.phase is Phase.SESSIONS:
-                cp.sessions += len(page.value)
-            else:
-                cp.participants += len(page.value)
-            cp.link = page.next_link
+            # The checkpoint's link is the pager's continuation token.
+            read = pages(self.graph, token=cp.link, pace=self._pace_page)
+            async with contextlib.aclosing(read) as it:
+                async for page in it:
+                    cp.pages += 1
+                    await self._items(page.value)
+                    if cp.phase is Phase.SESSIONS:
+                        cp.sessions += len(page.value)
+                    else:
+                        cp.participants += len(page.value)
+                    cp.link = page.next_link
         await blob.add(b"]}" if cp.participants_v2 else b"}")
 
     async def _commit(self) -> Fetched:

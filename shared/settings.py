@@ -1,6 +1,6 @@
 """App settings, read once and checked up front, so a misconfiguration fails in one clear line.
 
-The names are the interface of design.md: Bicep sets them in Azure, local.settings.json or the
+The names are the app's interface (README.md lists them): Bicep sets them in Azure, local.settings.json or the
 environment sets them locally. Nothing else in the code reads ``os.environ``.
 """
 
@@ -113,7 +113,7 @@ class StorageTarget:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of design.md, parsed."""
+    """Every app setting, parsed."""
 
     host_storage: StorageTarget
     archive_storage: StorageTarget

@@ -22,11 +22,11 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from shared.blobstore import parse_graph_datetime, record_prefix
-from shared.graph import GraphError
+from shared.blobstore import record_prefix
+from shared.clock import parse_graph_datetime, utcnow
+from shared.graph import GraphError, first_page
 from shared.ids import is_guid
-from shared.jsonvalues import as_list, as_object
-from shared.messages import utcnow
+from shared.jsonvalues import as_object
 from shared.poison import expires
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 EXPIRY_WARNING = timedelta(hours=12)
 STALE_MESSAGE = timedelta(minutes=15)
 BACKLOG = 5000
-SAMPLE_WINDOW = timedelta(hours=24)
+SAMPLE_SPAN = timedelta(hours=24)
 # A record published this long ago should be archived: notifications arrive within minutes,
 # and the hourly reconciliation covers the hours before.
 SAMPLE_GRACE = timedelta(hours=2)
@@ -143,20 +143,19 @@ async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
 async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timedelta) -> None:
     """One List page of the last 24 h; each record published more than ``grace`` ago must
     have a blob (any version: a newer one may still be on its way)."""
-    since = now - SAMPLE_WINDOW
+    since = now - SAMPLE_SPAN
     flt = (
         f"startDateTime ge {since:%Y-%m-%dT%H:%M:%SZ} and startDateTime lt {now:%Y-%m-%dT%H:%M:%SZ}"
     )
     try:
-        page = await rt.graph.get(rt.graph.url(f"communications/callRecords?$filter={flt}"))
+        page = await first_page(rt.graph, rt.graph.url(f"communications/callRecords?$filter={flt}"))
     except GraphError as exc:
         status.problems.append(f"cannot list call records: {exc}")
         return
     except AzureError as exc:  # the credential could not get a token (named above)
         log.info("sample check skipped: %s", type(exc).__name__)
         return
-    values = as_list(page.get("value")) or []
-    listed = [o for o in (as_object(v) for v in values) if o is not None]
+    listed = [o for o in (as_object(v) for v in page.objects()) if o is not None]
     status.graph_sampled = len(listed)
     due: list[tuple[str, datetime]] = []
     for item in listed:

@@ -12,6 +12,7 @@ from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue._shared.policies_async import LinearRetry
 from azure.storage.queue.aio import QueueClient
 
+from shared.graph.retry import STORAGE_QUEUE, RetryPolicy
 from shared.settings import SettingError, StorageTarget
 
 _DEV_SHORTHAND = "UseDevelopmentStorage=true"
@@ -37,6 +38,17 @@ def development_storage(blob_port: int = 10000, queue_port: int = 10001) -> str:
 DEVELOPMENT_STORAGE = development_storage()
 
 
+def storage_retry(policy: RetryPolicy) -> LinearRetry:
+    """The storage SDK's own retry, from a RetryPolicy with a fixed back-off (factor 1)."""
+    assert policy.factor == 1 and policy.tries is not None, "LinearRetry: fixed delay, counted"
+    return LinearRetry(
+        # The SDK annotates these as int but computes with them as seconds: fractions work.
+        backoff=policy.backoff,  # pyright: ignore[reportArgumentType]
+        random_jitter_range=policy.spread,  # pyright: ignore[reportArgumentType]
+        retry_total=policy.tries - 1,
+    )
+
+
 def queue_options() -> dict[str, Any]:
     """The webhook must answer Graph within 3 s: a sick queue fails fast (then 503, Graph
     retries) instead of sitting in the SDK's default 15 s+ exponential backoff.
@@ -45,8 +57,7 @@ def queue_options() -> dict[str, Any]:
     one policy object shared by two clients sends the first client's requests through the
     second client's transport (and fails once that client is closed)."""
     return {
-        # The SDK annotates these as int but computes with them as seconds: fractions work.
-        "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1, retry_total=2),  # pyright: ignore[reportArgumentType]
+        "retry_policy": storage_retry(STORAGE_QUEUE),
         "connection_timeout": 2,
         "read_timeout": 5,
     }

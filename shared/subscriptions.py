@@ -7,6 +7,7 @@ The keeper is idempotent and runs hourly, at start-up, and on lifecycle events.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -16,9 +17,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.blobstore import StateStore, parse_graph_datetime
-from shared.graph import GraphClient, GraphError, NotFound
-from shared.messages import utcnow
+from shared.blobstore import StateStore
+from shared.clock import parse_graph_datetime, utcnow
+from shared.graph import GraphClient, GraphError, NotFound, pages
 from shared.settings import Settings
 
 log = logging.getLogger("subscription")
@@ -116,13 +117,11 @@ class SubscriptionKeeper:
         """This app's callRecords subscriptions (resource and changeType ours, every page),
         latest expiry first; ``every``: all subscriptions the app can see."""
         found: list[Subscription] = []
-        url: str | None = self.graph.url("subscriptions")
-        while url:
-            page = await self.graph.get(url)
-            found += [
-                Subscription.from_graph(s) for s in page.get("value", []) if every or _matches(s)
-            ]
-            url = page.get("@odata.nextLink")
+        async with contextlib.aclosing(pages(self.graph, self.graph.url("subscriptions"))) as it:
+            async for page in it:
+                found += [
+                    Subscription.from_graph(s) for s in page.objects() if every or _matches(s)
+                ]
         return sorted(found, key=lambda s: s.expires, reverse=True)
 
     def is_ours(self, sub: Subscription) -> bool:

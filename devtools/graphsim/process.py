@@ -27,7 +27,7 @@ READY = "graphsim listening on "
 
 
 @dataclass
-class Simulator:
+class SimulatorProcess:
     """A running simulator child process and how to reach it."""
 
     port: int
@@ -113,7 +113,7 @@ class Simulator:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> SimulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +137,7 @@ def start_simulator(
     extra_args: list[str] | None = None,
     env: dict[str, Any] | None = None,
     timeout: float = 30.0,
-) -> Simulator:
+) -> SimulatorProcess:
     """Launch ``python -m devtools.graphsim`` (this interpreter) and wait until it listens.
 
     The log (stdout and stderr) goes to ``<workdir>/graphsim.log``; ``workdir`` defaults to
@@ -177,7 +177,7 @@ def start_simulator(
         p for p in (str(ROOT), child_env.get("PYTHONPATH", "")) if p
     )
     child_env["PYTHONUNBUFFERED"] = "1"
-    sim = Simulator(port, host, identity_header, args, folder, _own_dir=own, _env=child_env)
+    sim = SimulatorProcess(port, host, identity_header, args, folder, _own_dir=own, _env=child_env)
     try:
         sim._launch(timeout)
     except BaseException:

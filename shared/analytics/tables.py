@@ -34,7 +34,7 @@ from shared.analytics.rules import (
     classify,
     stream_kind,
 )
-from shared.blobstore import parse_graph_datetime
+from shared.clock import parse_graph_datetime
 
 # Bumped when a schema or the meaning of a column changes: every day is then rebuilt.
 TABLES_VERSION = "1"

@@ -14,7 +14,8 @@ from functools import cached_property
 import msgspec
 from azure.storage.blob.aio import ContainerClient
 
-from shared.blobstore import ArchiveWriter, parse_graph_datetime
+from shared.blobstore import ArchiveWriter
+from shared.clock import parse_graph_datetime
 from shared.ids import is_guid
 from shared.usage.kinds import UsageKind
 

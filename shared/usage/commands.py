@@ -15,10 +15,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from shared.messages import utcnow
+from shared.clock import utcnow
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind, kinds_from_text
-from shared.usage.ranges import MAX_RANGE, windows
+from shared.usage.ranges import MAX_RANGE, date_ranges
 from shared.usage.sync import KindReport, copy_range
 from shared.usage.tables import UsageTables, report
 
@@ -37,7 +37,7 @@ class Progress:
         self.tty = stream.isatty()
         self.last_draw = 0.0
         self.drawn = False
-        self.windows_seen = 0
+        self.ranges_seen = 0
 
     def update(self, rep: KindReport) -> None:
         counts = f"listed {rep.listed}, written {rep.written}, already archived {rep.archived}"
@@ -52,8 +52,8 @@ class Progress:
             self.stream.write(f"\r{rep.kind.label:<15} [{bar}] {percent:3d}%  {counts}")
             self.stream.flush()
             self.drawn = True
-        elif rep.done_until is not None and rep.windows != self.windows_seen:
-            self.windows_seen = rep.windows
+        elif rep.done_until is not None and rep.ranges != self.ranges_seen:
+            self.ranges_seen = rep.ranges
             print(
                 f"{rep.kind.label}: up to {rep.done_until:%Y-%m-%d %H:%M} UTC "
                 f"({int(rep.fraction * 100)}%): {counts}",
@@ -66,7 +66,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
         self.drawn = False
-        self.windows_seen = 0
+        self.ranges_seen = 0
 
 
 def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
@@ -86,7 +86,7 @@ async def cmd_usage_backfill(rt: Runtime, args: argparse.Namespace) -> int:
     note = " (dry run: nothing is written)" if args.dry_run else ""
     print(
         f"usage backfill {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC, "
-        f"{len(list(windows(since, until)))} window(s) of up to 90 days{note}",
+        f"{len(list(date_ranges(since, until)))} window(s) of up to 90 days{note}",
         file=sys.stderr,
     )
     bar = Progress(sys.stderr)

@@ -23,7 +23,7 @@ def graph_literal(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def windows(
+def date_ranges(
     since: datetime, until: datetime, step: timedelta = MAX_RANGE
 ) -> Iterator[tuple[datetime, datetime]]:
     """[since, until) as consecutive windows of at most ``step`` (capped at 90 days), laid end

@@ -17,21 +17,23 @@ tenant and 50 per collection; the run paces itself at the last, the strictest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.graph import GraphError, Page, Throttled, Unreachable
-from shared.messages import utcnow
+from shared.clock import utcnow
+from shared.graph import GraphError, Throttled, Unreachable, pages
+from shared.graph.retry import BACKFILL_THROTTLED
+from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
-from shared.usage.ranges import MAX_RANGE, function_path, windows
+from shared.usage.ranges import MAX_RANGE, date_ranges, function_path
 from shared.usage.watermark import WatermarkConflict, WatermarkStore
-from shared.windows import fraction_done
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ OVERLAP = 2 * DAY
 RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
-LONG_WAIT_CAP = 120.0  # seconds: the most a backfill waits for one long Retry-After
 
 
 class OutOfTime(Exception):
@@ -59,7 +60,7 @@ class KindReport:
     since: datetime
     until: datetime
     dry_run: bool = False
-    windows: int = 0
+    ranges: int = 0
     pages: int = 0
     listed: int = 0
     written: int = 0  # dry run: would be written
@@ -68,7 +69,7 @@ class KindReport:
     done_until: datetime | None = None  # every row starting before this is archived
     stopped: str | None = None  # why the run ended early (None: the whole range is done)
     watermark: datetime | None = None  # after the run (hourly run only)
-    window_written: int = field(default=0, repr=False)  # ``written`` when the window began
+    range_written: int = field(default=0, repr=False)  # ``written`` when the window began
 
     @property
     def fraction(self) -> float:
@@ -118,14 +119,14 @@ async def copy_range(
     step: timedelta = MAX_RANGE,
     limiter: SlidingWindow | None = None,
     progress: Callable[[KindReport], None] | None = None,
-    window_done: Callable[[datetime, int], Awaitable[None]] | None = None,
+    range_done: Callable[[datetime, int], Awaitable[None]] | None = None,
     dry_run: bool = False,
     wait_long_throttles: bool = False,
     deadline: float | None = None,
 ) -> KindReport:
     """Archive every row of ``kind`` that started in [since, until), window by window.
 
-    ``window_done(end, written)`` runs after the last page of each window is written (the
+    ``range_done(end, written)`` runs after the last page of each window is written (the
     hourly run saves its watermark there). A long throttle (unless ``wait_long_throttles``,
     the CLI backfill, which waits it out, 2 min at most at a time), Graph out of reach after
     the client's in-place retries, the time budget (``deadline``, time.monotonic(), checked
@@ -138,8 +139,8 @@ async def copy_range(
     if progress:
         progress(report)
     try:
-        for start, end in windows(report.since, report.until, step):
-            await _copy_window(
+        for start, end in date_ranges(report.since, report.until, step):
+            await _copy_one_range(
                 rt,
                 kind,
                 start,
@@ -152,8 +153,8 @@ async def copy_range(
                 wait_long_throttles,
                 deadline,
             )
-            if window_done:
-                await window_done(end, report.written - report.window_written)
+            if range_done:
+                await range_done(end, report.written - report.range_written)
             if progress:
                 progress(report)
     except (Throttled, Unreachable, OutOfTime, WatermarkConflict) as exc:
@@ -161,7 +162,7 @@ async def copy_range(
     return report
 
 
-async def _copy_window(
+async def _copy_one_range(
     rt: Runtime,
     kind: UsageKind,
     start: datetime,
@@ -177,45 +178,34 @@ async def _copy_window(
     """Every page of one window. The next page is fetched while this one's rows are written
     (its link is known), so Graph's answer time and the writes overlap; the window counts as
     done only once every page is written."""
-    report.windows += 1
-    report.window_written = report.written
+    report.ranges += 1
+    report.range_written = report.written
 
-    async def fetch(url: str) -> Page:
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise OutOfTime(f"time budget spent before {start:%Y-%m-%d %H:%M} UTC")
-            await limiter.wait()
-            try:
-                return await rt.graph.get_page(url)
-            except Throttled as exc:
-                if not wait_long_throttles:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else 10.0
-                delay = min(wait, LONG_WAIT_CAP)
-                log.warning("%s throttled; waiting %.0f s", kind.function, delay)
-                await asyncio.sleep(delay)
+    async def pace(url: str) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise OutOfTime(f"time budget spent before {start:%Y-%m-%d %H:%M} UTC")
+        await limiter.wait()
 
-    page = await fetch(rt.graph.url(function_path(kind.function, start, end)))
-    while True:
-        following = asyncio.ensure_future(fetch(page.next_link)) if page.next_link else None
-        try:
+    # The next page is requested while this one's rows are written (read_ahead); a throttle
+    # stops the hourly run at its watermark, and is waited out by a backfill.
+    read = pages(
+        rt.graph,
+        rt.graph.url(function_path(kind.function, start, end)),
+        pace=pace,
+        retry=BACKFILL_THROTTLED if wait_long_throttles else None,
+        read_ahead=True,
+    )
+    async with contextlib.aclosing(read) as it:
+        async for page in it:
             rows = [parse_row(kind, bytes(raw)) for raw in page.value]
             outcomes = await _store(rt, rows, index, dry_run)
-        except BaseException:
-            if following:
-                following.cancel()
-                await asyncio.gather(following, return_exceptions=True)
-            raise
-        report.pages += 1
-        report.listed += len(rows)
-        report.written += sum(outcomes)
-        report.archived += len(rows) - sum(outcomes)
-        report.unparsed += sum(1 for row in rows if row.id is None or row.start is None)
-        if progress:
-            progress(report)
-        if following is None:
-            break
-        page = await following
+            report.pages += 1
+            report.listed += len(rows)
+            report.written += sum(outcomes)
+            report.archived += len(rows) - sum(outcomes)
+            report.unparsed += sum(1 for row in rows if row.id is None or row.start is None)
+            if progress:
+                progress(report)
     report.done_until = end
 
 
@@ -244,7 +234,7 @@ async def sync_kind(
     else:
         since = min(mark.until - OVERLAP, now - OVERLAP)
 
-    async def window_done(end: datetime, written: int) -> None:
+    async def range_done(end: datetime, written: int) -> None:
         if mark.until is None or end > mark.until:
             mark.until = end
         mark.updated = utcnow()
@@ -252,7 +242,7 @@ async def sync_kind(
         await store.save(mark)
 
     report = await copy_range(
-        rt, kind, since, now, step=step, window_done=window_done, deadline=deadline
+        rt, kind, since, now, step=step, range_done=range_done, deadline=deadline
     )
     report.watermark = mark.until
     return report

@@ -34,7 +34,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from shared.blobstore import parse_graph_datetime
+from shared.clock import parse_graph_datetime
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shared.blobstore import parse_graph_datetime
+from shared.clock import parse_graph_datetime
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind
 

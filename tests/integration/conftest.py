@@ -11,7 +11,7 @@ import pytest
 
 from devtools import azurite as azurite_mod
 from devtools.apphost import AppHost
-from devtools.graphsim.process import Simulator, start_simulator
+from devtools.graphsim.process import SimulatorProcess, start_simulator
 from devtools.ports import closed_port
 from devtools.stack import Stack, disabled, unique
 
@@ -27,7 +27,7 @@ def azurite() -> Iterator[azurite_mod.Azurite]:
 
 
 @pytest.fixture(scope="session")
-def sim() -> Iterator[Simulator]:
+def sim() -> Iterator[SimulatorProcess]:
     """One Graph simulator (with its managed-identity token endpoint) for the whole run."""
     s = start_simulator()
     yield s

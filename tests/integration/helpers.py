@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 def notification(record_id: str, client_state: str, **extra: Any) -> dict[str, Any]:
-    """One change notification exactly as graph-facts.md shows it, with ``extra`` keys changed."""
+    """One change notification exactly as learn.microsoft.com/graph/change-notifications-delivery-webhooks shows it, with ``extra`` keys changed."""
     return {**change_notification(record_id, client_state), **extra}
 
 

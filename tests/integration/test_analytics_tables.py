@@ -28,7 +28,7 @@ from shared.analytics.rebuild import (
     table_blob,
     tabulate,
 )
-from shared.messages import utcnow
+from shared.clock import utcnow
 from tests.integration.conftest import unique
 from tests.integration.test_cli import one_error_line, run_cli
 

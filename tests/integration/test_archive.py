@@ -8,7 +8,8 @@ import uuid
 
 import orjson
 
-from shared.blobstore import ArchiveWriter, parse_graph_datetime, record_prefix
+from shared.blobstore import ArchiveWriter, record_prefix
+from shared.clock import parse_graph_datetime
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
 

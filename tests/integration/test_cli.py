@@ -16,7 +16,8 @@ import orjson
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.messages import Source, WorkItem, utcnow
+from shared.clock import utcnow
+from shared.messages import Source, WorkItem
 from tests.integration.helpers import blobs, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from devtools.graphsim.client import SimClient, SimError
-from devtools.graphsim.process import Simulator, start_simulator
+from devtools.graphsim.process import SimulatorProcess, start_simulator
 from devtools.graphsim.records import parse_time
 from shared.graph import resolve_link
 
@@ -27,7 +27,7 @@ EXPAND = "$expand=sessions($expand=segments)"
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
+def sim() -> Iterator[SimulatorProcess]:
     simulator = start_simulator(seed=7, validation_timeout=2.0)
     try:
         yield simulator
@@ -36,7 +36,7 @@ def sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture(autouse=True)
-def clean(sim: Simulator) -> SimClient:
+def clean(sim: SimulatorProcess) -> SimClient:
     sim.client.reset()
     return sim.client
 
@@ -48,14 +48,14 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-def get_token(sim: Simulator, header: str | None = None, **params: str) -> httpx.Response:
+def get_token(sim: SimulatorProcess, header: str | None = None, **params: str) -> httpx.Response:
     query = {"api-version": "2019-08-01", "resource": "https://graph.microsoft.com", **params}
     headers = {"X-IDENTITY-HEADER": sim.identity_header if header is None else header}
     return httpx.get(sim.identity_endpoint, params=query, headers=headers)
 
 
 @pytest.fixture
-def graph(sim: Simulator) -> Iterator[httpx.Client]:
+def graph(sim: SimulatorProcess) -> Iterator[httpx.Client]:
     token = get_token(sim).json()["access_token"]
     with httpx.Client(
         base_url=f"{sim.base_url}/v1.0", headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -206,7 +206,7 @@ def fetch_naively(
 # ---------------------------------------------------------------- tokens and auth
 
 
-def test_token_endpoint_speaks_the_app_service_protocol(sim: Simulator) -> None:
+def test_token_endpoint_speaks_the_app_service_protocol(sim: SimulatorProcess) -> None:
     assert get_token(sim, header="").status_code == 401
     assert get_token(sim, header="wrong").status_code == 401
     assert get_token(sim, **{"api-version": "2017-09-01"}).status_code == 400
@@ -222,7 +222,9 @@ def test_token_endpoint_speaks_the_app_service_protocol(sim: Simulator) -> None:
     assert sim.client.stats()["token_requests"] == before + 1
 
 
-def test_graph_routes_need_a_token_the_simulator_issued(sim: Simulator, clean: SimClient) -> None:
+def test_graph_routes_need_a_token_the_simulator_issued(
+    sim: SimulatorProcess, clean: SimClient
+) -> None:
     rid = clean.create_record(notify=False)["id"]
     url = f"{sim.base_url}/v1.0/communications/callRecords/{rid}"
     assert_graph_error(httpx.get(url), 401, "InvalidAuthenticationToken")
@@ -235,7 +237,7 @@ def test_graph_routes_need_a_token_the_simulator_issued(sim: Simulator, clean: S
 
 
 @pytest.fixture
-def identity_env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def identity_env(sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     """The App Service managed-identity protocol pointed at the simulator, nothing else."""
     for name in ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
@@ -245,7 +247,7 @@ def identity_env(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("identity_env")
 def test_real_managed_identity_credential_gets_a_working_token(
-    sim: Simulator, clean: SimClient
+    sim: SimulatorProcess, clean: SimClient
 ) -> None:
     from azure.identity import ManagedIdentityCredential
 
@@ -264,7 +266,9 @@ def test_real_managed_identity_credential_gets_a_working_token(
 
 
 @pytest.mark.usefixtures("identity_env")
-async def test_async_credential_the_app_uses_works_too(sim: Simulator, clean: SimClient) -> None:
+async def test_async_credential_the_app_uses_works_too(
+    sim: SimulatorProcess, clean: SimClient
+) -> None:
     from azure.identity.aio import ManagedIdentityCredential
 
     async with ManagedIdentityCredential() as credential:
@@ -609,7 +613,7 @@ def test_lifecycle_events_are_posted_and_subscription_removed_deletes(
 
 
 def test_faults_429_503_drop_and_latency_on_graph_routes_only(
-    sim: Simulator, graph: httpx.Client, clean: SimClient
+    sim: SimulatorProcess, graph: httpx.Client, clean: SimClient
 ) -> None:
     rid = clean.create_record(notify=False)["id"]
     url = f"/communications/callRecords/{rid}"
@@ -659,7 +663,7 @@ def test_throttle_trips_at_the_configured_budget(graph: httpx.Client, clean: Sim
 
 
 def test_restart_keeps_records_subscriptions_and_tokens(
-    sim: Simulator, graph: httpx.Client, receiver: Receiver, clean: SimClient
+    sim: SimulatorProcess, graph: httpx.Client, receiver: Receiver, clean: SimClient
 ) -> None:
     rid = clean.create_record(sessions=70, notify=False)["id"]
     sub = subscribe(graph, receiver).json()
@@ -671,7 +675,7 @@ def test_restart_keeps_records_subscriptions_and_tokens(
     assert pages == [60, 10] and doc == before
 
 
-def test_simulator_log_shows_no_errors(sim: Simulator) -> None:
+def test_simulator_log_shows_no_errors(sim: SimulatorProcess) -> None:
     """Runs last: every bad request above got a 4xx, none an unhandled exception."""
     log = sim.log_path.read_text(errors="replace")
     assert "Traceback" not in log and " ERROR " not in log, sim.tail()

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.archiver import archive_record
-from shared.messages import Source, WorkItem, utcnow
+from shared.clock import utcnow
+from shared.messages import Source, WorkItem
 from shared.ratelimit import SlidingWindow
 from shared.reconcile import (
     RETENTION,
-    WindowError,
+    EmptyRange,
     days,
     reconcile,
     since_from_text,
@@ -116,9 +117,9 @@ async def test_window_is_clamped_to_the_30_days_graph_keeps(fresh_sim, runtime) 
     assert report.clamped
     assert now - RETENTION < report.since < now - RETENTION + timedelta(minutes=10)
     assert not (await reconcile(runtime, now - RETENTION, dry_run=True, limiter=FAST)).clamped
-    with pytest.raises(WindowError, match="before the oldest record Graph keeps"):
+    with pytest.raises(EmptyRange, match="before the oldest record Graph keeps"):
         await reconcile(runtime, now - timedelta(days=45), now - timedelta(days=31), limiter=FAST)
-    with pytest.raises(WindowError, match="empty window"):
+    with pytest.raises(EmptyRange, match="empty window"):
         await reconcile(runtime, now - timedelta(days=1), now - timedelta(days=2), limiter=FAST)
 
 

@@ -17,7 +17,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from shared import archiver, handlers
-from shared.messages import Source, WorkItem, utcnow
+from shared.clock import utcnow
+from shared.messages import Source, WorkItem
 
 ROOT = Path(__file__).resolve().parents[2]
 

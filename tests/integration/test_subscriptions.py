@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from shared.clock import utcnow
 from shared.graph import GraphError
-from shared.messages import utcnow
 from shared.settings import SettingError, load_settings
 from shared.subscriptions import (
     LIFETIME,

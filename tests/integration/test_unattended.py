@@ -27,7 +27,8 @@ from azure.storage.queue import QueueClient
 from devtools import azurite as azurite_mod
 from devtools.ports import free_port
 from shared import archiver, handlers, poison
-from shared.messages import ControlItem, Source, WorkItem, utcnow
+from shared.clock import utcnow
+from shared.messages import ControlItem, Source, WorkItem
 from shared.workqueue import NEVER_EXPIRES
 from tests.integration.conftest import Host, unique
 from tests.integration.helpers import batch, blobs, notification, wait_for

@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from azure.storage.blob import ContainerClient
 
-from shared.blobstore import parse_graph_datetime
-from shared.messages import utcnow
+from shared.clock import parse_graph_datetime, utcnow
 from tests.integration.conftest import unique
 from tests.integration.test_cli import one_error_line, run_cli
 

@@ -11,8 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.blobstore import parse_graph_datetime
-from shared.messages import utcnow
+from shared.clock import parse_graph_datetime, utcnow
 from shared.status import collect
 from shared.usage.health import usage_facts
 from shared.usage.kinds import UsageKind
@@ -75,7 +74,7 @@ async def test_rows_archived_exactly_once_across_two_overlapping_runs(
     assert first[UsageKind.PSTN].stopped is None, first[UsageKind.PSTN].stopped
     assert (first[UsageKind.PSTN].listed, first[UsageKind.PSTN].written) == (2500, 2500)
     assert first[UsageKind.DIRECT_ROUTING].written == 400
-    assert first[UsageKind.PSTN].windows == 12  # a day at a time: the watermark moves daily
+    assert first[UsageKind.PSTN].ranges == 12  # a day at a time: the watermark moves daily
 
     # Late rows (the log is filled in after the fact, up to 48 h late) inside the overlap.
     late = sim.add_usage_rows("pstn", 30, now - timedelta(hours=44), now - timedelta(hours=2))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.blobstore import blob_name, parse_graph_datetime
+from shared.blobstore import blob_name
+from shared.clock import parse_graph_datetime
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import cli
-from shared.messages import Source, utcnow
+from shared.clock import utcnow
+from shared.messages import Source
 from shared.reconcile import Report
 from shared.settings import SettingError, local_settings_env
 

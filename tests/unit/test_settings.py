@@ -9,7 +9,7 @@ from shared.settings import SettingError, lifecycle_url_from, load_settings
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_CLIENT_STATE": "s3cret"}
 
 
-def test_defaults_follow_design_md() -> None:
+def test_defaults_are_the_documented_ones() -> None:
     s = load_settings(BASE)
     assert s.archive_container == "callrecords"
     assert s.queue_name == "callrecords"

@@ -21,8 +21,8 @@ from azure.core.exceptions import (
 from azure.identity import CredentialUnavailableError
 
 from shared.activity import LINE, line
-from shared.archiver import Fault, backoff, classify, retry_delay
 from shared.graph import GraphError, NotFound, Throttled, Unauthorized, Unreachable
+from shared.graph.retry import GRAPH_IN_PLACE, Fault, RetryLater, classify_fault, not_yet, transient
 from shared.handlers import drop_summary
 from shared.messages import (
     MAX_ATTEMPT,
@@ -33,7 +33,7 @@ from shared.messages import (
     parse_message,
 )
 from shared.reconcile import hour_slices
-from shared.settings import SettingError, load_settings
+from shared.settings import SettingError, Settings, load_settings
 from shared.workqueue import QueueUnavailable
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
@@ -75,11 +75,26 @@ def _http_error(status: int, cls: type[HttpResponseError] = HttpResponseError) -
         (_http_error(404, ResourceNotFoundError), Fault.UNKNOWN),
         (_http_error(403), Fault.UNKNOWN),
         (TypeError("a bug"), Fault.UNKNOWN),
+        (RetryLater("paused at a checkpoint", 40), Fault.TRANSIENT),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
 def test_failures_are_classified(exc: BaseException, fault: Fault) -> None:
-    assert classify(exc) is fault
+    assert classify_fault(exc) is fault
+
+
+def _settings(base: int, cap: int) -> Settings:
+    return load_settings(
+        {**BASE, "ARCHIVE_RETRY_BASE_SECONDS": str(base), "ARCHIVE_RETRY_MAX_SECONDS": str(cap)}
+    )
+
+
+def backoff(item: WorkItem, base: int, cap: int, at_least: float | None = None) -> int:
+    return int(transient(_settings(base, cap)).delay(item.attempt, at_least))
+
+
+def retry_delay(item: WorkItem, base: int, cap: int) -> int:
+    return int(not_yet(_settings(base, cap)).delay(item.attempt))
 
 
 def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
@@ -182,3 +197,15 @@ def test_unattended_settings() -> None:
     ):
         with pytest.raises(SettingError, match=name):
             load_settings({**BASE, name: value})
+
+
+def test_in_place_graph_retries_stop_at_a_long_wait_or_a_landed_post() -> None:
+    throttled = Throttled(429, "TooManyRequests", "slow down", 3)
+    assert GRAPH_IN_PLACE.next_wait(throttled, 0) == 3  # Graph's Retry-After, exactly
+    assert GRAPH_IN_PLACE.next_wait(Throttled(429, "x", "y", 6), 0) is None  # too long here
+    assert GRAPH_IN_PLACE.next_wait(throttled, 3) is None  # the fourth try was the last
+    dropped = Unreachable(0, "ReadError", "reset")
+    assert GRAPH_IN_PLACE.next_wait(dropped, 0, idempotent=False) is None  # may have landed
+    wait = GRAPH_IN_PLACE.next_wait(dropped, 1)
+    assert wait is not None and 0.5 <= wait <= 1.5  # 0.5 s doubled once, +/-50%
+    assert GRAPH_IN_PLACE.next_wait(NotFound(404, "NotFound", "no"), 0) is None

@@ -10,7 +10,7 @@ import pytest
 
 from shared.usage.archive import blob_id, parse_row
 from shared.usage.kinds import UsageKind, kinds_from_text
-from shared.usage.ranges import MAX_RANGE, function_path, graph_literal, windows
+from shared.usage.ranges import MAX_RANGE, date_ranges, function_path, graph_literal
 from shared.usage.tables import to_table, utc_days
 from shared.usage.watermark import Watermark
 
@@ -19,7 +19,7 @@ T0 = datetime(2026, 1, 1, 6, 30, tzinfo=UTC)
 
 def test_a_range_over_90_days_is_split_into_contiguous_windows() -> None:
     until = T0 + timedelta(days=200, hours=5)
-    parts = list(windows(T0, until))
+    parts = list(date_ranges(T0, until))
     assert [end - start for start, end in parts] == [
         MAX_RANGE,
         MAX_RANGE,
@@ -31,15 +31,15 @@ def test_a_range_over_90_days_is_split_into_contiguous_windows() -> None:
 
 
 def test_windows_edges() -> None:
-    assert list(windows(T0, T0)) == []
-    assert list(windows(T0, T0 + MAX_RANGE)) == [(T0, T0 + MAX_RANGE)]  # exactly 90: one
-    assert len(list(windows(T0, T0 + MAX_RANGE + timedelta(microseconds=1)))) == 2
-    days = list(windows(T0, T0 + timedelta(days=2, hours=1), step=timedelta(days=1)))
+    assert list(date_ranges(T0, T0)) == []
+    assert list(date_ranges(T0, T0 + MAX_RANGE)) == [(T0, T0 + MAX_RANGE)]  # exactly 90: one
+    assert len(list(date_ranges(T0, T0 + MAX_RANGE + timedelta(microseconds=1)))) == 2
+    days = list(date_ranges(T0, T0 + timedelta(days=2, hours=1), step=timedelta(days=1)))
     assert [e - s for s, e in days] == [timedelta(days=1), timedelta(days=1), timedelta(hours=1)]
     # A step over 90 days is capped: Graph refuses longer ranges.
-    assert len(list(windows(T0, T0 + timedelta(days=180), step=timedelta(days=365)))) == 2
+    assert len(list(date_ranges(T0, T0 + timedelta(days=180), step=timedelta(days=365)))) == 2
     with pytest.raises(ValueError, match="timezone-aware"):
-        list(windows(datetime(2026, 1, 1), T0))
+        list(date_ranges(datetime(2026, 1, 1), T0))
 
 
 def test_function_url_syntax() -> None:

@@ -1,15 +1,14 @@
-"""A small Graph client for callRecords: one httpx client per process, typed errors, and
-the fetch that merges every page of a record into one document."""
+"""The Graph client: authenticated requests over one httpx client per process, pinned to one
+Graph root, paced by the app-wide adaptive rate, transient faults retried in place by
+``retry.GRAPH_IN_PLACE``, errors raised as the classes of ``errors.py``; and the URLs and
+per-record limits of a call record."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -17,6 +16,9 @@ import msgspec
 import orjson
 
 from shared.auth import TokenProvider
+from shared.graph.errors import BadPage, GraphError, Unauthorized, Unreachable, error_from
+from shared.graph.paging import NEXT_LINK, Page, parse_page, pinned
+from shared.graph.retry import GRAPH_IN_PLACE, RetryPolicy
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 from shared.ratelimit import AdaptiveRate, SlidingWindow
@@ -24,25 +26,12 @@ from shared.settings import FIRST_PAGE_PACE, NEXT_PAGES_PACE, Pace
 
 API = "v1.0"
 EXPAND = "sessions($expand=segments)"
-_NEXT = "@odata.nextLink"
-MAX_TRIES = 4  # per request, for network errors and throttling
-SHORT_WAIT = 5.0  # seconds: a Retry-After up to this is waited out in place
-BACKOFF = 0.5  # seconds, doubled per try, when Graph gives no Retry-After
 HEAD_KEYS = ("id", "version", "startDateTime", "endDateTime")  # decoded; the rest stays raw
 
 
 T = TypeVar("T")
 
 
-class Page(msgspec.Struct):
-    """A Graph collection page, its items kept as raw JSON (validated, never turned into
-    Python objects: they are only copied into the archive)."""
-
-    value: list[msgspec.Raw]
-    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
-
-
-_PAGE = msgspec.json.Decoder(Page)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -57,99 +46,9 @@ def _object(content: bytes) -> dict[str, Any]:
     return body
 
 
-def _fields(content: bytes) -> dict[str, msgspec.Raw]:
-    return _FIELDS.decode(content)
-
-
-def _page(content: bytes) -> Page:
-    return _PAGE.decode(content)
-
-
-class GraphError(Exception):
-    """Graph answered with an error, or could not be reached."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
-        super().__init__(f"Graph {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-
-class NotFound(GraphError):
-    """404: for a call record, 'not published yet' (up to 150 min) or 'older than 30 days'."""
-
-
-class Throttled(GraphError):
-    """429, 503 or 504: come back after ``retry_after`` seconds (None: back off yourself)."""
-
-
-class Paused(Throttled):
-    """A record's fetch stopped at a checkpoint (its time budget, or a long wait for Graph's
-    per-record limit): queue it again after ``retry_after`` seconds and it continues there."""
-
-
-class Unauthorized(GraphError):
-    """401 or 403: the identity lacks a token or the CallRecords.Read.All app role."""
-
-
-class Unreachable(GraphError):
-    """The network failed: connection refused or dropped, timeout, truncated body."""
-
-
-class BadPage(GraphError):
-    """Graph answered 200 with something that is not the JSON asked for (e.g. the XML of
-    ``/v1.0/$metadata``): a bug or a changed API, never retried as a network fault."""
-
-
-def resolve_link(link: str) -> str:
-    """A next link as a URL to GET.
-
-    The documentation's examples (Get callRecord, List sessions, List participants_v2) show
-    next links in the context-URL form ``.../v1.0/$metadata#communications/callRecords('{id}')
-    /sessions?$expand=segments&$skiptoken=...``; an HTTP client would drop everything after
-    ``#`` and fetch ``/v1.0/$metadata``. Such a link is turned into the resource path it names
-    (``.../v1.0/communications/callRecords('{id}')/sessions?...``, the OData key form Graph
-    accepts); any other link is returned as it is.
-    """
-    parts = urlsplit(link)
-    head, sep, _ = link.partition("#")
-    if sep and parts.fragment and head.rstrip("/").endswith("/$metadata"):
-        return head.rstrip("/")[: -len("$metadata")] + parts.fragment.lstrip("/")
-    return link
-
-
 def _is_json(response: httpx.Response) -> bool:
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     return ctype == "application/json" or ctype.endswith("+json")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _error(response: httpx.Response) -> GraphError:
-    code, message = "unknown", response.reason_phrase
-    try:
-        err = orjson.loads(response.content).get("error", {})
-        code, message = str(err.get("code", code)), str(err.get("message", message))[:300]
-    except (orjson.JSONDecodeError, AttributeError):
-        pass
-    status = response.status_code
-    cls: type[GraphError] = GraphError
-    if status == 404:
-        cls = NotFound
-    elif status in (429, 503, 504):
-        cls = Throttled
-    elif status in (401, 403):
-        cls = Unauthorized
-    return cls(status, code, message, _retry_after(response))
 
 
 class GraphClient:
@@ -162,6 +61,7 @@ class GraphClient:
         http: httpx.AsyncClient,
         first_pace: Pace = FIRST_PAGE_PACE,
         next_pace: Pace = NEXT_PAGES_PACE,
+        retry: RetryPolicy = GRAPH_IN_PLACE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tokens = tokens
@@ -169,24 +69,25 @@ class GraphClient:
         self.retries: Counter[str] = Counter()  # in-place retries by status (0: network)
         self.pace = AdaptiveRate()  # the app-wide budget, learned from 429s
         self.first_pace, self.next_pace = first_pace, next_pace
-        self._records: dict[str, RecordWindows] = {}
+        self.retry = retry
+        self._records: dict[str, RecordLimits] = {}
 
     async def request(
         self, method: str, url: str, json: Any = None, parse: Callable[[bytes], T] = _object
     ) -> T:
-        """One Graph call, with the transient faults absorbed in place.
+        """One Graph call, with the transient faults absorbed in place (``self.retry``).
 
         A 401 gets one fresh token. Network errors and 429/503/504 are retried here (with
-        the Retry-After Graph gives, else a short backoff) while the wait is short; a long
-        wait, or one fault too many, raises so the caller can requeue the work instead of
-        holding an instance. POST is not retried after a network error (it may have landed).
+        the Retry-After Graph gives, else a short back-off) while the wait is short; a long
+        wait, or one fault too many, raises so the caller can queue the work again instead
+        of holding an instance. POST is not retried after a network error (it may have
+        landed).
         """
-        if not url.startswith(self.base_url + "/"):
-            raise GraphError(0, "ForeignLink", f"refusing to send a token outside {self.base_url}")
+        pinned(self.base_url, url)
         refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def authorized() -> T:
+            nonlocal refreshed
             try:
                 return await self._once(method, url, json, parse)
             except Unauthorized as exc:
@@ -194,18 +95,13 @@ class GraphClient:
                     raise
                 refreshed = True
                 self._tokens.invalidate()  # an expired or revoked token: try one fresh one
-            except (Unreachable, Throttled) as exc:
-                wait = exc.retry_after
-                if wait is None:
-                    wait = BACKOFF * 2 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311
-                if (
-                    attempt >= MAX_TRIES
-                    or wait > SHORT_WAIT
-                    or (isinstance(exc, Unreachable) and method == "POST")
-                ):
-                    raise
+                return await self._once(method, url, json, parse)
+
+        def count(exc: BaseException, wait: float) -> None:
+            if isinstance(exc, GraphError):
                 self.retries[f"{exc.status or exc.code}"] += 1
-                await asyncio.sleep(wait)
+
+        return await self.retry.run(authorized, idempotent=method != "POST", on_retry=count)
 
     async def _once(self, method: str, url: str, json: Any, parse: Callable[[bytes], T]) -> T:
         headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
@@ -222,12 +118,12 @@ class GraphClient:
         ) as exc:  # connect, read, timeouts
             raise Unreachable(0, type(exc).__name__, str(exc)[:200] or "network error") from exc
         if response.status_code == 429:
-            error = _error(response)
+            error = error_from(response)
             self.pace.throttled(error.retry_after)
             raise error
         self.pace.answered()
         if response.status_code >= 400:
-            raise _error(response)
+            raise error_from(response)
         if response.content and not _is_json(response):
             ctype = response.headers.get("Content-Type", "none")
             raise BadPage(
@@ -251,23 +147,23 @@ class GraphClient:
 
     async def get_page(self, url: str) -> Page:
         """One collection page (``value`` items as raw JSON bytes, ``next_link``)."""
-        return await self.request("GET", url, parse=_page)
+        return await self.request("GET", url, parse=parse_page)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{API}/{path.lstrip('/')}"
 
-    def record_windows(self, record_id: str) -> RecordWindows:
-        """The pacing windows of one record, kept per process so that a record fetched again
+    def record_limits(self, record_id: str) -> RecordLimits:
+        """The per-record limits of one record, kept per process so that a record fetched again
         (a resumed fetch) keeps to the limits its earlier requests count against."""
-        windows = self._records.get(record_id)
-        if windows is None:
+        limits = self._records.get(record_id)
+        if limits is None:
             if len(self._records) > 10_000:  # forget records with nothing in their windows
                 self._records = {k: w for k, w in self._records.items() if w.busy()}
-            windows = self._records[record_id] = RecordWindows(
+            limits = self._records[record_id] = RecordLimits(
                 SlidingWindow(self.first_pace.requests, _margin(self.first_pace.seconds)),
                 SlidingWindow(self.next_pace.requests, _margin(self.next_pace.seconds)),
             )
-        return windows
+        return limits
 
     def record_url(self, record_id: str) -> str:
         return self.url(f"communications/callRecords/{normalize_id(record_id)}?$expand={EXPAND}")
@@ -286,8 +182,8 @@ def _margin(seconds: float) -> float:
 
 
 @dataclass
-class RecordWindows:
-    """Graph's per-record limits: one window for first pages (the record itself, the first
+class RecordLimits:
+    """Graph's per-record limits, as sliding windows: one for first pages (the record itself, the first
     participants_v2 page, the version check), one for the pages next links lead to."""
 
     first: SlidingWindow
@@ -299,11 +195,7 @@ class RecordWindows:
 
 def parse_fields(content: bytes) -> dict[str, msgspec.Raw]:
     """A record response as its top-level fields, each kept as raw JSON."""
-    return _fields(content)
-
-
-def parse_page(content: bytes) -> Page:
-    return _page(content)
+    return _FIELDS.decode(content)
 
 
 @dataclass
@@ -323,12 +215,12 @@ class RecordHead:
             raise BadPage(200, "IdMismatch", f"asked for {record_id}, got {head.get('id')!r}")
         sessions = fields.pop("sessions", None)
         first = _ITEMS.decode(sessions) if sessions is not None else []
-        link = fields.pop(f"sessions{_NEXT}", None)
+        link = fields.pop(f"sessions{NEXT_LINK}", None)
         next_link = orjson.loads(bytes(link)) if link is not None else None
         # Inline participants_v2 (if Graph ever expands it) are superseded by the full list;
         # annotations of the record itself (@odata.context ones) are kept as Graph sent them.
         fields.pop("participants_v2", None)
-        fields.pop(f"participants_v2{_NEXT}", None)
+        fields.pop(f"participants_v2{NEXT_LINK}", None)
         return cls(head, fields, first, str(next_link) if next_link else None)
 
     @property
