@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYRIGHT := node_modules/.bin/pyright
 
-.PHONY: run test test-unit lint format bench chaos clean
+.PHONY: run test test-unit test-fast lint format bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -90,6 +90,11 @@ test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium
 ## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+## make test-fast: unit + functional (the domain against in-memory ports, tests/fakes/): no
+## Azurite, no simulator, no subprocess; well under 30 s.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit tests/functional
 
 # ---- begin: bench (owned by bench/; see bench/README.md) ----
 # make bench: every performance figure beside its floor or target, on loopback (Azurite, the

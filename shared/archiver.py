@@ -18,8 +18,8 @@ from shared.graph import GraphError, NotFound, Unauthorized
 from shared.graph.retry import Fault, RetryLater, classify_fault, not_yet, transient
 from shared.ids import normalize_id
 from shared.messages import WorkItem
+from shared.ports import ArchiverPorts
 from shared.recordfetch import fetch_record
-from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Archived:
     ms: float
 
 
-async def archive_record(rt: Runtime, item: WorkItem) -> Archived:
+async def archive_record(rt: ArchiverPorts, item: WorkItem) -> Archived:
     """Fetch every page of the record and upload it if that version is not archived yet.
 
     The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
@@ -78,12 +78,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-async def park(rt: Runtime, item: WorkItem, reason: str, error: str) -> None:
+async def park(rt: ArchiverPorts, item: WorkItem, reason: str, error: str) -> None:
     log.error("record %s moved to poison: %s; last error %s", item.id, reason, error)
     await rt.work.put_poison(item, reason, error)
 
 
-async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: float = 0) -> None:
+async def retry_later(rt: ArchiverPorts, item: WorkItem, error: Exception, at_least: float = 0) -> None:
     """Put the item back with a delay, as a new message, or park it once it has failed for
     longer than the policy allows (counted from when the record was first seen).
 
@@ -144,7 +144,7 @@ def max_dequeue_count() -> int:
     return int(host.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
 
 
-async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
+async def archive_item(rt: ArchiverPorts, item: WorkItem, dequeue_count: int) -> None:
     """Archive the record a queue message names, applying the retry policy (classify_fault)."""
     try:
         result = await archive_record(rt, item)
@@ -155,7 +155,7 @@ async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
         await rt.activity.archived(result.blob)
 
 
-async def settle(rt: Runtime, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
+async def settle(rt: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
     """What a failed attempt leads to: later, now parked, or the host's retry."""
     fault = classify_fault(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -147,6 +147,11 @@ class ArchiveWriter:
                 return False
             raise
         return True
+
+    async def names(self, prefix: str) -> AsyncIterator[str]:
+        """Every blob name under ``prefix`` (a day folder, a record's folder)."""
+        async for blob in self.container.list_blobs(name_starts_with=prefix):
+            yield blob.name
 
     def staged(self, record: dict[str, Any], block_ids: list[str], size: int) -> StagedBlob:
         """The record's blob, written as staged blocks (continuing ``block_ids``)."""

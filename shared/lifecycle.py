@@ -17,8 +17,8 @@ from shared.ids import is_guid
 from shared.jsonvalues import as_object
 from shared.messages import ControlAction, ControlItem, WorkItem
 from shared.notifications import Sorted, same_secret
+from shared.ports import KeeperPorts
 from shared.reconcile import queue_recent_slices, reconcile_slice
-from shared.runtime import Runtime
 from shared.subscriptions import (
     Outcome,
     SubscriptionAction,
@@ -79,7 +79,7 @@ MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days
 GAP_MARGIN_HOURS = 48
 
 
-def keeper(rt: Runtime) -> SubscriptionKeeper:
+def keeper(rt: KeeperPorts) -> SubscriptionKeeper:
     return SubscriptionKeeper(rt.graph, rt.settings, rt.state)
 
 
@@ -92,7 +92,7 @@ def gap_hours(outcome: Outcome) -> int | None:
     return max(1, min(MAX_RECONCILE_HOURS, math.ceil(gap) + GAP_MARGIN_HOURS))
 
 
-async def keep_subscription(rt: Runtime) -> Outcome:
+async def keep_subscription(rt: KeeperPorts) -> Outcome:
     """Create, renew, move or replace the subscription (hourly, at start-up, and on demand).
     When it was lost, a reconciliation from the time it was last known alive is queued: the
     gap closes even though Graph sends callRecords no subscriptionRemoved or missed events."""
@@ -115,7 +115,7 @@ async def keep_subscription(rt: Runtime) -> Outcome:
     return outcome
 
 
-async def run_control(rt: Runtime, item: ControlItem) -> None:
+async def run_control(rt: KeeperPorts, item: ControlItem) -> None:
     """Carry out a lifecycle action taken from the queue (raises to be retried)."""
     subscriptions = keeper(rt)
     if item.action is ControlAction.REAUTHORIZE:

@@ -36,9 +36,9 @@ from shared.graph.retry import LIST_THROTTLED, Fault, classify_fault, slice_agai
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
 from shared.messages import ControlItem, Source, WorkItem
+from shared.ports import ReconcilePorts
 from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
-from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +131,19 @@ def days(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]
         start = midnight
 
 
-async def archived_names(rt: Runtime, since: datetime, until: datetime) -> set[str]:
+async def archived_names(rt: ReconcilePorts, since: datetime, until: datetime) -> set[str]:
     """Every blob name in the day folders of [since, until) (one listing per day)."""
     names: set[str] = set()
     day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     while day < until:
-        async for blob in rt.archive.container.list_blobs(name_starts_with=f"{day:%Y/%m/%d}/"):
-            names.add(blob.name)
+        async for name in rt.archive.names(f"{day:%Y/%m/%d}/"):
+            names.add(name)
         day += timedelta(days=1)
     return names
 
 
 async def list_records(
-    rt: Runtime, since: datetime, until: datetime, limiter: SlidingWindow
+    rt: ReconcilePorts, since: datetime, until: datetime, limiter: SlidingWindow
 ) -> AsyncIterator[list[Any]]:
     """Yield pages of callRecords with since <= startDateTime < until, pacing every request
     (a throttle is waited out: retry.LIST_THROTTLED)."""
@@ -176,7 +176,7 @@ def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
 
 
 async def reconcile(
-    rt: Runtime,
+    rt: ReconcilePorts,
     since: datetime,
     until: datetime | None = None,
     source: Source = Source.RECONCILE,
@@ -241,7 +241,7 @@ def hour_slices(since: datetime, until: datetime) -> list[tuple[datetime, dateti
     return out
 
 
-async def queue_slices(rt: Runtime, window: timedelta, now: datetime | None = None) -> int:
+async def queue_slices(rt: ReconcilePorts, window: timedelta, now: datetime | None = None) -> int:
     """Queue one RECONCILE_SLICE per hour of the last ``window`` (aligned down to a whole hour
     and clamped to what Graph keeps), newest first; returns how many."""
     now = now or utcnow()
@@ -259,12 +259,12 @@ async def queue_slices(rt: Runtime, window: timedelta, now: datetime | None = No
     return len(slices)
 
 
-async def queue_recent_slices(rt: Runtime, hours: int | None = None) -> int:
+async def queue_recent_slices(rt: ReconcilePorts, hours: int | None = None) -> int:
     """Queue the slices of the last ``hours`` (default 48): lifecycle events and the CLI."""
     return await queue_slices(rt, timedelta(hours=hours) if hours else DEEP_PASS_SPAN)
 
 
-async def scheduled_pass(rt: Runtime, now: datetime | None = None) -> int:
+async def scheduled_pass(rt: ReconcilePorts, now: datetime | None = None) -> int:
     """The hourly timer: the recent hours, or once a day the deep 48-hour pass."""
     now = now or utcnow()
     if now.astimezone(UTC).hour == DEEP_PASS_HOUR:
@@ -272,7 +272,7 @@ async def scheduled_pass(rt: Runtime, now: datetime | None = None) -> int:
     return await queue_slices(rt, timedelta(hours=rt.settings.reconcile_recent_hours), now)
 
 
-async def reconcile_slice(rt: Runtime, item: ControlItem) -> Report | None:
+async def reconcile_slice(rt: ReconcilePorts, item: ControlItem) -> Report | None:
     """Work one queued slice (raises to be retried by the host). A slice that has aged out of
     Graph's 30 days meanwhile is done: there is nothing left to list."""
     if item.since is None or item.until is None:

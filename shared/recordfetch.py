@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 
-from shared.blobstore import StagedBlob, StaleBlocks
-from shared.graph import GraphClient, GraphError, RecordHead, pages, parse_fields
+from shared.blobstore import StaleBlocks
+from shared.graph import GraphError, RecordHead, pages, parse_fields
 from shared.graph.retry import RECORD_PACE, RetryLater
 from shared.ids import normalize_id
-from shared.runtime import Runtime
+from shared.ports import FetchPorts, GraphPort, StagedPort
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,15 @@ class _Restart(Exception):
 class RecordFetch:
     """One attempt at one record (see the module docstring)."""
 
-    def __init__(self, rt: Runtime, record_id: str, deadline: float) -> None:
+    def __init__(self, rt: FetchPorts, record_id: str, deadline: float) -> None:
         self.rt = rt
-        self.graph: GraphClient = rt.graph
+        self.graph: GraphPort = rt.graph
         self.id = normalize_id(record_id)
         self.deadline = deadline
         self.limits = self.graph.record_limits(self.id)
         self.cp: Checkpoint | None = None
         self.etag: str | None = None
-        self.blob: StagedBlob | None = None
+        self.blob: StagedPort | None = None
 
     # ---- pacing: Graph's per-record limits, waited out in place or by pausing
 
@@ -342,7 +342,7 @@ class RecordFetch:
         )
 
 
-async def fetch_record(rt: Runtime, record_id: str) -> Fetched:
+async def fetch_record(rt: FetchPorts, record_id: str) -> Fetched:
     """Fetch and archive one record within ``ARCHIVE_FETCH_BUDGET_SECONDS``, continuing a
     checkpoint if an earlier attempt left one; raises ``Paused`` to be queued again."""
     deadline = time.monotonic() + rt.settings.fetch_budget_seconds

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.blobstore import StateStore
 from shared.clock import parse_graph_datetime, utcnow
-from shared.graph import GraphClient, GraphError, NotFound, pages
+from shared.graph import GraphError, NotFound, pages
+from shared.ports import GraphPort, StatePort
 from shared.settings import Settings
 
 log = logging.getLogger("subscription")
@@ -108,7 +108,7 @@ def _matches(data: dict[str, Any]) -> bool:
 class SubscriptionKeeper:
     """Create, find, renew, reauthorize and delete this app's callRecords subscription."""
 
-    def __init__(self, graph: GraphClient, settings: Settings, state: StateStore) -> None:
+    def __init__(self, graph: GraphPort, settings: Settings, state: StatePort) -> None:
         self.graph = graph
         self.settings = settings
         self.state = state

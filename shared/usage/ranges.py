@@ -26,12 +26,12 @@ def graph_literal(dt: datetime) -> str:
 def date_ranges(
     since: datetime, until: datetime, step: timedelta = MAX_RANGE
 ) -> Iterator[tuple[datetime, datetime]]:
-    """[since, until) as consecutive windows of at most ``step`` (capped at 90 days), laid end
-    to end: each window's ``to`` is the next one's ``from``. With an exclusive ``toDateTime``
-    every instant is in exactly one window; with an inclusive one a row starting exactly on a
-    boundary is returned by both windows (the archive writes it once)."""
+    """[since, until) as consecutive ranges of at most ``step`` (capped at 90 days), laid end
+    to end: each range's ``to`` is the next one's ``from``. With an exclusive ``toDateTime``
+    every instant is in exactly one range; with an inclusive one a row starting exactly on a
+    boundary is returned by both ranges (the archive writes it once)."""
     if since.tzinfo is None or until.tzinfo is None:
-        raise ValueError("windows need timezone-aware datetimes")
+        raise ValueError("date ranges need timezone-aware datetimes")
     if step <= timedelta(0):
         raise ValueError("step must be positive")
     step = min(step, MAX_RANGE)

@@ -1,0 +1,183 @@
+"""In-memory storage ports: the archive (write-once blobs, staged blocks), the state store
+(ETag-conditional JSON), the work queue and its poison queue, and the activity log.
+
+They keep the rules the real ones rely on (Azure Storage's): a blob is written only if
+absent, staged blocks are invisible until committed and can be lost (``lose_blocks``, as
+Azure discards uncommitted blocks after 7 days,
+learn.microsoft.com/rest/api/storageservices/put-block-list), a conditional save fails on a
+changed ETag; and they count what happened, for tests to assert on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from shared.activity import Activity
+from shared.blobstore import StaleBlocks, blob_name
+from shared.clock import utcnow
+from shared.messages import ControlItem, WorkItem, parse_message
+from shared.settings import Settings
+from shared.workqueue import Message
+
+
+class FakeStagedBlob:
+    def __init__(self, archive: FakeArchive, name: str, block_ids: list[str], size: int) -> None:
+        self.archive, self.name = archive, name
+        self.block_ids = list(block_ids)
+        self.size = size
+        self.buffer = bytearray()
+
+    @property
+    def total(self) -> int:
+        return self.size + len(self.buffer)
+
+    async def add(self, data: bytes) -> None:
+        self.buffer += data
+
+    async def flush(self) -> None:
+        if not self.buffer:
+            return
+        block_id = uuid.uuid4().hex
+        self.archive.blocks[block_id] = bytes(self.buffer)
+        self.block_ids.append(block_id)
+        self.size += len(self.buffer)
+        self.buffer = bytearray()
+
+    async def exists(self) -> bool:
+        return self.name in self.archive.blobs
+
+    async def commit(self, metadata: dict[str, str] | None = None) -> bool:
+        await self.flush()
+        if any(b not in self.archive.blocks for b in self.block_ids):
+            raise StaleBlocks(f"{self.name}: staged blocks are gone")
+        data = b"".join(self.archive.blocks[b] for b in self.block_ids)
+        return await self.archive.write_named(self.name, data, metadata or {})
+
+
+@dataclass
+class FakeArchive:
+    blobs: dict[str, bytes] = field(default_factory=dict[str, bytes])
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict[str, dict[str, str]])
+    blocks: dict[str, bytes] = field(default_factory=dict[str, bytes])
+    refused_writes: int = 0
+
+    def staged(self, record: dict[str, Any], block_ids: list[str], size: int) -> FakeStagedBlob:
+        return FakeStagedBlob(self, blob_name(record), block_ids, size)
+
+    async def write_named(self, name: str, data: bytes, metadata: dict[str, str]) -> bool:
+        if name in self.blobs:
+            self.refused_writes += 1
+            return False
+        self.blobs[name] = data
+        self.metadata[name] = dict(metadata)
+        return True
+
+    async def names(self, prefix: str) -> AsyncIterator[str]:
+        for name in sorted(self.blobs):
+            if name.startswith(prefix):
+                yield name
+
+    def lose_blocks(self) -> None:
+        self.blocks.clear()
+
+    def document(self, name: str) -> Any:
+        return orjson.loads(self.blobs[name])
+
+
+@dataclass
+class FakeState:
+    values: dict[str, tuple[dict[str, Any], str]] = field(
+        default_factory=dict[str, tuple[dict[str, Any], str]]
+    )
+
+    async def load(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        if name not in self.values:
+            return None, None
+        value, etag = self.values[name]
+        return orjson.loads(orjson.dumps(value)), etag
+
+    async def save(self, name: str, value: dict[str, Any], etag: str | None = None) -> str | None:
+        current = self.values.get(name)
+        if etag == "" and current is not None:
+            return None
+        if etag and (current is None or current[1] != etag):
+            return None
+        new = uuid.uuid4().hex
+        self.values[name] = (orjson.loads(orjson.dumps(value)), new)
+        return new
+
+    async def delete(self, name: str) -> None:
+        self.values.pop(name, None)
+
+
+@dataclass
+class Queued:
+    item: WorkItem | ControlItem
+    delay_seconds: int | None
+
+
+@dataclass
+class FakeWork:
+    queued: list[Queued] = field(default_factory=list[Queued])
+    poison: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    unavailable: bool = False
+
+    async def put(self, items: Iterable[Message], delay_seconds: int | None = None) -> int:
+        from shared.workqueue import QueueUnavailable
+
+        batch = list(items)
+        if self.unavailable:
+            raise QueueUnavailable(f"{len(batch)} of {len(batch)} messages not queued")
+        for item in batch:
+            self.queued.append(Queued(parse_message(item.to_json()), delay_seconds))
+        return len(batch)
+
+    async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
+        self.poison.append({"item": item, "reason": reason, "error": error})
+
+    async def put_raw_poison(self, body: bytes, reason: str) -> None:
+        self.poison.append({"body": body, "reason": reason})
+
+    def take(self) -> list[Queued]:
+        """Everything queued so far, emptying the queue."""
+        out, self.queued = self.queued, []
+        return out
+
+
+@dataclass
+class FakeActivity:
+    lines: list[tuple[datetime, str]] = field(default_factory=list[tuple[datetime, str]])
+
+    async def archived(self, blob_name: str, at: datetime | None = None) -> None:
+        self.lines.append((at or utcnow(), blob_name))
+
+    async def recent(self, now: datetime | None = None, hours: int = 24) -> Activity:
+        now = now or utcnow()
+        recent = [
+            (at, name) for at, name in self.lines if (now - at).total_seconds() <= hours * 3600
+        ]
+        if not recent:
+            return Activity(0, None, None)
+        at, name = recent[-1]
+        return Activity(len(recent), name, at)
+
+
+@dataclass
+class FakePorts:
+    """Every port, in memory: what a domain function is given in a functional test (the
+    Runtime plays this part in the app)."""
+
+    settings: Settings
+    graph: Any
+    archive: FakeArchive = field(default_factory=FakeArchive)
+    state: FakeState = field(default_factory=FakeState)
+    work: FakeWork = field(default_factory=FakeWork)
+    activity: FakeActivity = field(default_factory=FakeActivity)
+    large_fetches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
