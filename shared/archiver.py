@@ -83,7 +83,9 @@ async def park(rt: ArchiverPorts, item: WorkItem, reason: str, error: str) -> No
     await rt.work.put_poison(item, reason, error)
 
 
-async def retry_later(rt: ArchiverPorts, item: WorkItem, error: Exception, at_least: float = 0) -> None:
+async def retry_later(
+    rt: ArchiverPorts, item: WorkItem, error: Exception, at_least: float = 0
+) -> None:
     """Put the item back with a delay, as a new message, or park it once it has failed for
     longer than the policy allows (counted from when the record was first seen).
 

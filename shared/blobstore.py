@@ -153,6 +153,13 @@ class ArchiveWriter:
         async for blob in self.container.list_blobs(name_starts_with=prefix):
             yield blob.name
 
+    async def any_blob(self) -> bool:
+        """Whether the archive holds a blob (one single-item listing); ResourceNotFoundError
+        if the container does not exist."""
+        async for _ in self.container.list_blobs(results_per_page=1):
+            return True
+        return False
+
     def staged(self, record: dict[str, Any], block_ids: list[str], size: int) -> StagedBlob:
         """The record's blob, written as staged blocks (continuing ``block_ids``)."""
         return StagedBlob(self, blob_name(record), record, block_ids, size)

@@ -72,6 +72,8 @@ class ArchivePort(Protocol):
 
     def names(self, prefix: str) -> AsyncIterator[str]: ...
 
+    async def any_blob(self) -> bool: ...
+
 
 class StatePort(Protocol):
     """The app's own small JSON blobs, ETag-conditional (shared/blobstore.py's StateStore)."""
@@ -87,6 +89,12 @@ class StatePort(Protocol):
 
 class WorkPort(Protocol):
     """The work queue and its poison queue (shared/workqueue.py's WorkQueue)."""
+
+    async def depth(self) -> int: ...
+
+    async def oldest_inserted(self) -> datetime | None: ...
+
+    async def poison_depth(self) -> int: ...
 
     async def put(self, items: Iterable[Message], delay_seconds: int | None = None) -> int: ...
 
@@ -156,3 +164,34 @@ class KeeperPorts(ReconcilePorts, Protocol):
 
     @property
     def state(self) -> StatePort: ...
+
+
+class UsagePorts(Protocol):
+    """What the PSTN / Direct Routing log copy needs (shared/usage/): Graph, the archive,
+    the state store for its watermarks."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def graph(self) -> GraphPort: ...
+
+    @property
+    def archive(self) -> ArchivePort: ...
+
+    @property
+    def state(self) -> StatePort: ...
+
+
+class StatusPorts(UsagePorts, Protocol):
+    """What the health verdict reads (shared/status.py): everything, read only."""
+
+    @property
+    def work(self) -> WorkPort: ...
+
+    @property
+    def activity(self) -> ActivityPort: ...
+
+    async def peek_poison(self, count: int) -> list[Any]:
+        """Up to ``count`` poison messages as stored (not decoded), oldest first."""
+        ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from azure.storage.blob.aio import ContainerClient
@@ -53,6 +54,14 @@ class Runtime:
             self.host_credential,
             decode=False,
         )
+
+    async def peek_poison(self, count: int) -> list[Any]:
+        """Up to ``count`` poison messages as stored (not decoded), oldest first."""
+        raw = self.raw_poison()
+        try:
+            return list(await raw.peek_messages(max_messages=count))
+        finally:
+            await raw.close()
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -28,7 +28,7 @@ from shared.graph import GraphError, first_page
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
 from shared.poison import expires
-from shared.runtime import Runtime
+from shared.ports import StatusPorts
 from shared.subscriptions import SubscriptionKeeper
 from shared.usage.health import usage_facts
 
@@ -77,22 +77,19 @@ class Status:
         }
 
 
-async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
+async def _queue_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
     try:
-        props = await rt.work.queue.get_queue_properties()
-        status.queue_depth = int(props.approximate_message_count or 0)
-        # peek_messages is a coroutine returning a list (not an async iterator).
-        for message in await rt.work.queue.peek_messages(max_messages=1):
-            if message.inserted_on:
-                age = now - message.inserted_on.astimezone(UTC)
-                status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 2)
+        status.queue_depth = await rt.work.depth()
+        inserted = await rt.work.oldest_inserted()
+        if inserted is not None:
+            age = now - inserted
+            status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 2)
     except ResourceNotFoundError:
         status.problems.append(f"queue {rt.settings.queue_name} does not exist")
     except AzureError as exc:
         status.problems.append(f"cannot read queue {rt.settings.queue_name}: {type(exc).__name__}")
     try:
-        props = await rt.work.poison.get_queue_properties()
-        status.poison_depth = int(props.approximate_message_count or 0)
+        status.poison_depth = await rt.work.poison_depth()
     except ResourceNotFoundError:
         status.poison_depth = 0
     except AzureError as exc:
@@ -101,29 +98,25 @@ async def _queue_facts(rt: Runtime, status: Status, now: datetime) -> None:
         await _parked_facts(rt, status, now)
 
 
-async def _parked_facts(rt: Runtime, status: Status, now: datetime) -> None:
+async def _parked_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
     """Age of the oldest parked message (queues hand out roughly oldest first, so the first
     page of a peek holds it), read without decoding so any message can be looked at."""
-    raw = rt.raw_poison()
     try:
-        peeked = await raw.peek_messages(max_messages=PEEK)
+        peeked = await rt.peek_poison(PEEK)
     except AzureError as exc:
         status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
         return
-    finally:
-        await raw.close()
     inserted = [m.inserted_on.astimezone(UTC) for m in peeked if m.inserted_on]
     if inserted:
         status.oldest_parked_hours = round((now - min(inserted)).total_seconds() / 3600, 2)
     status.parked_with_expiry = sum(1 for m in peeked if expires(m))
 
 
-async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
+async def _archive_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
     """Blobs written in the last 24 h and the newest, from the archiver's activity log; and
     whether the archive container is there (one single-item listing)."""
     try:
-        async for _ in rt.archive.container.list_blobs(results_per_page=1):
-            break
+        await rt.archive.any_blob()
     except ResourceNotFoundError:
         status.problems.append(f"archive container {rt.settings.archive_container} does not exist")
         return
@@ -140,7 +133,7 @@ async def _archive_facts(rt: Runtime, status: Status, now: datetime) -> None:
     status.last_archived_at = activity.last_at
 
 
-async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timedelta) -> None:
+async def _sample_facts(rt: StatusPorts, status: Status, now: datetime, grace: timedelta) -> None:
     """One List page of the last 24 h; each record published more than ``grace`` ago must
     have a blob (any version: a newer one may still be on its way)."""
     since = now - SAMPLE_SPAN
@@ -173,8 +166,7 @@ async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timed
 
     async def archived(rid: str, start: datetime) -> bool:
         async with gate:
-            prefix = record_prefix(rid, start)
-            async for _ in rt.archive.container.list_blobs(name_starts_with=prefix):
+            async for _ in rt.archive.names(record_prefix(rid, start)):
                 return True
             return False
 
@@ -187,7 +179,7 @@ async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timed
 
 
 async def collect(
-    rt: Runtime,
+    rt: StatusPorts,
     check_subscription: bool = True,
     *,
     expiry_warning: timedelta = EXPIRY_WARNING,

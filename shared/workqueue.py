@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import orjson
@@ -93,6 +94,23 @@ class WorkQueue:
         """Park a message that is not a WorkItem at all, with the reason and its first bytes."""
         text = body[:2000].decode("utf-8", errors="replace")
         await self._send_poison(orjson.dumps({"reason": reason, "body": text}).decode())
+
+    async def depth(self) -> int:
+        """Messages in the queue (approximate, as the service counts them)."""
+        props = await self.queue.get_queue_properties()
+        return int(props.approximate_message_count or 0)
+
+    async def oldest_inserted(self) -> datetime | None:
+        """When the message at the head of the queue was inserted (None: empty)."""
+        # peek_messages is a coroutine returning a list (not an async iterator).
+        for message in await self.queue.peek_messages(max_messages=1):
+            if message.inserted_on:
+                return message.inserted_on.astimezone(UTC)
+        return None
+
+    async def poison_depth(self) -> int:
+        props = await self.poison.get_queue_properties()
+        return int(props.approximate_message_count or 0)
 
     async def ensure(self) -> None:
         """Create both queues if missing (on first need: a fresh account, a deleted queue; in

@@ -12,11 +12,10 @@ from datetime import datetime
 from functools import cached_property
 
 import msgspec
-from azure.storage.blob.aio import ContainerClient
 
-from shared.blobstore import ArchiveWriter
 from shared.clock import parse_graph_datetime
 from shared.ids import is_guid
+from shared.ports import ArchivePort
 from shared.usage.kinds import UsageKind
 
 log = logging.getLogger(__name__)
@@ -103,8 +102,8 @@ class ArchivedIndex:
     few days of names however long the range.
     """
 
-    def __init__(self, container: ContainerClient, keep: int = 4) -> None:
-        self.container = container
+    def __init__(self, archive: ArchivePort, keep: int = 4) -> None:
+        self.archive = archive
         self.keep = keep
         self.folders: dict[str, set[str]] = {}
         self.listings = 0
@@ -113,7 +112,7 @@ class ArchivedIndex:
         folder = row.blob_name.rsplit("/", 1)[0] + "/"
         names = self.folders.get(folder)
         if names is None:
-            names = {b.name async for b in self.container.list_blobs(name_starts_with=folder)}
+            names = {name async for name in self.archive.names(folder)}
             self.listings += 1
             if len(self.folders) >= self.keep:
                 del self.folders[next(iter(self.folders))]  # the oldest read
@@ -126,6 +125,6 @@ class ArchivedIndex:
             self.folders[folder].add(row.blob_name)
 
 
-async def write_row(archive: ArchiveWriter, row: UsageRow) -> bool:
+async def write_row(archive: ArchivePort, row: UsageRow) -> bool:
     """True if this call wrote the blob, False if it was already archived."""
     return await archive.write_named(row.blob_name, row.data, row.metadata)

@@ -9,7 +9,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from shared.runtime import Runtime
+from shared.ports import UsagePorts
 from shared.usage.kinds import UsageKind
 from shared.usage.watermark import WatermarkStore
 
@@ -17,7 +17,7 @@ BEHIND = timedelta(hours=6)
 
 
 async def usage_facts(
-    rt: Runtime, now: datetime, problems: list[str], behind: timedelta = BEHIND
+    rt: UsagePorts, now: datetime, problems: list[str], behind: timedelta = BEHIND
 ) -> list[dict[str, Any]]:
     """One entry per log: kind, watermark (ISO or None), hours behind, rows in the last 24 h.
     Problems found are appended to ``problems``. A log never synced yet is not a problem

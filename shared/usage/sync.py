@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from shared.clock import utcnow
 from shared.graph import GraphError, Throttled, Unreachable, pages
 from shared.graph.retry import BACKFILL_THROTTLED
+from shared.ports import UsagePorts
 from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
-from shared.runtime import Runtime
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import MAX_RANGE, date_ranges, function_path
@@ -89,7 +89,7 @@ class KindReport:
 
 
 async def _store(
-    rt: Runtime, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
+    rt: UsagePorts, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
 ) -> list[bool]:
     """Write each row the index does not know (dry run: count them); True where this call
     wrote (would write) it."""
@@ -111,7 +111,7 @@ async def _store(
 
 
 async def copy_range(
-    rt: Runtime,
+    rt: UsagePorts,
     kind: UsageKind,
     since: datetime,
     until: datetime,
@@ -135,7 +135,7 @@ async def copy_range(
     """
     report = KindReport(kind, since.astimezone(UTC), until.astimezone(UTC), dry_run=dry_run)
     limiter = limiter or SlidingWindow(COLLECTION_LIMIT, COLLECTION_PERIOD)
-    index = ArchivedIndex(rt.archive.container)
+    index = ArchivedIndex(rt.archive)
     if progress:
         progress(report)
     try:
@@ -163,7 +163,7 @@ async def copy_range(
 
 
 async def _copy_one_range(
-    rt: Runtime,
+    rt: UsagePorts,
     kind: UsageKind,
     start: datetime,
     end: datetime,
@@ -219,7 +219,7 @@ def _why(exc: Exception) -> str:
 
 
 async def sync_kind(
-    rt: Runtime,
+    rt: UsagePorts,
     store: WatermarkStore,
     kind: UsageKind,
     deadline: float,
@@ -249,7 +249,7 @@ async def sync_kind(
 
 
 async def sync_usage_logs(
-    rt: Runtime, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
+    rt: UsagePorts, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
 ) -> list[KindReport]:
     """The hourly timer: both logs, each from its watermark; never raises for a throttle,
     an outage or the time budget (the next run resumes from the watermark)."""

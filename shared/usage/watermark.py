@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from shared.clock import parse_graph_datetime
-from shared.runtime import Runtime
+from shared.ports import UsagePorts
 from shared.usage.kinds import UsageKind
 
 KEEP_HOURS = 48
@@ -83,7 +83,7 @@ class WatermarkStore:
     """Reads and saves the per-kind watermark blobs, through the runtime's state store (the
     app's own small blobs in host storage, conditional on the ETag read)."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: UsagePorts) -> None:
         self.state = rt.state
         self.prefix = f"usage/{rt.settings.archive_container}/"  # one app's state per archive
 

@@ -29,12 +29,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import orjson
 from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
 
 from shared.auth import TokenProvider
 from shared.clock import parse_graph_datetime
@@ -101,7 +102,8 @@ class FakeGraph:
 
     def client(self, **kwargs: Any) -> GraphClient:
         http = httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
-        tokens = TokenProvider(FakeCredential(), "https://graph.microsoft.com/.default")
+        credential = cast(AsyncTokenCredential, FakeCredential())
+        tokens = TokenProvider(credential, "https://graph.microsoft.com/.default")
         return GraphClient(BASE, tokens, http, first_pace=FAST, next_pace=FAST, **kwargs)
 
     # ---- answering

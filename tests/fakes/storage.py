@@ -84,6 +84,9 @@ class FakeArchive:
             if name.startswith(prefix):
                 yield name
 
+    async def any_blob(self) -> bool:
+        return bool(self.blobs)
+
     def lose_blocks(self) -> None:
         self.blocks.clear()
 
@@ -121,6 +124,16 @@ class FakeState:
 class Queued:
     item: WorkItem | ControlItem
     delay_seconds: int | None
+    inserted_on: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class PeekedMessage:
+    """A poison message as a peek returns it (the fields status reads)."""
+
+    content: str
+    inserted_on: datetime
+    expires_on: datetime | None
 
 
 @dataclass
@@ -140,10 +153,19 @@ class FakeWork:
         return len(batch)
 
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
-        self.poison.append({"item": item, "reason": reason, "error": error})
+        self.poison.append({"item": item, "reason": reason, "error": error, "at": utcnow()})
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None:
-        self.poison.append({"body": body, "reason": reason})
+        self.poison.append({"body": body, "reason": reason, "at": utcnow()})
+
+    async def depth(self) -> int:
+        return len(self.queued)
+
+    async def oldest_inserted(self) -> datetime | None:
+        return min((q.inserted_on for q in self.queued), default=None)
+
+    async def poison_depth(self) -> int:
+        return len(self.poison)
 
     def take(self) -> list[Queued]:
         """Everything queued so far, emptying the queue."""
@@ -181,3 +203,8 @@ class FakePorts:
     work: FakeWork = field(default_factory=FakeWork)
     activity: FakeActivity = field(default_factory=FakeActivity)
     large_fetches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+
+    async def peek_poison(self, count: int) -> list[Any]:
+        return [
+            PeekedMessage(str(p.get("reason")), p["at"], None) for p in self.work.poison[:count]
+        ]

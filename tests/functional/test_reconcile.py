@@ -57,7 +57,8 @@ async def test_a_throttled_list_is_waited_out_by_the_pager(graph: FakeGraph) -> 
     ids = spread(graph, 5, days=1)
     graph.script = [(200, None), (429, 0.01), (429, 0.01)]
     report = await reconcile(ports, utcnow() - timedelta(days=2), limiter=FAST)
-    assert report.queued == 5 and {q.item.id for q in ports.work.take()} == set(ids)
+    assert report.queued == 5
+    assert {q.item.id for q in ports.work.take() if isinstance(q.item, WorkItem)} == set(ids)
     assert sum(1 for r in graph.requests if "callRecords?" in r) == report.pages + 2
     await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
 

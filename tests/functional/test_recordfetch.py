@@ -69,7 +69,8 @@ async def test_the_time_budget_pauses_the_fetch_as_retry_later(
     item = WorkItem.new(record.id, Source.NOTIFICATION)
     await archive_item(ports, item, dequeue_count=1)
     (again,) = ports.work.take()
-    assert again.item.id == record.id and again.delay_seconds is not None
+    assert isinstance(again.item, WorkItem) and again.item.id == record.id
+    assert again.delay_seconds is not None
     assert not ports.work.poison
 
 
