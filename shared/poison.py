@@ -25,12 +25,12 @@ from typing import Any
 
 import orjson
 from azure.core.exceptions import AzureError
-from azure.storage.queue.aio import QueueClient
 
 from shared.clock import utcnow
 from shared.jsonvalues import as_object
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message
-from shared.workqueue import NEVER_EXPIRES, QueueUnavailable, WorkQueue
+from shared.ports import RawQueuePort, WorkPort
+from shared.workqueue import QueueUnavailable
 
 LEASE_SECONDS = 300  # how long a message stays invisible while this run looks at it
 PAGE = 32  # the most messages one receive returns
@@ -108,12 +108,12 @@ def expires(message: Any) -> bool:
 
 
 async def keep_forever(
-    work: WorkQueue, poison: QueueClient, lease_seconds: int = 60
+    work: WorkPort, poison: RawQueuePort, lease_seconds: int = 60
 ) -> tuple[int, int]:
     """Re-send every poison message that would expire (the host's copies) without an expiry,
     then delete the original; returns (messages seen, messages re-sent).
 
-    ``poison`` must not decode (as for ``replay``); the copy goes through ``work.poison``,
+    ``poison`` must not decode (as for ``replay``); the copy goes through ``work.repark``,
     which encodes, so the stored content stays the same base64 text. The copy is sent before
     the original is deleted: a failure in between leaves two copies, never none.
     """
@@ -143,8 +143,7 @@ async def keep_forever(
             except (binascii.Error, ValueError):
                 reason = "not base64: no queue trigger can read it"
                 body = orjson.dumps({"reason": reason, "body": text[:2000]}).decode()
-            copy = await work.poison.send_message(body, time_to_live=NEVER_EXPIRES)
-            copies.add(copy.id)
+            copies.add(await work.repark(body))
             await poison.delete_message(message.id, message.pop_receipt)
             resent += 1
     for message in kept:  # visible again now, not when the lease ends
@@ -167,8 +166,8 @@ class ReplaySummary:
 
 
 async def replay(
-    work: WorkQueue,
-    poison: QueueClient,
+    work: WorkPort,
+    poison: RawQueuePort,
     *,
     dry_run: bool = False,
     ids: set[str] | None = None,
@@ -213,8 +212,8 @@ async def replay(
 
 
 async def _handle(
-    work: WorkQueue,
-    poison: QueueClient,
+    work: WorkPort,
+    poison: RawQueuePort,
     entry: Parked,
     dry_run: bool,
     ids: set[str] | None,

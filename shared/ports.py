@@ -11,7 +11,7 @@ so does a plain dataclass of fakes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -96,11 +96,42 @@ class WorkPort(Protocol):
 
     async def poison_depth(self) -> int: ...
 
+    async def repark(self, body: str) -> str:
+        """Send ``body`` (a poison message's decoded text) to the poison queue again, with no
+        expiry; the new message's id."""
+        ...
+
     async def put(self, items: Iterable[Message], delay_seconds: int | None = None) -> int: ...
 
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None: ...
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None: ...
+
+
+class RawQueuePort(Protocol):
+    """A queue read without decoding (the poison queue as poison.py reads it: one message
+    that is not base64 must not fail a whole receive); azure-storage-queue's QueueClient."""
+
+    def receive_messages(
+        self,
+        *,
+        messages_per_page: int | None = None,
+        visibility_timeout: int | None = None,
+        max_messages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]: ...
+
+    def delete_message(
+        self, message: Any, pop_receipt: str | None = None, **kwargs: Any
+    ) -> Awaitable[None]: ...
+
+    def update_message(
+        self,
+        message: Any,
+        pop_receipt: str | None = None,
+        content: Any = None,
+        **kwargs: Any,
+    ) -> Awaitable[Any]: ...
 
 
 class ActivityPort(Protocol):

@@ -112,6 +112,11 @@ class WorkQueue:
         props = await self.poison.get_queue_properties()
         return int(props.approximate_message_count or 0)
 
+    async def repark(self, body: str) -> str:
+        """Send ``body`` to the poison queue again with no expiry (encoded like every message);
+        the new message's id."""
+        return (await self.poison.send_message(body, time_to_live=NEVER_EXPIRES)).id
+
     async def ensure(self) -> None:
         """Create both queues if missing (on first need: a fresh account, a deleted queue; in
         Azure, Bicep creates them). A refusal (403) is logged, not raised: the send that

@@ -11,6 +11,8 @@ changed ETag; and they count what happened, for tests to assert on.
 from __future__ import annotations
 
 import asyncio
+import base64
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -137,9 +139,69 @@ class PeekedMessage:
 
 
 @dataclass
+class RawMessage:
+    """A queue message as a client that does not decode sees it (content: base64 text)."""
+
+    id: str
+    content: str
+    inserted_on: datetime
+    expires_on: datetime | None  # None: never (sent with time to live -1)
+    pop_receipt: str | None = None
+    leased_until: float = 0.0
+
+
+@dataclass
+class FakeRawQueue:
+    """A queue read without decoding, with leases (visibility timeouts) and pop receipts as
+    Azure Queue Storage has them (learn.microsoft.com/rest/api/storageservices/get-messages)."""
+
+    messages: list[RawMessage] = field(default_factory=list[RawMessage])
+
+    def send(self, text: str, expires_on: datetime | None = None) -> str:
+        message = RawMessage(
+            uuid.uuid4().hex, base64.b64encode(text.encode()).decode(), utcnow(), expires_on
+        )
+        self.messages.append(message)
+        return message.id
+
+    async def receive_messages(
+        self,
+        *,
+        messages_per_page: int | None = None,
+        visibility_timeout: int | None = None,
+        max_messages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[RawMessage]:
+        now = time.monotonic()
+        visible = [m for m in self.messages if m.leased_until <= now][: max_messages or 32]
+        for message in visible:
+            message.leased_until = now + (visibility_timeout or 30)
+            message.pop_receipt = uuid.uuid4().hex
+            yield message
+
+    def _find(self, message_id: Any, pop_receipt: str | None) -> RawMessage:
+        (found,) = [m for m in self.messages if m.id == message_id]
+        assert found.pop_receipt == pop_receipt, "a stale pop receipt"
+        return found
+
+    async def delete_message(
+        self, message: Any, pop_receipt: str | None = None, **kwargs: Any
+    ) -> None:
+        self.messages.remove(self._find(message, pop_receipt))
+
+    async def update_message(
+        self, message: Any, pop_receipt: str | None = None, content: Any = None, **kwargs: Any
+    ) -> Any:
+        found = self._find(message, pop_receipt)
+        found.leased_until = time.monotonic() + float(kwargs.get("visibility_timeout") or 0)
+        return found
+
+
+@dataclass
 class FakeWork:
     queued: list[Queued] = field(default_factory=list[Queued])
     poison: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    raw_poison: FakeRawQueue = field(default_factory=FakeRawQueue)  # the same, as stored
     unavailable: bool = False
 
     async def put(self, items: Iterable[Message], delay_seconds: int | None = None) -> int:
@@ -154,9 +216,15 @@ class FakeWork:
 
     async def put_poison(self, item: WorkItem, reason: str, error: str | None = None) -> None:
         self.poison.append({"item": item, "reason": reason, "error": error, "at": utcnow()})
+        self.raw_poison.send(item.poisoned(reason, error).to_json())
 
     async def put_raw_poison(self, body: bytes, reason: str) -> None:
         self.poison.append({"body": body, "reason": reason, "at": utcnow()})
+        text = body[:2000].decode("utf-8", errors="replace")
+        self.raw_poison.send(orjson.dumps({"reason": reason, "body": text}).decode())
+
+    async def repark(self, body: str) -> str:
+        return self.raw_poison.send(body)
 
     async def depth(self) -> int:
         return len(self.queued)

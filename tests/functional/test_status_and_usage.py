@@ -1,0 +1,85 @@
+"""Status verdicts and the PSTN / Direct Routing sync, against the in-memory ports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.clock import utcnow
+from shared.graph.retry import RetryPolicy
+from shared.messages import Source, WorkItem
+from shared.recordfetch import fetch_record
+from shared.status import Verdict, collect
+from shared.subscriptions import SubscriptionKeeper
+from shared.usage.kinds import UsageKind
+from shared.usage.sync import copy_range, sync_usage_logs
+from shared.usage.watermark import WatermarkStore
+from tests.fakes.graph import FakeGraph
+from tests.fakes.storage import FakePorts
+from tests.functional.conftest import settings
+
+HOUR = timedelta(hours=1)
+
+
+async def test_healthy_when_subscribed_and_archiving(graph: FakeGraph, ports: FakePorts) -> None:
+    await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
+    record = graph.add_record(utcnow() - 3 * HOUR)
+    fetched = await fetch_record(ports, record.id)
+    await ports.activity.archived(fetched.blob)
+    status = await collect(ports)
+    assert status.verdict is Verdict.HEALTHY, status.problems
+    assert status.graph_sampled == 1 and status.archived_last_24h == 1
+
+
+async def test_unhealthy_verdicts_name_the_problem(graph: FakeGraph, ports: FakePorts) -> None:
+    status = await collect(ports)
+    assert status.verdict is Verdict.UNHEALTHY
+    assert any("no Graph subscription" in p for p in status.problems)
+    await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
+    lost = graph.add_record(utcnow() - 5 * HOUR)  # published long ago, never archived
+    await ports.work.put_poison(WorkItem.new(lost.id, Source.NOTIFICATION), "gave up", "x")
+    status = await collect(ports)
+    assert status.sample_missing == [lost.id]
+    assert any("archive lacks" in p for p in status.problems)
+    assert any("poison" in p for p in status.problems)  # POISON_ALERT_HOURS 0: at once
+    assert any("nothing archived in 24 h" in p for p in status.problems)
+
+
+def _row(start: str, n: int) -> dict[str, object]:
+    return {"id": f"row-{start}-{n}", "startDateTime": start, "callType": "ucap_in"}
+
+
+async def test_usage_rows_copied_once_and_the_watermark_moves_day_by_day(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    now = utcnow()
+    days = [(now - timedelta(days=d)).strftime("%Y-%m-%dT%H:%M:%SZ") for d in (3, 2, 1)]
+    graph.usage_rows["getPstnCalls"] = [_row(day, n) for day in days for n in range(5)]
+    ports.settings = settings(USAGE_LOGS_BACKFILL_DAYS="4")
+    reports = await sync_usage_logs(ports)
+    pstn = next(r for r in reports if r.kind is UsageKind.PSTN)
+    assert pstn.written == 15 and pstn.stopped is None and pstn.ranges >= 4
+    mark = await WatermarkStore(ports).load(UsageKind.PSTN)
+    assert mark.until is not None and now - mark.until < timedelta(minutes=1)
+    again = await sync_usage_logs(ports)  # the overlap is read again, nothing written twice
+    assert next(r for r in again if r.kind is UsageKind.PSTN).written == 0
+    assert len([n for n in ports.archive.blobs if "row-" in n or "pstn" in n.lower()]) >= 15
+
+
+async def test_a_throttle_stops_the_hourly_sync_and_a_backfill_waits_it_out(
+    graph: FakeGraph,
+) -> None:
+    client = graph.client(retry=RetryPolicy("none"))  # the 429s reach the pager
+    ports = FakePorts(settings=settings(), graph=client)
+    start = utcnow() - timedelta(days=2)
+    graph.usage_rows["getDirectRoutingCalls"] = [
+        _row((start + (n + 1) * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ"), n) for n in range(6)
+    ]
+    graph.script = [(429, 0.01)]
+    stopped = await copy_range(ports, UsageKind.DIRECT_ROUTING, start, utcnow())
+    assert stopped.stopped and "throttled" in stopped.stopped and stopped.written == 0
+    graph.script = [(429, 0.01), (429, 0.01)]
+    done = await copy_range(
+        ports, UsageKind.DIRECT_ROUTING, start, utcnow(), wait_long_throttles=True
+    )
+    assert done.stopped is None and done.written == 6
+    await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
