@@ -113,6 +113,7 @@ chaos: $(STAMP) $(AZURITE)
 lint: $(STAMP) $(AZURITE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PYRIGHT)
 
 format: $(STAMP)

@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "backfill",
         help="queue what Graph has and the archive lacks",
-        description="List call records by start time over the window (Graph keeps 30 days; an "
+        description="List call records by start time over the range (Graph keeps 30 days; an "
         "older start is clamped, with a note) and queue the ones not archived yet. Safe to run "
         "again: archived records are skipped.",
     )
@@ -532,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tabulate",
         help="rebuild the call-quality tables (Parquet) from the archive",
         description="Rebuild the calls, streams and participants tables of every UTC day the "
-        "window touches, from the latest archived version of each record, into "
+        "range touches, from the latest archived version of each record, into "
         "ANALYTICS_CONTAINER (Hive-partitioned by date). Safe to repeat.",
     )
     p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")

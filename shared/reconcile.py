@@ -4,11 +4,11 @@ Notifications are at-least-once but can still be lost (an expired or removed sub
 an endpoint in Graph's "drop" state). Listing callRecords by startDateTime and comparing
 with the archive closes those gaps. The List API allows 40 requests / 20 s per app.
 
-The window is worked one UTC day at a time: the archive is foldered by the day a call
+The range is worked one UTC day at a time: the archive is foldered by the day a call
 started, so each day needs one blob listing and its own List filter, memory stays at one
-day of names however long the window, and progress is simply "days done".
+day of names however long the range, and progress is simply "days done".
 
-The app itself never lists a long window in one invocation: a tenant with 100,000 calls a day
+The app itself never lists a long range in one invocation: a tenant with 100,000 calls a day
 has ~70 List pages per hour of start time, and at 40 List requests / 20 s one 10-minute
 invocation could not finish 48 hours. The hourly timer queues one control message per hour of
 start time (``RECONCILE_SLICE``), newest first, so the recent hours are worked first, no
@@ -64,7 +64,7 @@ def list_limiter() -> SlidingWindow:
 
 
 class EmptyRange(ValueError):
-    """The requested window is empty once clamped to what Graph keeps."""
+    """The requested range is empty once clamped to what Graph keeps."""
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Report:
     missing: int = 0  # listed and not archived: queued (or, dry run, would be)
     queued: int = 0
     pages: int = 0
-    done_until: datetime | None = None  # the window is worked up to here
+    done_until: datetime | None = None  # the range is worked up to here
 
     @property
     def clamped(self) -> bool:
@@ -109,14 +109,14 @@ def clamp_range(since: datetime, until: datetime | None) -> tuple[datetime, date
     now = utcnow()
     until = min(until or now, now)
     if since >= until:
-        raise EmptyRange(f"empty window: {_iso(since)} is not before {_iso(until)}")
+        raise EmptyRange(f"empty range: {_iso(since)} is not before {_iso(until)}")
     oldest = oldest_listable(now)
     if since < oldest:
-        log.info("window starts %s; Graph keeps 30 days, starting at %s", _iso(since), _iso(oldest))
+        log.info("range starts %s; Graph keeps 30 days, starting at %s", _iso(since), _iso(oldest))
         since = oldest
     if since >= until:
         raise EmptyRange(
-            f"the window ends {_iso(until)}, before the oldest record Graph keeps (30 days)"
+            f"the range ends {_iso(until)}, before the oldest record Graph keeps (30 days)"
         )
     return since, until
 
@@ -184,7 +184,7 @@ async def reconcile(
     limiter: SlidingWindow | None = None,
     dry_run: bool = False,
 ) -> Report:
-    """Queue every record in the window whose listed version has no blob yet.
+    """Queue every record in the range whose listed version has no blob yet.
 
     Safe to repeat: what is archived is skipped. What is still queued is not known (a queue
     cannot be searched), so a second run before the queue drains queues those ids again;
@@ -241,11 +241,11 @@ def hour_slices(since: datetime, until: datetime) -> list[tuple[datetime, dateti
     return out
 
 
-async def queue_slices(rt: ReconcilePorts, window: timedelta, now: datetime | None = None) -> int:
-    """Queue one RECONCILE_SLICE per hour of the last ``window`` (aligned down to a whole hour
+async def queue_slices(rt: ReconcilePorts, span: timedelta, now: datetime | None = None) -> int:
+    """Queue one RECONCILE_SLICE per hour of the last ``span`` (aligned down to a whole hour
     and clamped to what Graph keeps), newest first; returns how many."""
     now = now or utcnow()
-    since = max((now - window).replace(minute=0, second=0, microsecond=0), oldest_listable(now))
+    since = max((now - span).replace(minute=0, second=0, microsecond=0), oldest_listable(now))
     slices = hour_slices(since, now)
     for start, end in slices:
         # One at a time, in order: the queue hands them out roughly first in, first out.

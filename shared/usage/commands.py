@@ -28,7 +28,7 @@ class UsageCommandError(Exception):
 
 
 class Progress:
-    """A text bar on a terminal; otherwise one line per finished window."""
+    """A text bar on a terminal; otherwise one line per finished range."""
 
     WIDTH = 30
 
@@ -86,7 +86,7 @@ async def cmd_usage_backfill(rt: Runtime, args: argparse.Namespace) -> int:
     note = " (dry run: nothing is written)" if args.dry_run else ""
     print(
         f"usage backfill {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC, "
-        f"{len(list(date_ranges(since, until)))} window(s) of up to 90 days{note}",
+        f"{len(list(date_ranges(since, until)))} range(s) of up to 90 days{note}",
         file=sys.stderr,
     )
     bar = Progress(sys.stderr)
@@ -184,7 +184,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     p = actions.add_parser(
         "backfill",
         help="archive the rows of a range now",
-        description="Read the logs over the range in windows of up to 90 days (Graph's limit) "
+        description="Read the logs over the range in parts of up to 90 days (Graph's limit) "
         "and archive each row not archived yet. Safe to repeat: a row is never written twice. "
         "Prints a summary line per log: rows listed, written, already archived. "
         "Exit 1 if a log could not be read to the end.",

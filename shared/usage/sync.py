@@ -69,7 +69,7 @@ class KindReport:
     done_until: datetime | None = None  # every row starting before this is archived
     stopped: str | None = None  # why the run ended early (None: the whole range is done)
     watermark: datetime | None = None  # after the run (hourly run only)
-    range_written: int = field(default=0, repr=False)  # ``written`` when the window began
+    range_written: int = field(default=0, repr=False)  # ``written`` when the range began
 
     @property
     def fraction(self) -> float:
@@ -124,9 +124,9 @@ async def copy_range(
     wait_long_throttles: bool = False,
     deadline: float | None = None,
 ) -> KindReport:
-    """Archive every row of ``kind`` that started in [since, until), window by window.
+    """Archive every row of ``kind`` that started in [since, until), one range (a day, or 90 days) at a time.
 
-    ``range_done(end, written)`` runs after the last page of each window is written (the
+    ``range_done(end, written)`` runs after the last page of each range is written (the
     hourly run saves its watermark there). A long throttle (unless ``wait_long_throttles``,
     the CLI backfill, which waits it out, 2 min at most at a time), Graph out of reach after
     the client's in-place retries, the time budget (``deadline``, time.monotonic(), checked
@@ -175,8 +175,8 @@ async def _copy_one_range(
     wait_long_throttles: bool,
     deadline: float | None,
 ) -> None:
-    """Every page of one window. The next page is fetched while this one's rows are written
-    (its link is known), so Graph's answer time and the writes overlap; the window counts as
+    """Every page of one range. The next page is fetched while this one's rows are written
+    (its link is known), so Graph's answer time and the writes overlap; the range counts as
     done only once every page is written."""
     report.ranges += 1
     report.range_written = report.written

@@ -111,7 +111,7 @@ async def test_dry_run_counts_and_queues_nothing(fresh_sim, runtime) -> None:
     assert (await runtime.work.queue.get_queue_properties()).approximate_message_count == 0
 
 
-async def test_window_is_clamped_to_the_30_days_graph_keeps(fresh_sim, runtime) -> None:
+async def test_a_range_is_clamped_to_the_30_days_graph_keeps(fresh_sim, runtime) -> None:
     now = utcnow()
     report = await reconcile(runtime, now - timedelta(days=45), dry_run=True, limiter=FAST)
     assert report.clamped
@@ -119,11 +119,11 @@ async def test_window_is_clamped_to_the_30_days_graph_keeps(fresh_sim, runtime) 
     assert not (await reconcile(runtime, now - RETENTION, dry_run=True, limiter=FAST)).clamped
     with pytest.raises(EmptyRange, match="before the oldest record Graph keeps"):
         await reconcile(runtime, now - timedelta(days=45), now - timedelta(days=31), limiter=FAST)
-    with pytest.raises(EmptyRange, match="empty window"):
+    with pytest.raises(EmptyRange, match="empty range"):
         await reconcile(runtime, now - timedelta(days=1), now - timedelta(days=2), limiter=FAST)
 
 
-def test_days_cut_the_window_at_utc_midnights() -> None:
+def test_days_cut_the_range_at_utc_midnights() -> None:
     since = datetime(2025, 6, 1, 22, 30, tzinfo=UTC)
     until = datetime(2025, 6, 3, 1, 0, tzinfo=UTC)
     cuts = list(days(since, until))

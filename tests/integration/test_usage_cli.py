@@ -44,7 +44,7 @@ def test_backfill_over_90_days_is_split_and_safe_to_repeat(app_env: Any, fresh_s
 
     first = run_cli("usage", "backfill", "--since", "200d")
     assert first.returncode == 0, first.stderr
-    assert "3 window(s) of up to 90 days" in first.stderr
+    assert "3 range(s) of up to 90 days" in first.stderr
     lines = first.stdout.strip().splitlines()
     assert lines == [
         "PSTN: 400 rows listed, 400 written, 0 already archived",
