@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from shared.clock import utcnow
 from shared.graph.retry import RetryPolicy
 from shared.messages import ControlAction, ControlItem, WorkItem
 from shared.ratelimit import SlidingWindow
-from shared.reconcile import queue_slices, reconcile, reconcile_slice
+from shared.reconcile import EmptyRange, queue_slices, reconcile, reconcile_slice
 from shared.recordfetch import fetch_record
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts
@@ -86,3 +88,12 @@ async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:
     assert all(isinstance(s, ControlItem) for s in slices)
     starts = [s.since for s in slices if isinstance(s, ControlItem) and s.since]
     assert starts == sorted(starts, reverse=True)
+
+
+async def test_a_range_is_clamped_to_the_30_days_graph_keeps(ports: FakePorts) -> None:
+    report = await reconcile(ports, utcnow() - timedelta(days=45), limiter=FAST, dry_run=True)
+    assert report.clamped and utcnow() - report.since < timedelta(days=30)
+    with pytest.raises(EmptyRange, match="before the oldest record Graph keeps"):
+        await reconcile(ports, utcnow() - timedelta(days=60), utcnow() - timedelta(days=40))
+    with pytest.raises(EmptyRange, match="empty range"):
+        await reconcile(ports, utcnow(), utcnow() - timedelta(hours=1))

@@ -16,6 +16,7 @@ from shared.messages import Source, WorkItem
 from shared.recordfetch import Paused, checkpoint_name, fetch_record
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts
+from tests.functional.conftest import settings
 
 START = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
 
@@ -113,3 +114,18 @@ async def test_a_record_not_published_yet_comes_back_later_and_is_parked_after_t
     old = WorkItem(rid, first_seen=datetime(2026, 1, 1, tzinfo=UTC))
     await archive_item(ports, old, dequeue_count=1)
     assert not ports.work.queued and "not available after" in ports.work.poison[0]["reason"]
+
+
+async def test_a_national_cloud_archives_without_participants_v2(graph: FakeGraph) -> None:
+    national = settings(GRAPH_BASE_URL="https://graph.microsoft.us")
+    assert not national.participants_v2
+    client = graph.client()
+    ports = FakePorts(settings=national, graph=client)
+    record = graph.add_record(START, sessions=3, participants=4)
+    fetched = await fetch_record(ports, record.id)
+    doc = ports.archive.document(fetched.blob)
+    assert "participants_v2" not in doc and len(doc["sessions"]) == 3
+    assert "not available in this cloud" in doc["@archiver.participants_v2"]
+    assert ports.archive.metadata[fetched.blob]["participantsv2"] == "unavailable"
+    assert not any("participants_v2" in r for r in graph.requests)
+    await client._http.aclose()  # pyright: ignore[reportPrivateUsage]

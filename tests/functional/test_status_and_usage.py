@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from shared.clock import utcnow
 from shared.graph.retry import RetryPolicy
 from shared.messages import Source, WorkItem
 from shared.recordfetch import fetch_record
 from shared.status import Verdict, collect
-from shared.subscriptions import SubscriptionKeeper
+from shared.subscriptions import SubscriptionError, SubscriptionKeeper
 from shared.usage.kinds import UsageKind
 from shared.usage.sync import copy_range, sync_usage_logs
 from shared.usage.watermark import WatermarkStore
@@ -83,3 +85,28 @@ async def test_a_throttle_stops_the_hourly_sync_and_a_backfill_waits_it_out(
     )
     assert done.stopped is None and done.written == 6
     await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_the_time_budget_ends_the_run_and_the_next_one_resumes(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    now = utcnow()
+    graph.usage_rows["getPstnCalls"] = [
+        _row((now - timedelta(days=d, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), 0)
+        for d in (3, 2, 1)
+    ]
+    ports.settings = settings(USAGE_LOGS_BACKFILL_DAYS="4")
+    spent = await sync_usage_logs(ports, budget=timedelta(0))
+    pstn = next(r for r in spent if r.kind is UsageKind.PSTN)
+    assert pstn.stopped and "time budget" in pstn.stopped and pstn.written == 0
+    assert (await WatermarkStore(ports).load(UsageKind.PSTN)).until is None
+    done = next(r for r in await sync_usage_logs(ports) if r.kind is UsageKind.PSTN)
+    assert done.stopped is None and done.written == 3
+
+
+async def test_a_refused_subscription_names_the_role_and_the_limit(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    graph.script = [(200, None), (403, None)]  # the listing, then the create
+    with pytest.raises(SubscriptionError, match=r"CallRecords\.Read\.All"):
+        await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
