@@ -17,7 +17,7 @@ import orjson
 
 from shared.auth import TokenProvider
 from shared.graph.errors import BadPage, GraphError, Unauthorized, Unreachable, error_from
-from shared.graph.paging import NEXT_LINK, Page, parse_page, pinned
+from shared.graph.paging import NEXT_LINK, pinned
 from shared.graph.retry import GRAPH_IN_PLACE, RetryPolicy
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
@@ -144,10 +144,6 @@ class GraphClient:
 
     async def get(self, url: str) -> dict[str, Any]:
         return await self.request("GET", url)
-
-    async def get_page(self, url: str) -> Page:
-        """One collection page (``value`` items as raw JSON bytes, ``next_link``)."""
-        return await self.request("GET", url, parse=parse_page)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{API}/{path.lstrip('/')}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.graph import GraphError, Throttled
+from shared.graph import GraphError, Throttled, first_page
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import function_path
 
@@ -25,14 +25,16 @@ def url(rt: Any, path: str) -> str:
 async def test_over_90_days_is_a_400_with_graphs_error_shape(fresh_sim: Any, runtime: Any) -> None:
     for function in ("getPstnCalls", "getDirectRoutingCalls"):
         with pytest.raises(GraphError) as caught:
-            await runtime.graph.get_page(
-                url(runtime, f"{function}(fromDateTime=2026-01-01,toDateTime=2026-04-02)")
+            await first_page(
+                runtime.graph,
+                url(runtime, f"{function}(fromDateTime=2026-01-01,toDateTime=2026-04-02)"),
             )
         assert caught.value.status == 400 and caught.value.code == "BadRequest"
         assert "90 days" in caught.value.message
         # Exactly 90 days is allowed.
-        page = await runtime.graph.get_page(
-            url(runtime, f"{function}(fromDateTime=2026-01-01,toDateTime=2026-04-01)")
+        page = await first_page(
+            runtime.graph,
+            url(runtime, f"{function}(fromDateTime=2026-01-01,toDateTime=2026-04-01)"),
         )
         assert page.value == [] and page.next_link is None
     for bad in (
@@ -42,7 +44,7 @@ async def test_over_90_days_is_a_400_with_graphs_error_shape(fresh_sim: Any, run
         "getPstnCalls(fromDateTime=2026-01-01T00:00:00,toDateTime=2026-01-02)",  # no offset
     ):
         with pytest.raises(GraphError) as caught:
-            await runtime.graph.get_page(url(runtime, bad))
+            await first_page(runtime.graph, url(runtime, bad))
         assert caught.value.status == 400, bad
 
 
@@ -57,21 +59,23 @@ async def test_inclusive_and_exclusive_ends_as_documented(fresh_sim: Any, runtim
                 {"id": f"{kind}-at-end", "startDateTime": "2026-09-02T00:00:00Z"},
             ],
         )
-    pstn = await runtime.graph.get_page(
-        url(runtime, function_path("getPstnCalls", START, edge).split("/")[-1])
+    pstn = await first_page(
+        runtime.graph, url(runtime, function_path("getPstnCalls", START, edge).split("/")[-1])
     )
-    dr = await runtime.graph.get_page(
-        url(runtime, function_path("getDirectRoutingCalls", START, edge).split("/")[-1])
+    dr = await first_page(
+        runtime.graph,
+        url(runtime, function_path("getDirectRoutingCalls", START, edge).split("/")[-1]),
     )
     ids = [row_id(r) for r in pstn.value]
     assert ids == ["pstn-at-start", "pstn-at-end"]  # toDateTime inclusive (getPstnCalls)
     assert [row_id(r) for r in dr.value] == ["directrouting-at-start"]  # exclusive
     # The documented example's bare dates and an offset form are accepted.
-    offset = await runtime.graph.get_page(
+    offset = await first_page(
+        runtime.graph,
         url(
             runtime,
             "getDirectRoutingCalls(fromDateTime=2026-09-01T02:00:00%2B02:00,toDateTime=2026-09-02)",
-        )
+        ),
     )
     assert [row_id(r) for r in offset.value] == ["directrouting-at-start"]
 
@@ -99,7 +103,7 @@ async def test_paging_with_the_documented_next_links(fresh_sim: Any, runtime: An
         )
         sizes, seen = [], []
         while link:
-            page = await runtime.graph.get_page(link)
+            page = await first_page(runtime.graph, link)
             sizes.append(len(page.value))
             seen += [row_id(r) for r in page.value]
             link = page.next_link
@@ -126,11 +130,12 @@ async def test_per_log_throttle(fresh_sim: Any, runtime: Any) -> None:
     fresh_sim.client.set_faults(throttle=True, usage_collection_limit=3)
     path = "getPstnCalls(fromDateTime=2026-09-01,toDateTime=2026-09-02)"
     for _ in range(3):
-        await runtime.graph.get_page(url(runtime, path))
+        await first_page(runtime.graph, url(runtime, path))
     with pytest.raises(Throttled) as caught:
-        await runtime.graph.get_page(url(runtime, path))
+        await first_page(runtime.graph, url(runtime, path))
     assert caught.value.status == 429 and (caught.value.retry_after or 0) > 5
-    await runtime.graph.get_page(
-        url(runtime, "getDirectRoutingCalls(fromDateTime=2026-09-01,toDateTime=2026-09-02)")
+    await first_page(
+        runtime.graph,
+        url(runtime, "getDirectRoutingCalls(fromDateTime=2026-09-01,toDateTime=2026-09-02)"),
     )
     assert fresh_sim.client.stats()["faults"]["throttle_usage_collection"] == 1
