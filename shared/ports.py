@@ -188,13 +188,13 @@ class ReconcilePorts(Protocol):
     @property
     def work(self) -> WorkPort: ...
 
+    @property
+    def state(self) -> StatePort: ...
+
 
 class KeeperPorts(ReconcilePorts, Protocol):
     """What keeping the subscription needs (shared/lifecycle.py): Graph, the state store
     (the secret's fingerprint, last sign of life), and reconciliation after a gap."""
-
-    @property
-    def state(self) -> StatePort: ...
 
 
 class UsagePorts(Protocol):
