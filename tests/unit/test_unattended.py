@@ -209,3 +209,30 @@ def test_in_place_graph_retries_stop_at_a_long_wait_or_a_landed_post() -> None:
     wait = GRAPH_IN_PLACE.next_wait(dropped, 1)
     assert wait is not None and 0.5 <= wait <= 1.5  # 0.5 s doubled once, +/-50%
     assert GRAPH_IN_PLACE.next_wait(NotFound(404, "NotFound", "no"), 0) is None
+
+
+def test_every_named_policy_keeps_its_documented_shape() -> None:
+    from shared.graph.retry import (
+        LIST_THROTTLED,
+        RECORD_PACE,
+        RESUME_PAUSED,
+        STORAGE_QUEUE,
+        slice_again,
+    )
+    from shared.storage import storage_retry
+
+    # List callRecords: Graph's Retry-After, else 10 s, never more than 2 minutes, no limit
+    # on how many times.
+    assert LIST_THROTTLED.next_wait(Throttled(429, "x", "y", 300), 50) == 120
+    assert LIST_THROTTLED.next_wait(Throttled(429, "x", "y"), 0) == 10
+    assert LIST_THROTTLED.next_wait(GraphError(500, "x", "y"), 0) is None  # not a throttle
+    # The per-record limit: up to 30 s waited where it is, longer pauses the fetch.
+    assert RECORD_PACE.waits_in_place(30) and not RECORD_PACE.waits_in_place(31)
+    # A slice that met an outage: again after ARCHIVE_RETRY_MAX_SECONDS, every time.
+    again = slice_again(_settings(60, 900))
+    assert [again.delay(n) for n in (0, 5, 50)] == [900, 900, 900]
+    # The queue clients' SDK retry: two retries 0.2 s (+/- 0.1 s) apart.
+    linear = storage_retry(STORAGE_QUEUE)
+    assert (linear.backoff, linear.random_jitter_range, linear.total_retries) == (0.2, 0.1, 2)
+    # A paused fetch asks to be run again: the CLI waits exactly what it asked.
+    assert RESUME_PAUSED.next_wait(RetryLater("paused", 42.0), 7) == 42.0
