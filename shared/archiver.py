@@ -37,7 +37,7 @@ class Archived:
     ms: float
 
 
-async def archive_record(rt: ArchiverPorts, item: WorkItem) -> Archived:
+async def archive_record(ports: ArchiverPorts, item: WorkItem) -> Archived:
     """Fetch every page of the record and upload it if that version is not archived yet.
 
     The pages stay raw JSON (validated, copied byte for byte): a one-page record is uploaded
@@ -48,7 +48,7 @@ async def archive_record(rt: ArchiverPorts, item: WorkItem) -> Archived:
     version checked, so a partial record never reaches the archive.
     """
     started = time.perf_counter()
-    fetched = await fetch_record(rt, item.id)
+    fetched = await fetch_record(ports, item.id)
     result = Archived(
         id=normalize_id(item.id),
         version=int(fetched.head.get("version", 0)),
@@ -78,13 +78,13 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-async def park(rt: ArchiverPorts, item: WorkItem, reason: str, error: str) -> None:
+async def park(ports: ArchiverPorts, item: WorkItem, reason: str, error: str) -> None:
     log.error("record %s moved to poison: %s; last error %s", item.id, reason, error)
-    await rt.work.put_poison(item, reason, error)
+    await ports.work.put_poison(item, reason, error)
 
 
 async def retry_later(
-    rt: ArchiverPorts, item: WorkItem, error: Exception, at_least: float = 0
+    ports: ArchiverPorts, item: WorkItem, error: Exception, at_least: float = 0
 ) -> None:
     """Put the item back with a delay, as a new message, or park it once it has failed for
     longer than the policy allows (counted from when the record was first seen).
@@ -95,7 +95,7 @@ async def retry_later(
     its visibility timeout: the original is deleted only when the invocation succeeds, so it
     stays in the queue until one of them does, and nothing is lost.
     """
-    settings = rt.settings
+    settings = ports.settings
     first_seen = item.first_seen or utcnow()
     age = (utcnow() - first_seen).total_seconds()
     text = describe(error)
@@ -103,7 +103,7 @@ async def retry_later(
         policy = not_yet(settings)
         if policy.gives_up(item.attempt, age):
             await park(
-                rt,
+                ports,
                 item,
                 f"not available after {settings.retry_window_minutes} min: Graph kept answering "
                 f"{error.status} (a record older than 30 days, or never published)",
@@ -115,7 +115,7 @@ async def retry_later(
         policy = transient(settings)
         if policy.gives_up(item.attempt, age):
             await park(
-                rt,
+                ports,
                 item,
                 f"gave up after {settings.give_up_hours:g} h of transient failures "
                 f"({item.attempt + 1} attempts since {first_seen:%Y-%m-%dT%H:%M:%SZ})",
@@ -124,7 +124,7 @@ async def retry_later(
             return
         delay = int(policy.delay(item.attempt, math.ceil(at_least) if at_least else None))
     # QueueUnavailable propagates: see the docstring.
-    await rt.work.put([item.retried(text)], delay_seconds=delay)
+    await ports.work.put([item.retried(text)], delay_seconds=delay)
     if isinstance(error, GraphError):
         cause = f"Graph {error.status or error.code}"  # e.g. Graph 503, Graph ReadTimeout
     else:
@@ -146,23 +146,23 @@ def max_dequeue_count() -> int:
     return int(host.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
 
 
-async def archive_item(rt: ArchiverPorts, item: WorkItem, dequeue_count: int) -> None:
+async def archive_item(ports: ArchiverPorts, item: WorkItem, dequeue_count: int) -> None:
     """Archive the record a queue message names, applying the retry policy (classify_fault)."""
     try:
-        result = await archive_record(rt, item)
+        result = await archive_record(ports, item)
     except Exception as exc:
-        await settle(rt, item, exc, dequeue_count)
+        await settle(ports, item, exc, dequeue_count)
         return
     if result.written:
-        await rt.activity.archived(result.blob)
+        await ports.activity.archived(result.blob)
 
 
-async def settle(rt: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
+async def settle(ports: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
     """What a failed attempt leads to: later, now parked, or the host's retry."""
     fault = classify_fault(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
         retry_after = exc.retry_after if isinstance(exc, GraphError | RetryLater) else None
-        await retry_later(rt, item, exc, at_least=retry_after or 0)
+        await retry_later(ports, item, exc, at_least=retry_after or 0)
         return
     if isinstance(exc, Unauthorized):
         log.error(
@@ -171,12 +171,12 @@ async def settle(rt: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_coun
             "CallRecords.Read.All by hand')",
             exc.status,
             exc.code,
-            f" {rt.settings.client_id}" if rt.settings.client_id else "",
+            f" {ports.settings.client_id}" if ports.settings.client_id else "",
         )
     if fault is Fault.PERMANENT:
         status = exc.status if isinstance(exc, GraphError) else "?"
-        await park(rt, item, f"permanent error: Graph answered {status}", describe(exc))
+        await park(ports, item, f"permanent error: Graph answered {status}", describe(exc))
         return
     if dequeue_count < max_dequeue_count():
         raise exc
-    await park(rt, item, f"failed {dequeue_count} times", describe(exc))
+    await park(ports, item, f"failed {dequeue_count} times", describe(exc))

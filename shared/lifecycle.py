@@ -79,8 +79,8 @@ MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days
 GAP_MARGIN_HOURS = 48
 
 
-def keeper(rt: KeeperPorts) -> SubscriptionKeeper:
-    return SubscriptionKeeper(rt.graph, rt.settings, rt.state)
+def keeper(ports: KeeperPorts) -> SubscriptionKeeper:
+    return SubscriptionKeeper(ports.graph, ports.settings, ports.state)
 
 
 def gap_hours(outcome: Outcome) -> int | None:
@@ -92,11 +92,11 @@ def gap_hours(outcome: Outcome) -> int | None:
     return max(1, min(MAX_RECONCILE_HOURS, math.ceil(gap) + GAP_MARGIN_HOURS))
 
 
-async def keep_subscription(rt: KeeperPorts) -> Outcome:
+async def keep_subscription(ports: KeeperPorts) -> Outcome:
     """Create, renew, move or replace the subscription (hourly, at start-up, and on demand).
     When it was lost, a reconciliation from the time it was last known alive is queued: the
     gap closes even though Graph sends callRecords no subscriptionRemoved or missed events."""
-    outcome = await keeper(rt).ensure()
+    outcome = await keeper(ports).ensure()
     log.info(
         "subscription %s %s, expires %s",
         outcome.subscription.id,
@@ -111,13 +111,13 @@ async def keep_subscription(rt: KeeperPorts) -> Outcome:
             outcome.gap_since.isoformat() if outcome.gap_since else "?",
             hours,
         )
-        await rt.work.put([ControlItem(ControlAction.RECONCILE, hours=hours)])
+        await ports.work.put([ControlItem(ControlAction.RECONCILE, hours=hours)])
     return outcome
 
 
-async def run_control(rt: KeeperPorts, item: ControlItem) -> None:
+async def run_control(ports: KeeperPorts, item: ControlItem) -> None:
     """Carry out a lifecycle action taken from the queue (raises to be retried)."""
-    subscriptions = keeper(rt)
+    subscriptions = keeper(ports)
     if item.action is ControlAction.REAUTHORIZE:
         if item.subscription_id:
             try:
@@ -133,17 +133,17 @@ async def run_control(rt: KeeperPorts, item: ControlItem) -> None:
         outcome = await subscriptions.ensure()
         if outcome.action is SubscriptionAction.CREATED:
             # It was gone, so notifications may have been lost since it was last known alive.
-            await queue_recent_slices(rt, gap_hours(outcome) or item.hours)
+            await queue_recent_slices(ports, gap_hours(outcome) or item.hours)
     elif item.action is ControlAction.RECREATE:
         # Close the gap even if the subscription cannot be recreated right now (that needs a
         # person, and the message is retried): the reconciliation does not depend on it.
         try:
-            await keep_subscription(rt)
+            await keep_subscription(ports)
         except (GraphError, SubscriptionError):
-            await queue_recent_slices(rt, item.hours)
+            await queue_recent_slices(ports, item.hours)
             raise
-        await queue_recent_slices(rt, item.hours)
+        await queue_recent_slices(ports, item.hours)
     elif item.action is ControlAction.RECONCILE:
-        await queue_recent_slices(rt, item.hours)
+        await queue_recent_slices(ports, item.hours)
     elif item.action is ControlAction.RECONCILE_SLICE:
-        await reconcile_slice(rt, item)
+        await reconcile_slice(ports, item)

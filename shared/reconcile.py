@@ -131,25 +131,25 @@ def days(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]
         start = midnight
 
 
-async def archived_names(rt: ReconcilePorts, since: datetime, until: datetime) -> set[str]:
+async def archived_names(ports: ReconcilePorts, since: datetime, until: datetime) -> set[str]:
     """Every blob name in the day folders of [since, until) (one listing per day)."""
     names: set[str] = set()
     day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     while day < until:
-        async for name in rt.archive.names(f"{day:%Y/%m/%d}/"):
+        async for name in ports.archive.names(f"{day:%Y/%m/%d}/"):
             names.add(name)
         day += timedelta(days=1)
     return names
 
 
 async def list_records(
-    rt: ReconcilePorts, since: datetime, until: datetime, limiter: SlidingWindow
+    ports: ReconcilePorts, since: datetime, until: datetime, limiter: SlidingWindow
 ) -> AsyncIterator[list[Any]]:
     """Yield pages of callRecords with since <= startDateTime < until, pacing every request
     (a throttle is waited out: retry.LIST_THROTTLED)."""
     flt = f"startDateTime ge {_iso(since)} and startDateTime lt {_iso(until)}"
-    url = rt.graph.url(f"communications/callRecords?$filter={flt}")
-    read = pages(rt.graph, url, pace=paced_by(limiter), retry=LIST_THROTTLED)
+    url = ports.graph.url(f"communications/callRecords?$filter={flt}")
+    read = pages(ports.graph, url, pace=paced_by(limiter), retry=LIST_THROTTLED)
     async with contextlib.aclosing(read) as it:
         page: Page
         async for page in it:
@@ -176,7 +176,7 @@ def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
 
 
 async def reconcile(
-    rt: ReconcilePorts,
+    ports: ReconcilePorts,
     since: datetime,
     until: datetime | None = None,
     source: Source = Source.RECONCILE,
@@ -197,9 +197,9 @@ async def reconcile(
     if progress:
         progress(report)
     for start, end in days(since, until):
-        names = await archived_names(rt, start, end)
+        names = await archived_names(ports, start, end)
         folders = {name.rsplit("/", 1)[0] + "/" for name in names}
-        async for items in list_records(rt, start, end, limiter):
+        async for items in list_records(ports, start, end, limiter):
             report.pages += 1
             report.listed += len(items)
             missing = [rid for rid in (_missing(i, names, folders) for i in items) if rid]
@@ -208,7 +208,9 @@ async def reconcile(
             if not dry_run:
                 for first in range(0, len(missing), QUEUE_CHUNK):
                     chunk = missing[first : first + QUEUE_CHUNK]
-                    report.queued += await rt.work.put(WorkItem.new(rid, source) for rid in chunk)
+                    report.queued += await ports.work.put(
+                        WorkItem.new(rid, source) for rid in chunk
+                    )
             if progress:
                 progress(report)
         report.done_until = end
@@ -241,7 +243,7 @@ def hour_slices(since: datetime, until: datetime) -> list[tuple[datetime, dateti
     return out
 
 
-async def queue_slices(rt: ReconcilePorts, span: timedelta, now: datetime | None = None) -> int:
+async def queue_slices(ports: ReconcilePorts, span: timedelta, now: datetime | None = None) -> int:
     """Queue one RECONCILE_SLICE per hour of the last ``span`` (aligned down to a whole hour
     and clamped to what Graph keeps), newest first; returns how many."""
     now = now or utcnow()
@@ -249,7 +251,7 @@ async def queue_slices(rt: ReconcilePorts, span: timedelta, now: datetime | None
     slices = hour_slices(since, now)
     for start, end in slices:
         # One at a time, in order: the queue hands them out roughly first in, first out.
-        await rt.work.put([ControlItem.reconcile_slice(start, end)])
+        await ports.work.put([ControlItem.reconcile_slice(start, end)])
     log.info(
         "reconciliation: %d hourly slices queued, %s..%s, newest first",
         len(slices),
@@ -259,26 +261,26 @@ async def queue_slices(rt: ReconcilePorts, span: timedelta, now: datetime | None
     return len(slices)
 
 
-async def queue_recent_slices(rt: ReconcilePorts, hours: int | None = None) -> int:
+async def queue_recent_slices(ports: ReconcilePorts, hours: int | None = None) -> int:
     """Queue the slices of the last ``hours`` (default 48): lifecycle events and the CLI."""
-    return await queue_slices(rt, timedelta(hours=hours) if hours else DEEP_PASS_SPAN)
+    return await queue_slices(ports, timedelta(hours=hours) if hours else DEEP_PASS_SPAN)
 
 
-async def scheduled_pass(rt: ReconcilePorts, now: datetime | None = None) -> int:
+async def scheduled_pass(ports: ReconcilePorts, now: datetime | None = None) -> int:
     """The hourly timer: the recent hours, or once a day the deep 48-hour pass."""
     now = now or utcnow()
     if now.astimezone(UTC).hour == DEEP_PASS_HOUR:
-        return await queue_slices(rt, DEEP_PASS_SPAN, now)
-    return await queue_slices(rt, timedelta(hours=rt.settings.reconcile_recent_hours), now)
+        return await queue_slices(ports, DEEP_PASS_SPAN, now)
+    return await queue_slices(ports, timedelta(hours=ports.settings.reconcile_recent_hours), now)
 
 
-async def reconcile_slice(rt: ReconcilePorts, item: ControlItem) -> Report | None:
+async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | None:
     """Work one queued slice (raises to be retried by the host). A slice that has aged out of
     Graph's 30 days meanwhile is done: there is nothing left to list."""
     if item.since is None or item.until is None:
         raise ValueError("a reconcile slice needs since and until")
     try:
-        return await reconcile(rt, item.since, item.until, limiter=list_limiter())
+        return await reconcile(ports, item.since, item.until, limiter=list_limiter())
     except EmptyRange as exc:
         log.info("reconcile slice skipped: %s", exc)
         return None
@@ -288,8 +290,8 @@ async def reconcile_slice(rt: ReconcilePorts, item: ControlItem) -> Report | Non
         # Outlived like a record (the host's five tries would park it within minutes of a
         # Graph incident): the same slice again later, until it ages out of Graph's 30 days.
         # What it had queued already is harmless to queue twice.
-        delay = int(slice_again(rt.settings).delay(0))
-        await rt.work.put([item], delay_seconds=delay)
+        delay = int(slice_again(ports.settings).delay(0))
+        await ports.work.put([item], delay_seconds=delay)
         log.warning(
             "reconcile slice %s..%s: %s; again in %d s",
             _iso(item.since),

@@ -114,9 +114,9 @@ class _Restart(Exception):
 class RecordFetch:
     """One attempt at one record (see the module docstring)."""
 
-    def __init__(self, rt: FetchPorts, record_id: str, deadline: float) -> None:
-        self.rt = rt
-        self.graph: GraphPort = rt.graph
+    def __init__(self, ports: FetchPorts, record_id: str, deadline: float) -> None:
+        self.ports = ports
+        self.graph: GraphPort = ports.graph
         self.id = normalize_id(record_id)
         self.deadline = deadline
         self.limits = self.graph.record_limits(self.id)
@@ -168,7 +168,7 @@ class RecordFetch:
     # ---- the checkpoint
 
     async def _load(self) -> Checkpoint | None:
-        data, self.etag = await self.rt.state.load(checkpoint_name(self.id))
+        data, self.etag = await self.ports.state.load(checkpoint_name(self.id))
         if data is None:
             return None
         try:
@@ -182,17 +182,17 @@ class RecordFetch:
             return
         await self.blob.flush()
         self.cp.block_ids, self.cp.size = self.blob.block_ids, self.blob.size
-        saved = await self.rt.state.save(
+        saved = await self.ports.state.save(
             checkpoint_name(self.id), self.cp.to_json(), self.etag if self.etag else ""
         )
         if saved:
             self.etag = saved
         else:
             log.info("record %s: another worker checkpointed it meanwhile", self.id)
-            _, self.etag = await self.rt.state.load(checkpoint_name(self.id))
+            _, self.etag = await self.ports.state.load(checkpoint_name(self.id))
 
     async def _forget(self) -> None:
-        await self.rt.state.delete(checkpoint_name(self.id))
+        await self.ports.state.delete(checkpoint_name(self.id))
         self.etag = None
 
     # ---- the fetch
@@ -211,7 +211,7 @@ class RecordFetch:
         if cp is not None:
             cp.resumed += 1
             self.cp = cp
-            self.blob = self.rt.archive.staged(cp.head, cp.block_ids, cp.size)
+            self.blob = self.ports.archive.staged(cp.head, cp.block_ids, cp.size)
             if await self.blob.exists():  # another worker finished it
                 await self._forget()
                 return self._result(written=False)
@@ -233,9 +233,9 @@ class RecordFetch:
                 link=head.next_link,
                 pages=1,
                 requests=1,
-                participants_v2=self.rt.settings.participants_v2,
+                participants_v2=self.ports.settings.participants_v2,
             )
-            self.blob = self.rt.archive.staged(head.head, [], 0)
+            self.blob = self.ports.archive.staged(head.head, [], 0)
             if await self.blob.exists():
                 return self._result(written=False)
             await self.blob.add(head.prefix() + b'"sessions":[')
@@ -244,7 +244,7 @@ class RecordFetch:
         # Records of more than one page are bounded per instance (ARCHIVE_MAX_LARGE_FETCHES):
         # a burst of large meetings waits here instead of filling a 2 GB instance.
         large = cp.link is not None or cp.resumed > 0
-        async with self.rt.large_fetches if large else contextlib.nullcontext():
+        async with self.ports.large_fetches if large else contextlib.nullcontext():
             try:
                 await self._pages()
             except Paused:
@@ -342,8 +342,8 @@ class RecordFetch:
         )
 
 
-async def fetch_record(rt: FetchPorts, record_id: str) -> Fetched:
+async def fetch_record(ports: FetchPorts, record_id: str) -> Fetched:
     """Fetch and archive one record within ``ARCHIVE_FETCH_BUDGET_SECONDS``, continuing a
     checkpoint if an earlier attempt left one; raises ``Paused`` to be queued again."""
-    deadline = time.monotonic() + rt.settings.fetch_budget_seconds
-    return await RecordFetch(rt, record_id, deadline).run()
+    deadline = time.monotonic() + ports.settings.fetch_budget_seconds
+    return await RecordFetch(ports, record_id, deadline).run()

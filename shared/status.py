@@ -77,32 +77,34 @@ class Status:
         }
 
 
-async def _queue_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
+async def _queue_facts(ports: StatusPorts, status: Status, now: datetime) -> None:
     try:
-        status.queue_depth = await rt.work.depth()
-        inserted = await rt.work.oldest_inserted()
+        status.queue_depth = await ports.work.depth()
+        inserted = await ports.work.oldest_inserted()
         if inserted is not None:
             age = now - inserted
             status.oldest_visible_message_minutes = round(age.total_seconds() / 60, 2)
     except ResourceNotFoundError:
-        status.problems.append(f"queue {rt.settings.queue_name} does not exist")
+        status.problems.append(f"queue {ports.settings.queue_name} does not exist")
     except AzureError as exc:
-        status.problems.append(f"cannot read queue {rt.settings.queue_name}: {type(exc).__name__}")
+        status.problems.append(
+            f"cannot read queue {ports.settings.queue_name}: {type(exc).__name__}"
+        )
     try:
-        status.poison_depth = await rt.work.poison_depth()
+        status.poison_depth = await ports.work.poison_depth()
     except ResourceNotFoundError:
         status.poison_depth = 0
     except AzureError as exc:
         status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
     if status.poison_depth:
-        await _parked_facts(rt, status, now)
+        await _parked_facts(ports, status, now)
 
 
-async def _parked_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
+async def _parked_facts(ports: StatusPorts, status: Status, now: datetime) -> None:
     """Age of the oldest parked message (queues hand out roughly oldest first, so the first
     page of a peek holds it), read without decoding so any message can be looked at."""
     try:
-        peeked = await rt.peek_poison(PEEK)
+        peeked = await ports.peek_poison(PEEK)
     except AzureError as exc:
         status.problems.append(f"cannot read the poison queue: {type(exc).__name__}")
         return
@@ -112,19 +114,21 @@ async def _parked_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
     status.parked_with_expiry = sum(1 for m in peeked if expires(m))
 
 
-async def _archive_facts(rt: StatusPorts, status: Status, now: datetime) -> None:
+async def _archive_facts(ports: StatusPorts, status: Status, now: datetime) -> None:
     """Blobs written in the last 24 h and the newest, from the archiver's activity log; and
     whether the archive container is there (one single-item listing)."""
     try:
-        await rt.archive.any_blob()
+        await ports.archive.any_blob()
     except ResourceNotFoundError:
-        status.problems.append(f"archive container {rt.settings.archive_container} does not exist")
+        status.problems.append(
+            f"archive container {ports.settings.archive_container} does not exist"
+        )
         return
     except AzureError as exc:
         status.problems.append(f"cannot list the archive container: {type(exc).__name__}")
         return
     try:
-        activity = await rt.activity.recent(now)
+        activity = await ports.activity.recent(now)
     except AzureError as exc:
         status.problems.append(f"cannot read the activity log: {type(exc).__name__}")
         return
@@ -133,7 +137,9 @@ async def _archive_facts(rt: StatusPorts, status: Status, now: datetime) -> None
     status.last_archived_at = activity.last_at
 
 
-async def _sample_facts(rt: StatusPorts, status: Status, now: datetime, grace: timedelta) -> None:
+async def _sample_facts(
+    ports: StatusPorts, status: Status, now: datetime, grace: timedelta
+) -> None:
     """One List page of the last 24 h; each record published more than ``grace`` ago must
     have a blob (any version: a newer one may still be on its way)."""
     since = now - SAMPLE_SPAN
@@ -141,7 +147,9 @@ async def _sample_facts(rt: StatusPorts, status: Status, now: datetime, grace: t
         f"startDateTime ge {since:%Y-%m-%dT%H:%M:%SZ} and startDateTime lt {now:%Y-%m-%dT%H:%M:%SZ}"
     )
     try:
-        page = await first_page(rt.graph, rt.graph.url(f"communications/callRecords?$filter={flt}"))
+        page = await first_page(
+            ports.graph, ports.graph.url(f"communications/callRecords?$filter={flt}")
+        )
     except GraphError as exc:
         status.problems.append(f"cannot list call records: {exc}")
         return
@@ -166,7 +174,7 @@ async def _sample_facts(rt: StatusPorts, status: Status, now: datetime, grace: t
 
     async def archived(rid: str, start: datetime) -> bool:
         async with gate:
-            async for _ in rt.archive.names(record_prefix(rid, start)):
+            async for _ in ports.archive.names(record_prefix(rid, start)):
                 return True
             return False
 
@@ -179,7 +187,7 @@ async def _sample_facts(rt: StatusPorts, status: Status, now: datetime, grace: t
 
 
 async def collect(
-    rt: StatusPorts,
+    ports: StatusPorts,
     check_subscription: bool = True,
     *,
     expiry_warning: timedelta = EXPIRY_WARNING,
@@ -190,13 +198,13 @@ async def collect(
     """Gather the facts and name every problem found (thresholds are parameters for tests)."""
     now = utcnow()
     status = Status(checked_at=now)
-    if check_subscription and not rt.settings.notification_url:
+    if check_subscription and not ports.settings.notification_url:
         status.problems.append(
             "NOTIFICATION_URL is not set: no subscription can be created or recognised as ours"
         )
     elif check_subscription:
         try:
-            subs = await SubscriptionKeeper(rt.graph, rt.settings, rt.state).list()
+            subs = await SubscriptionKeeper(ports.graph, ports.settings, ports.state).list()
         except GraphError as exc:
             subs = []
             status.problems.append(f"cannot read Graph subscriptions: {exc}")
@@ -216,7 +224,7 @@ async def collect(
                 status.subscription_id = sub.id
                 status.subscription_expires = sub.expires
                 left = sub.remaining(now)
-                if sub.notification_url != rt.settings.notification_url:
+                if sub.notification_url != ports.settings.notification_url:
                     status.problems.append(
                         f"subscription {sub.id} delivers to another URL than NOTIFICATION_URL: "
                         "the keeper moves it on its next run (`cli.py subscription ensure`)"
@@ -231,15 +239,15 @@ async def collect(
     subscription_live = status.subscription_id is not None and not any(
         "has expired" in p for p in status.problems
     )
-    await _queue_facts(rt, status, now)
-    await _archive_facts(rt, status, now)
-    status.usage_logs = await usage_facts(rt, now, status.problems)
+    await _queue_facts(ports, status, now)
+    await _archive_facts(ports, status, now)
+    status.usage_logs = await usage_facts(ports, now, status.problems)
     if check_subscription:
-        await _sample_facts(rt, status, now, sample_grace)
+        await _sample_facts(ports, status, now, sample_grace)
     parked_hours = status.oldest_parked_hours or 0.0
-    if status.poison_depth and parked_hours >= rt.settings.poison_alert_hours:
+    if status.poison_depth and parked_hours >= ports.settings.poison_alert_hours:
         status.problems.append(
-            f"{status.poison_depth} message(s) in {rt.settings.poison_queue_name}, the oldest "
+            f"{status.poison_depth} message(s) in {ports.settings.poison_queue_name}, the oldest "
             f"parked {parked_hours:.1f} h ago: see why with `python cli.py replay-poison "
             "--dry-run`, fix the cause, then replay them"
         )

@@ -17,13 +17,13 @@ BEHIND = timedelta(hours=6)
 
 
 async def usage_facts(
-    rt: UsagePorts, now: datetime, problems: list[str], behind: timedelta = BEHIND
+    ports: UsagePorts, now: datetime, problems: list[str], behind: timedelta = BEHIND
 ) -> list[dict[str, Any]]:
     """One entry per log: kind, watermark (ISO or None), hours behind, rows in the last 24 h.
     Problems found are appended to ``problems``. A log never synced yet is not a problem
     (a new deployment's first hourly run has not come); one that stopped is."""
     facts: list[dict[str, Any]] = []
-    store = WatermarkStore(rt)
+    store = WatermarkStore(ports)
     for kind in UsageKind:
         try:
             mark = await store.load(kind)

@@ -89,7 +89,7 @@ class KindReport:
 
 
 async def _store(
-    rt: UsagePorts, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
+    ports: UsagePorts, rows: list[UsageRow], index: ArchivedIndex, dry_run: bool
 ) -> list[bool]:
     """Write each row the index does not know (dry run: count them); True where this call
     wrote (would write) it."""
@@ -103,7 +103,7 @@ async def _store(
             index.add(row)  # a row listed twice (a PSTN boundary) is counted once
             return True
         async with semaphore:
-            written = await write_row(rt.archive, row)
+            written = await write_row(ports.archive, row)
         index.add(row)
         return written
 
@@ -111,7 +111,7 @@ async def _store(
 
 
 async def copy_range(
-    rt: UsagePorts,
+    ports: UsagePorts,
     kind: UsageKind,
     since: datetime,
     until: datetime,
@@ -135,13 +135,13 @@ async def copy_range(
     """
     report = KindReport(kind, since.astimezone(UTC), until.astimezone(UTC), dry_run=dry_run)
     limiter = limiter or SlidingWindow(COLLECTION_LIMIT, COLLECTION_PERIOD)
-    index = ArchivedIndex(rt.archive)
+    index = ArchivedIndex(ports.archive)
     if progress:
         progress(report)
     try:
         for start, end in date_ranges(report.since, report.until, step):
             await _copy_one_range(
-                rt,
+                ports,
                 kind,
                 start,
                 end,
@@ -163,7 +163,7 @@ async def copy_range(
 
 
 async def _copy_one_range(
-    rt: UsagePorts,
+    ports: UsagePorts,
     kind: UsageKind,
     start: datetime,
     end: datetime,
@@ -189,8 +189,8 @@ async def _copy_one_range(
     # The next page is requested while this one's rows are written (read_ahead); a throttle
     # stops the hourly run at its watermark, and is waited out by a backfill.
     read = pages(
-        rt.graph,
-        rt.graph.url(function_path(kind.function, start, end)),
+        ports.graph,
+        ports.graph.url(function_path(kind.function, start, end)),
         pace=pace,
         retry=BACKFILL_THROTTLED if wait_long_throttles else None,
         read_ahead=True,
@@ -198,7 +198,7 @@ async def _copy_one_range(
     async with contextlib.aclosing(read) as it:
         async for page in it:
             rows = [parse_row(kind, bytes(raw)) for raw in page.value]
-            outcomes = await _store(rt, rows, index, dry_run)
+            outcomes = await _store(ports, rows, index, dry_run)
             report.pages += 1
             report.listed += len(rows)
             report.written += sum(outcomes)
@@ -219,7 +219,7 @@ def _why(exc: Exception) -> str:
 
 
 async def sync_kind(
-    rt: UsagePorts,
+    ports: UsagePorts,
     store: WatermarkStore,
     kind: UsageKind,
     deadline: float,
@@ -229,8 +229,10 @@ async def sync_kind(
     mark = await store.load(kind)
     now = utcnow()
     if mark.until is None:
-        since = now - timedelta(days=rt.settings.usage_backfill_days)
-        log.info("%s: first run, reading back %d days", kind.label, rt.settings.usage_backfill_days)
+        since = now - timedelta(days=ports.settings.usage_backfill_days)
+        log.info(
+            "%s: first run, reading back %d days", kind.label, ports.settings.usage_backfill_days
+        )
     else:
         since = min(mark.until - OVERLAP, now - OVERLAP)
 
@@ -242,22 +244,22 @@ async def sync_kind(
         await store.save(mark)
 
     report = await copy_range(
-        rt, kind, since, now, step=step, range_done=range_done, deadline=deadline
+        ports, kind, since, now, step=step, range_done=range_done, deadline=deadline
     )
     report.watermark = mark.until
     return report
 
 
 async def sync_usage_logs(
-    rt: UsagePorts, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
+    ports: UsagePorts, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
 ) -> list[KindReport]:
     """The hourly timer: both logs, each from its watermark; never raises for a throttle,
     an outage or the time budget (the next run resumes from the watermark)."""
     deadline = time.monotonic() + budget.total_seconds()
-    store = WatermarkStore(rt)
+    store = WatermarkStore(ports)
     reports: list[KindReport] = []
     for kind in UsageKind:
-        report = await sync_kind(rt, store, kind, deadline, step)
+        report = await sync_kind(ports, store, kind, deadline, step)
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"
         if report.stopped:

@@ -83,9 +83,9 @@ class WatermarkStore:
     """Reads and saves the per-kind watermark blobs, through the runtime's state store (the
     app's own small blobs in host storage, conditional on the ETag read)."""
 
-    def __init__(self, rt: UsagePorts) -> None:
-        self.state = rt.state
-        self.prefix = f"usage/{rt.settings.archive_container}/"  # one app's state per archive
+    def __init__(self, ports: UsagePorts) -> None:
+        self.state = ports.state
+        self.prefix = f"usage/{ports.settings.archive_container}/"  # one app's state per archive
 
     def name(self, kind: UsageKind) -> str:
         return f"{self.prefix}{kind.value}.json"
