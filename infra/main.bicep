@@ -308,6 +308,7 @@ module keyVault 'app/keyvault.bicep' = {
     clientStateSecretName: 'graph-client-state'
     clientStateValue: graphClientState
     previousClientStateValue: graphClientStatePrevious
+    rotationUnderWay: !empty(graphClientStatePrevious)
     enablePurgeProtection: keyVaultPurgeProtection
     privateNetworking: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId

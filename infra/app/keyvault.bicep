@@ -28,6 +28,9 @@ param previousClientStateSecretName string = '${clientStateSecretName}-previous'
 @description('Optional. The previous Graph clientState during a rotation; empty = no rotation under way, no secret written.')
 param previousClientStateValue string = ''
 
+@description('Optional. true while a clientState rotation is under way (previousClientStateValue set); a plain flag, so that no output reads the secure value.')
+param rotationUnderWay bool = false
+
 @description('Optional. Purge protection: a deleted vault (and its secrets) can be recovered, never purged, until the soft-delete retention ends. On by default; once on it cannot be turned off again. false is for throwaway trials, where `azd down --purge` should free the name at once.')
 param enablePurgeProtection bool = true
 
@@ -131,4 +134,4 @@ output clientStateSecretUri string = clientStateSecret.properties.secretUri
 output previousClientStateSecretName string = previousClientStateSecretName
 
 @description('Versionless URI of the previous-clientState secret; empty when no rotation is under way.')
-output previousClientStateSecretUri string = empty(previousClientStateValue) ? '' : '${vault.properties.vaultUri}secrets/${previousClientStateSecretName}'
+output previousClientStateSecretUri string = rotationUnderWay ? '${vault.properties.vaultUri}secrets/${previousClientStateSecretName}' : ''

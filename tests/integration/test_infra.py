@@ -1328,6 +1328,13 @@ def test_previous_client_state_is_a_second_key_vault_reference() -> None:
     assert main["modules"]["keyVault"]["config"]["params"]["previousClientStateValue"] == (
         "graphClientStatePrevious"
     )
+    # the vault's output and the role follow one flag derived from it (no output reads it)
+    not_empty = {"operator": {"type": "not", "operands": {"bool_value": {"function": {
+        "type": "empty", "parameters": {"item_to_test": "graphClientStatePrevious"}}}}}}  # fmt: skip
+    assert main["modules"]["keyVault"]["config"]["params"]["rotationUnderWay"] == not_empty
+    uri = conditional(kv["outputs"]["previousClientStateSecretUri"]["value"])
+    assert uri[0] == "rotationUnderWay" and uri[2] == ""
+    assert "previousClientStateSecretName" in str(uri[1])
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert params["graphClientStatePrevious"]["value"] == "${GRAPH_CLIENT_STATE_PREVIOUS=}"
     for name, output in main["outputs"].items():
