@@ -80,6 +80,11 @@ resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
         name: appSubnetName
         properties: {
           addressPrefix: appSubnetPrefix
+          // The app still calls Microsoft Graph and Entra ID on the internet from this subnet.
+          // Written out because Azure is retiring implicit outbound access for new subnets
+          // (learn.microsoft.com/azure/virtual-network/ip-services/default-outbound-access); to
+          // control egress, attach a NAT gateway or route through a firewall instead.
+          defaultOutboundAccess: true
           networkSecurityGroup: {
             id: appSubnetNsg.id
           }

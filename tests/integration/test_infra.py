@@ -1093,6 +1093,8 @@ def test_app_subnet_is_delegated_to_flex_consumption() -> None:
     delegations = subnets["appSubnetName"]["delegations"]
     assert [d["properties"]["serviceName"] for d in delegations] == ["Microsoft.App/environments"]
     assert "delegations" not in subnets["privateEndpointSubnetName"]  # endpoints need none
+    # the app reaches Graph and Entra ID on the internet from its subnet
+    assert subnets["appSubnetName"]["defaultOutboundAccess"] is True
     for props in subnets.values():
         assert props["networkSecurityGroup"]["id"]["operator"]["operands"]["operand_2"] == "id"
     # the subnet the app gets is the delegated one; the endpoints sit in the other
