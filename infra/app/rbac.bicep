@@ -123,7 +123,10 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // subscription or resource group (learn.microsoft.com/azure/role-based-access-control/
 // role-definitions#assignablescopes): this one is assignable in this resource group alone and
 // assigned on the archive container alone. Its name must be unique in the tenant.
-var archiveWriterCondition = '(!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'} AND SubOperationMatches{\'Blob.Write.Tier\'}))'
+// In the documented shape "(not this action) OR (an attribute)": Set Blob Tier is refused on the
+// archive container, the assignment's only scope
+// (learn.microsoft.com/azure/role-based-access-control/conditions-format)
+var archiveWriterCondition = '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'} AND SubOperationMatches{\'Blob.Write.Tier\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringNotEquals \'${archiveContainerName}\'))'
 
 resource archiveWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'callrecord-archive-writer')

@@ -944,8 +944,10 @@ def test_archive_writer_role_is_exactly_what_its_calls_need() -> None:
     writer = body(rbac["resources"]["archiveWriter"])["properties"]
     assert writer["conditionVersion"] == "2.0" and writer["condition"] == "archiveWriterCondition"
     condition = rbac["variables"]["archiveWriterCondition"]["value"].replace("\\'", "'")
+    container = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name]"
     assert condition == (
-        f"(!(ActionMatches{{'{BLOB_DATA}/write'}} AND SubOperationMatches{{'Blob.Write.Tier'}}))"
+        f"((!(ActionMatches{{'{BLOB_DATA}/write'}} AND SubOperationMatches{{'Blob.Write.Tier'}}))"
+        f" OR ({container} StringNotEquals '${{archiveContainerName}}'))"
     )
 
 
