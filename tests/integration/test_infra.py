@@ -1213,6 +1213,26 @@ def test_private_networking_is_documented() -> None:
     assert "docs/networking.md" in readme and "private endpoint" in readme.lower()
 
 
+PRIVATE_ENDPOINT_HOUR_USD = 0.01  # per endpoint-hour (Azure Private Link pricing)
+PRIVATE_DNS_ZONE_MONTH_USD = 0.50  # per hosted zone, first 25 (Azure DNS pricing)
+HOURS_PER_MONTH = 730
+
+
+def test_private_networking_cost_is_what_the_templates_create() -> None:
+    """docs/networking.md and the READMEs price what the templates create: the endpoints
+    main.bicep lists and the zones network.bicep makes."""
+    endpoints = len(PRIVATE_ENDPOINTS)
+    zones = len(bicep("app/network.bicep")["variables"]["groupIds"]["value"])
+    endpoints_usd = endpoints * HOURS_PER_MONTH * PRIVATE_ENDPOINT_HOUR_USD
+    zones_usd = zones * PRIVATE_DNS_ZONE_MONTH_USD
+    doc = (ROOT / "docs" / "networking.md").read_text()
+    assert f"| Private endpoints | {endpoints} (" in doc and f"${endpoints_usd:.2f}" in doc
+    assert f"| Private DNS zones | {zones} |" in doc and f"${zones_usd:.2f}" in doc
+    total = int(endpoints_usd + zones_usd + 0.5)  # $38.50 is "about $39"
+    for path in (ROOT / "docs" / "networking.md", ROOT / "README.md", INFRA / "README.md"):
+        assert f"about **${total} a month**" in path.read_text(), path.name
+
+
 # --------------------------------------------------------------------------- archive protection
 
 
