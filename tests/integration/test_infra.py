@@ -1255,6 +1255,54 @@ def test_archive_account_has_a_delete_lock_by_default() -> None:
     assert params["archiveDeleteLock"]["value"] == "${ARCHIVE_DELETE_LOCK=true}"
 
 
+@pytest.mark.parametrize(
+    ("env", "code"),
+    [
+        ({}, 1),  # the template's default: locked
+        ({"ARCHIVE_DELETE_LOCK": "true", "ARCHIVE_STORAGE_ACCOUNT_NAME": "starchivex"}, 1),
+        ({"ARCHIVE_DELETE_LOCK": "FALSE"}, 0),
+        ({"ARCHIVE_DELETE_LOCK": "false"}, 0),
+    ],
+)
+def test_azd_down_is_refused_while_the_archive_is_locked(
+    tmp_path: Path, env: dict[str, str], code: int
+) -> None:
+    """The predown hook, run for real: it stops `azd down` before anything is attempted while
+    the lock is on, says why and how to tear down deliberately, and is silent otherwise."""
+    yaml = (ROOT / "azure.yaml").read_text()
+    hook = re.search(r"^  predown:\n((?:    .*\n)+)", yaml, re.M)
+    assert hook, "azure.yaml has no predown hook"
+    fields = dict(re.findall(r"^    (\w+):\s*(\S+)", hook.group(1), re.M))
+    assert fields["shell"] == "sh" and fields["continueOnError"] == "false"
+    script = ROOT / fields["run"]
+    assert os.access(script, os.X_OK)
+    # its default is the template's
+    assert param_default(bicep("main.bicep"), "archiveDeleteLock") is True
+    assert "${ARCHIVE_DELETE_LOCK:-true}" in script.read_text()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("tr", "cat"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    sh = shutil.which("sh")
+    assert sh
+    run = subprocess.run(
+        [sh, str(script)],
+        env={"PATH": str(bin_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == code, run.stderr
+    if code:
+        assert "CanNotDelete" in run.stderr and "az lock delete" in run.stderr
+        assert env.get("ARCHIVE_STORAGE_ACCOUNT_NAME", "the archive account") in run.stderr
+    else:
+        assert not run.stdout and not run.stderr
+
+
 def test_archive_container_has_a_retention_policy_by_default() -> None:
     main = bicep("main.bicep")
     days = param_default(main, "archiveImmutabilityDays")
