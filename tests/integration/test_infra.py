@@ -2,11 +2,14 @@
 
 No Azure and no Bicep CLI here. Every .bicep file is parsed with pycep-parser; the app settings
 the Bicep writes are checked against the settings the code reads; every role assignment against
-Microsoft's built-in role ids, and the custom archive-writer role against what it must never
-allow (delete); the storage hardening flags, the archive account with its retention and audit
-logs, the queue and container names, the Flex Consumption runtime against the Python version of
-the Makefile; the azd hook that locks the retention policy is run for its guards; and checkov
-scans the templates from its own virtual environment (.venv-checkov, made by the Makefile).
+Microsoft's built-in role ids, and the custom archive-writer role against the calls the archive
+writer makes (Microsoft's permissions table) and what it must never allow (delete); the storage
+hardening flags, the archive account with its lock, retention and audit logs, the queue and
+container names, the Flex Consumption runtime, always-ready instance and timeout; private
+networking (VNet, delegated subnet, each private endpoint's group id and DNS zone in two clouds,
+public access off); the second Key Vault reference; the azd hooks are run for their guards; and
+checkov scans the templates in both network modes from its own virtual environment
+(.venv-checkov, made by the Makefile).
 """
 
 from __future__ import annotations
