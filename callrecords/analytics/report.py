@@ -421,6 +421,10 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+def _mark(met: bool | None) -> str:
+    return "" if met is None else ("ok" if met else "MISSED")
+
+
 def format_text(report: QualityReport) -> str:
     """The report for a terminal."""
     out: list[str] = []
@@ -451,17 +455,55 @@ def format_text(report: QualityReport) -> str:
             out.append(
                 f"  {kind.kind:<12} {_pct(kind.poor_rate):>8}  poor of {kind.classified:,} classified"
             )
+    r, verdicts = report.reliability, report.verdicts()
+    out.append(
+        f"  setup failed {_pct(r.setup_failure_rate):>8}  {r.setup_failures:,} of {r.segments:,} "
+        f"segments; target <= {verdicts['setup_failure_rate_target'] * 100:.1f}% "
+        f"{_mark(verdicts['setup_failure_rate_met'])}"
+    )
+    out.append(
+        f"  dropped      {_pct(r.drop_failure_rate):>8}  {r.drops:,} of {r.set_up:,} set up; "
+        f"target <= {verdicts['drop_failure_rate_target'] * 100:.1f}% "
+        f"{_mark(verdicts['drop_failure_rate_met'])}"
+    )
+    due = ", ".join(f"{name} {n:,}" for name, n in report.poor_due_to.items() if n)
+    out.append(f"  poor due to  {due or '-'}")
+    if report.missing_subnets is not None:
+        out.append("")
+        out.append(
+            f"Subnets with >= 10 audio streams not in the building file: "
+            f"{len(report.missing_subnets)}"
+        )
+        out.extend(f"  {m.subnet:<40} {m.audio_streams:>8,}" for m in report.missing_subnets)
     out.append("")
     if not report.by:
-        out.append(f"No classified streams to rank by {report.dimension}.")
+        out.append(f"No streams or segments to show by {report.dimension}.")
         return "\n".join(out)
-    out.append(f"Worst {len(report.by)} by {report.dimension} (classified streams):")
+    dim = report.dimension
+    title = "" if Dimension(dim).categorical else f"Worst {len(report.by)} "
+    out.append(
+        f"{title or 'Every row '}by {dim} (audio poor / setup failed / "
+        "dropped, against the QER targets):"
+    )
     width = max(len(g.key) + (len(g.label) + 3 if g.label else 0) for g in report.by)
-    width = min(max(width, len(report.dimension)), 70)
-    out.append(f"  {report.dimension:<{width}}  {'streams':>8}  {'poor':>6}  {'rate':>6}")
+    width = min(max(width, len(dim)), 60)
+    out.append(
+        f"  {dim:<{width}}  {'streams':>8}  {'poor':>6}  {'audio':>7}  {'setup':>7}  "
+        f"{'drop':>7}  targets"
+    )
     for g in report.by:
         name = f"{g.label} ({g.key})" if g.label else g.key
+        v = g.verdicts()
+        missed = [
+            m
+            for m in ("poor_rate", "setup_failure_rate", "drop_failure_rate")
+            if v[f"{m}_met"] is False
+        ]
         out.append(
-            f"  {name[:width]:<{width}}  {g.streams:>8,}  {g.poor:>6,}  {_pct(g.poor_rate):>6}"
+            f"  {name[:width]:<{width}}  {g.streams:>8,}  {g.poor:>6,}  "
+            f"{_pct(g.audio_poor_rate):>7}  {_pct(g.reliability.setup_failure_rate):>7}  "
+            f"{_pct(g.reliability.drop_failure_rate):>7}  "
+            f"{'inside' if g.inside else 'overall'}: "
+            + ("missed " + ", ".join(m.replace("_rate", "") for m in missed) if missed else "met")
         )
     return "\n".join(out)
