@@ -19,6 +19,7 @@ from callrecords.analytics.queries import (
     by_sql,
     daily_sql,
     kinds_sql,
+    kusto_external_table,
     missing_subnets_sql,
     poor_due_to_sql_all,
     reliability_sql,
@@ -27,6 +28,7 @@ from callrecords.analytics.queries import (
 from callrecords.analytics.report import Dimension, format_text, quality_report
 from shared.analytics.rebuild import Progress, days_between, tabulate
 from shared.analytics.rules import RULE_SETS, Dialect, RuleSetName, kql_functions
+from shared.analytics.tables import SEGMENTS, STREAMS
 from shared.runtime import Runtime
 
 
@@ -137,7 +139,13 @@ def report_sql(opts: QualityOptions) -> str:
     """The report's statements as one script, for the engine named in ``opts.sql``."""
     rules = RULE_SETS[opts.rules]
     if opts.sql == SqlDialect.KQL:
-        return kql_functions(rules)
+        return "\n".join(
+            [
+                kusto_external_table("CallStreams", "streams", STREAMS),
+                kusto_external_table("CallSegments", "segments", SEGMENTS),
+                kql_functions(rules),
+            ]
+        )
     dialect = Dialect(opts.sql)
     top = 10
     statements = [

@@ -17,6 +17,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import pyarrow as pa
+
 from shared.analytics.rules import (
     Dialect,
     RuleSet,
@@ -234,4 +236,34 @@ def missing_subnets_sql(minimum: int = MISSING_SUBNET_STREAMS) -> str:
         "LEFT JOIN building_of b ON b.address = x.subnet "
         "WHERE x.subnet IS NOT NULL AND b.building IS NULL "
         f"GROUP BY x.subnet HAVING count(*) >= {int(minimum)} ORDER BY n DESC, x.subnet"
+    )
+
+
+def _kusto_type(kind: pa.DataType) -> str:
+    if pa.types.is_timestamp(kind):
+        return "datetime"
+    if pa.types.is_floating(kind):
+        return "real"
+    if pa.types.is_integer(kind):
+        return "long"
+    if pa.types.is_boolean(kind):
+        return "bool"
+    return "string"
+
+
+def kusto_external_table(name: str, table: str, schema: pa.Schema) -> str:
+    """The Data Explorer external table over one of the Parquet tables, its columns from the
+    table's schema, partitioned by the ``date=`` folder (docs/analytics.md)."""
+    types: list[pa.DataType] = list(schema.types)
+    columns = ", ".join(
+        f"{name}:{_kusto_type(kind)}" for name, kind in zip(schema.names, types, strict=True)
+    )
+    return (
+        f".create-or-alter external table {name} ({columns})\n"
+        "kind = storage\n"
+        "partition by (Date:datetime)\n"
+        'pathformat = ("date=" datetime_pattern("yyyy-MM-dd", Date))\n'
+        "dataformat = parquet\n"
+        f"(h@'https://<account>.blob.core.windows.net/callrecords-tables/{table};"
+        "managed_identity=system')\n"
     )
