@@ -95,6 +95,7 @@ async def run_tabulate(rt: Runtime, since: datetime, until: datetime, err: IO[st
         f"{days[0]} .. {days[-1]}: {len(days)} day(s), "
         f"{sum(r.records for r in results):,} records (latest versions) -> "
         f"{sum(r.calls for r in results):,} calls, {sum(r.streams for r in results):,} streams, "
+        f"{sum(r.segments for r in results):,} segments, "
         f"{sum(r.participants for r in results):,} participants in {seconds:.1f} s",
         f"container {rt.settings.analytics_container}: "
         + ", ".join(f"{name}/ {size / 1024:,.0f} KiB" for name, size in total.items()),
