@@ -25,6 +25,7 @@ from shared.analytics.rules import (
     classification_sql,
     classify,
     endpoint_pair,
+    kql_functions,
     network_class,
     poor_due_to_sql,
     reasons,
@@ -458,3 +459,26 @@ def test_user_ids_are_user_ids_only() -> None:
     assert (g2["failure_from"], g2["setup_failed"], g2["dropped"]) == ("segment", True, False)
     assert (g1["scenario"], g1["endpoints"]) == ("peer-to-peer", "client-client")
     assert rows.calls[0]["setup_failure_count"] == 1 and rows.calls[0]["drop_count"] == 1
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+@pytest.mark.parametrize("rules_name", list(RuleSetName))
+def test_data_explorer_functions_come_from_the_rule_table(rules_name: RuleSetName) -> None:
+    """The Kusto text names every threshold and reason of the rule set, and is well formed."""
+    rules = RULE_SETS[rules_name]
+    text = kql_functions(rules)
+    assert _balanced(text) and text.count("{") == text.count("}") == 1
+    for classifier in rules.classifiers.values():
+        for condition in classifier.conditions:
+            assert f"({condition.metric.value} {condition.op} {condition.threshold!r})" in text
+    for reason in reasons(rules):
+        assert f"poor_due_to_{reason} = " in text
+    assert _balanced(classification_sql(rules))
