@@ -261,6 +261,7 @@ def render(report: QualityReport) -> str:
     rows = _rows(report)
     dim = escape(report.dimension)
     heading = "Every row" if Dimension(report.dimension).categorical else f"Worst {len(report.by)}"
+    ranked = "setup failures and drops" if report.by_reliability else "poor streams"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -279,7 +280,7 @@ of Experience Review guide ({escape(QER_PAGE)}).</div>
 {_missing(report)}
 <h2>Poor stream rate per day</h2>
 {_daily_chart(report.daily, report.daily_audio)}
-<h2>{heading} by {dim} (poor streams)</h2>
+<h2>{heading} by {dim} ({ranked})</h2>
 <div class="sub">Bar length: poor streams; dark red: poor rate above
 {AUDIO_POOR_RATE_TARGET * 100:.0f}%.</div>
 {_top_bars(report.by)}
