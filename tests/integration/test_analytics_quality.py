@@ -182,6 +182,16 @@ async def test_the_page_shows_the_hand_figures_in_chromium(copy, tmp_path) -> No
             if met is None:
                 shown = ":-"
             assert _cell(dom, want["key"], measure) == shown, (want["key"], measure)
+        # and the counts behind them: audio poor / classified, failed / segments, drops / set up
+        row = re.search(rf'<tr data-key="{re.escape(want["key"])}">(.*?)</tr>', dom, re.S)
+        assert row
+        counts = [
+            f"{want['audio_poor']} / {want['audio_streams']}",
+            f"{want['setup_failures']} / {want['segments']}",
+            f"{want['drops']} / {want['set_up']}",
+        ]
+        assert re.findall(r"<td>(\d+ / \d+)</td>", row[1]) == counts, want["key"]
+        assert f"<td>{want['targets']}</td>" in row[1]
     reliability = re.search(r'<table class="reliability">(.*?)</table>', dom, re.S)
     assert reliability
     assert '<td class="missed" data-measure="setup_failure_rate"' in reliability[1]
