@@ -178,9 +178,8 @@ async def test_the_page_shows_the_hand_figures_in_chromium(copy, tmp_path) -> No
             ("drop_failure_rate", want["drop_failure_rate"]),
         ):
             met = want[f"{measure}_met"]
-            shown = "-" if met is None else f"{words[met]}:{rate * 100:.1f}% ({words[met]})"
-            if met is None:
-                shown = ":-"
+            # class:text of the cell; nothing to rate: no class, a dash
+            shown = ":-" if met is None else f"{words[met]}:{rate * 100:.1f}% ({words[met]})"
             assert _cell(dom, want["key"], measure) == shown, (want["key"], measure)
         # and the counts behind them: audio poor / classified, failed / segments, drops / set up
         row = re.search(rf'<tr data-key="{re.escape(want["key"])}">(.*?)</tr>', dom, re.S)
