@@ -4,6 +4,7 @@ genuine callRecord ids and dropped items (each with the reason, never the secret
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,10 @@ from shared.jsonvalues import as_list, as_object
 from shared.messages import ControlItem, Source, WorkItem
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # Graph batches are far smaller; this bounds the parse.
-MAX_VALIDATION_TOKEN = 1024
+# Graph's validationToken is opaque and its format "can change without notice"
+# (learn.microsoft.com/graph/change-notifications-delivery-webhooks): any length a URL can
+# reasonably carry is echoed; 8 KiB (UTF-8 bytes) only bounds what is echoed.
+MAX_VALIDATION_TOKEN = 8 * 1024
 MAX_ITEMS = 1000
 RESOURCE_PREFIX = "communications/callrecords/"
 # The docs' notification examples spell the type "#Microsoft.Graph.callrecord" or
@@ -52,10 +56,12 @@ class Sorted:
 
 
 def check_validation_token(token: str) -> str:
-    """The token to echo (already URL-decoded); reject the absurd ones before echoing anything."""
-    if not token or len(token) > MAX_VALIDATION_TOKEN:
-        raise BadRequest(f"validationToken must be 1-{MAX_VALIDATION_TOKEN} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+    """The token to echo exactly as it came (already URL-decoded); only an empty one, one over
+    8 KiB, or one with control characters (C0, DEL, C1: header or log injection, never part of
+    Graph's tokens) is refused before anything is echoed."""
+    if not token or len(token.encode("utf-8", "surrogatepass")) > MAX_VALIDATION_TOKEN:
+        raise BadRequest(f"validationToken must be 1-{MAX_VALIDATION_TOKEN} bytes")
+    if any(unicodedata.category(c) == "Cc" for c in token):
         raise BadRequest("validationToken has control characters")
     return token
 

@@ -70,10 +70,14 @@ def change_notification(
 
 
 def validation_token() -> str:
-    """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded."""
+    """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded, and an
+    opaque tail of any length up to a few KiB: the token's format "can change without notice"
+    (learn.microsoft.com/graph/change-notifications-delivery-webhooks), so a client must echo
+    whatever it gets rather than expect today's short sentence."""
+    tail = secrets.token_urlsafe(secrets.randbelow(3000) + 6)
     return (
         "Validation: Testing client application reachability for subscription Request-Id: "
-        f"{secrets.token_hex(4)}-{secrets.token_hex(2)} +/=&?%#<b>{secrets.token_urlsafe(6)}"
+        f"{secrets.token_hex(4)}-{secrets.token_hex(2)} +/=&?%#<b>{tail}"
     )
 
 
