@@ -9,7 +9,8 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
     lifecycle            -> lifecycle.sort_events, workqueue.put
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
-    reconcile            -> reconcile.scheduled_pass (queued slices), poison.keep_forever
+    reconcile            -> reconcile.scheduled_pass + sweep.queue_next_piece (queued slices),
+                            poison.keep_forever
     rebuild_tables       -> analytics.rebuild.rebuild_changed_days
     sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
@@ -27,7 +28,7 @@ from typing import Any, cast
 import azure.functions as func
 import orjson
 
-from shared import archiver, lifecycle, poison, reconcile, status
+from shared import archiver, lifecycle, poison, reconcile, status, sweep
 from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.notifications import (
     BadRequest,
@@ -210,10 +211,12 @@ async def keep_subscription() -> None:
 
 
 async def reconcile_recent() -> None:
-    """The hourly timer: queue this hour's reconciliation slices, and re-send any poison
-    message the host parked with an expiry (poison.keep_forever)."""
+    """The hourly timer: queue this hour's reconciliation slices and the next piece of the
+    rolling 30-day sweep, and re-send any poison message the host parked with an expiry
+    (poison.keep_forever)."""
     rt = await get_runtime()
     await reconcile.scheduled_pass(rt)
+    await sweep.queue_next_piece(rt.state, rt.work, rt.settings.reconcile_sweep_hours)
     raw = rt.raw_poison()
     try:
         await poison.keep_forever(rt.work, raw)

@@ -44,6 +44,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "ARCHIVE_MAX_LARGE_FETCHES",
     "POISON_ALERT_HOURS",
     "RECONCILE_RECENT_HOURS",
+    "RECONCILE_SWEEP_HOURS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -149,6 +150,9 @@ class Settings:
     max_large_fetches: int = 4
     poison_alert_hours: float = 0.0
     reconcile_recent_hours: int = 4
+    # Runs (hours, with the hourly timer) one rolling sweep of Graph's 30 days takes
+    # (shared/sweep.py): weekly by default.
+    reconcile_sweep_hours: int = 168
 
     @property
     def poison_queue_name(self) -> str:
@@ -427,4 +431,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_large_fetches=_positive_int(env, "ARCHIVE_MAX_LARGE_FETCHES", 4),
         poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
+        reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
     )

@@ -30,6 +30,9 @@ from shared.messages import utcnow
 from shared.poison import expires
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
+from shared.sweep import load as load_sweep
+from shared.sweep import overdue as sweep_overdue
+from shared.sweep import progress_facts as sweep_progress
 from shared.usage.health import usage_facts
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ class Status:
     usage_logs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     graph_sampled: int | None = None  # records Graph listed for the last 24 h (one page)
     sample_missing: list[str] = field(default_factory=list[str])  # listed, not archived
+    reconcile_sweep: dict[str, Any] = field(default_factory=dict[str, Any])  # shared/sweep.py
     checked_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
@@ -187,6 +191,20 @@ async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timed
     status.sample_missing = [rid for (rid, _), ok in zip(due, found, strict=True) if not ok]
 
 
+async def _sweep_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    """The rolling sweep's progress and when the last one completed (one small blob read)."""
+    runs = rt.settings.reconcile_sweep_hours
+    try:
+        sweep, _ = await load_sweep(rt.state)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the reconcile sweep's state: {type(exc).__name__}")
+        return
+    status.reconcile_sweep = sweep_progress(sweep, runs)
+    problem = sweep_overdue(sweep, runs, now)
+    if problem:
+        status.problems.append(problem)
+
+
 async def collect(
     rt: Runtime,
     check_subscription: bool = True,
@@ -243,6 +261,7 @@ async def collect(
     await _queue_facts(rt, status, now)
     await _archive_facts(rt, status, now)
     status.usage_logs = await usage_facts(rt, now, status.problems)
+    await _sweep_facts(rt, status, now)
     if check_subscription:
         await _sample_facts(rt, status, now, sample_grace)
     parked_hours = status.oldest_parked_hours or 0.0

@@ -205,6 +205,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARCHIVE_MAX_LARGE_FETCHES: '4'
     POISON_ALERT_HOURS: '0'
     RECONCILE_RECENT_HOURS: '4'
+    // Hourly runs per rolling sweep of Graph's whole 30 days (weekly)
+    RECONCILE_SWEEP_HOURS: '168'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)
