@@ -18,6 +18,7 @@ import httpx
 import orjson
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
+from shared import permission
 from shared.graph import GraphError, NotFound, Throttled, Unauthorized, Unreachable
 from shared.ids import normalize_id
 from shared.messages import WorkItem, utcnow
@@ -194,6 +195,21 @@ async def retry_later(rt: Runtime, item: WorkItem, error: Exception, at_least: f
     )
 
 
+async def retry_refused(rt: Runtime, item: WorkItem, error: Exception) -> None:
+    """A 403 inside the permission grace period: back on the queue with the transient
+    back-off, never parked (shared/permission.py); the grace, not the give-up time, bounds it."""
+    settings = rt.settings
+    delay = backoff(item, settings.retry_base_seconds, settings.retry_max_seconds)
+    await rt.work.put([item.retried(describe(error))], delay_seconds=delay)
+    log.warning(
+        "record %s: Graph 403 (no %s yet), fetching again in %d s (attempt %d)",
+        item.id,
+        permission.REQUIRED_ROLE,
+        delay,
+        item.attempt + 1,
+    )
+
+
 @functools.cache
 def max_dequeue_count() -> int:
     """host.json's ``extensions.queues.maxDequeueCount`` (the host's default, 5, if unset): on
@@ -209,12 +225,16 @@ async def archive_item(rt: Runtime, item: WorkItem, dequeue_count: int) -> None:
     except Exception as exc:
         await settle(rt, item, exc, dequeue_count)
         return
+    await permission.note_success(rt.state)
     if result.written:
         await rt.activity.archived(result.blob)
 
 
 async def settle(rt: Runtime, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
     """What a failed attempt leads to: later, now parked, or the host's retry."""
+    if await permission.within_grace(rt.state, exc, rt.settings.permission_grace_hours):
+        await retry_refused(rt, item, exc)
+        return
     fault = classify(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
         retry_after = exc.retry_after if isinstance(exc, GraphError) else None

@@ -45,6 +45,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "POISON_ALERT_HOURS",
     "RECONCILE_RECENT_HOURS",
     "RECONCILE_SWEEP_HOURS",
+    "GRAPH_PERMISSION_GRACE_HOURS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -153,6 +154,9 @@ class Settings:
     # Runs (hours, with the hourly timer) one rolling sweep of Graph's 30 days takes
     # (shared/sweep.py): weekly by default.
     reconcile_sweep_hours: int = 168
+    # A Graph 403 is retried, not parked, for this long after it is first seen
+    # (shared/permission.py); 0 parks at once.
+    permission_grace_hours: float = 24.0
 
     @property
     def poison_queue_name(self) -> str:
@@ -432,4 +436,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
         reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
+        permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 24.0, zero_ok=True),
     )

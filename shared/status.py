@@ -27,6 +27,8 @@ from shared.graph import GraphError
 from shared.ids import is_guid
 from shared.jsonvalues import as_list, as_object
 from shared.messages import utcnow
+from shared.permission import current_refusal
+from shared.permission import health_problem as refusal_problem
 from shared.poison import expires
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionKeeper
@@ -191,6 +193,22 @@ async def _sample_facts(rt: Runtime, status: Status, now: datetime, grace: timed
     status.sample_missing = [rid for (rid, _), ok in zip(due, found, strict=True) if not ok]
 
 
+async def _permission_facts(rt: Runtime, status: Status, now: datetime) -> None:
+    """Graph refusing the app (403) names the missing permission from the first refusal on."""
+    try:
+        refusal = await current_refusal(rt.state, now)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the permission state: {type(exc).__name__}")
+        return
+    if refusal is not None:
+        status.problems.insert(
+            0,
+            refusal_problem(
+                refusal, rt.settings.permission_grace_hours, rt.settings.client_id, now
+            ),
+        )
+
+
 async def _sweep_facts(rt: Runtime, status: Status, now: datetime) -> None:
     """The rolling sweep's progress and when the last one completed (one small blob read)."""
     runs = rt.settings.reconcile_sweep_hours
@@ -262,6 +280,7 @@ async def collect(
     await _archive_facts(rt, status, now)
     status.usage_logs = await usage_facts(rt, now, status.problems)
     await _sweep_facts(rt, status, now)
+    await _permission_facts(rt, status, now)
     if check_subscription:
         await _sample_facts(rt, status, now, sample_grace)
     parked_hours = status.oldest_parked_hours or 0.0

@@ -207,6 +207,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RECONCILE_RECENT_HOURS: '4'
     // Hourly runs per rolling sweep of Graph's whole 30 days (weekly)
     RECONCILE_SWEEP_HOURS: '168'
+    // A Graph 403 is retried, not parked, this long after it is first seen (a new app role
+    // can take about a day to reach a managed identity's tokens)
+    GRAPH_PERMISSION_GRACE_HOURS: '24'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)
