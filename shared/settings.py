@@ -46,6 +46,9 @@ SETTING_NAMES: tuple[str, ...] = (
     "RECONCILE_RECENT_HOURS",
     "RECONCILE_SWEEP_HOURS",
     "GRAPH_PERMISSION_GRACE_HOURS",
+    "USAGE_LOGS_REREAD_DAYS",
+    "USAGE_LOGS_REREAD_EVERY_HOURS",
+    "USAGE_LOGS_KINDS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -58,6 +61,24 @@ class ParticipantsMode(StrEnum):
     AUTO = "auto"  # by cloud: on for the global service, off for the national clouds
     ON = "on"
     OFF = "off"
+
+
+# The usage logs the hourly sync reads (USAGE_LOGS_KINDS); the values are
+# shared/usage/kinds.py's UsageKind values.
+USAGE_LOG_NAMES = ("pstn", "directrouting")
+
+
+# By cloud, as participants_v2 below: both logs in the global service; PSTN only in the US
+# Government clouds, where Direct Routing is treated as global-only (the stricter reading: the
+# national cloud table of learn.microsoft.com/graph/api/callrecords-callrecord-getdirectroutingcalls
+# now lists US Government L4/L5 too, other sources call it global-only; a tenant there sets
+# USAGE_LOGS_KINDS=pstn,directrouting); in China (21Vianet) neither, as the tables of
+# getPstnCalls and getDirectRoutingCalls both say.
+USAGE_LOGS_BY_HOST: dict[str, tuple[str, ...]] = {
+    "graph.microsoft.us": ("pstn",),
+    "dod-graph.microsoft.us": ("pstn",),
+    "microsoftgraph.chinacloudapi.cn": (),
+}
 
 
 # participants_v2 is documented for the global service only
@@ -157,6 +178,20 @@ class Settings:
     # A Graph 403 is retried, not parked, for this long after it is first seen
     # (shared/permission.py); 0 parks at once.
     permission_grace_hours: float = 24.0
+    # Late usage rows: every sync re-reads at least 3 days; once every
+    # usage_reread_every_hours (0: every run) it re-reads usage_reread_days.
+    usage_reread_days: int = 7
+    usage_reread_every_hours: float = 24.0
+    # USAGE_LOGS_KINDS as given; None: by cloud (usage_kinds)
+    usage_kinds_setting: tuple[str, ...] | None = None
+
+    @property
+    def usage_kinds(self) -> tuple[str, ...]:
+        """The usage logs to sync (USAGE_LOGS_KINDS; ``auto``: by cloud, USAGE_LOGS_BY_HOST)."""
+        if self.usage_kinds_setting is not None:
+            return self.usage_kinds_setting
+        host = urlsplit(self.graph_base_url).hostname or ""
+        return USAGE_LOGS_BY_HOST.get(host, USAGE_LOG_NAMES)
 
     @property
     def poison_queue_name(self) -> str:
@@ -272,6 +307,22 @@ def _participants(env: Mapping[str, str]) -> ParticipantsMode:
         raise SettingError(
             f"GRAPH_PARTICIPANTS_V2 is malformed: {raw!r} must be auto, on or off"
         ) from None
+
+
+def _usage_kinds(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    raw = (_get(env, "USAGE_LOGS_KINDS") or "auto").lower()
+    if raw == "auto":
+        return None
+    if raw == "none":
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    unknown = [n for n in names if n not in USAGE_LOG_NAMES]
+    if unknown or not names:
+        raise SettingError(
+            f"USAGE_LOGS_KINDS is malformed: {raw!r} must be auto, none or a comma-separated list of "
+            f"{', '.join(USAGE_LOG_NAMES)} (e.g. pstn,directrouting)"
+        )
+    return names
 
 
 def _hours(env: Mapping[str, str], setting: str, default: float, zero_ok: bool = False) -> float:
@@ -437,4 +488,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
         reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
         permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 24.0, zero_ok=True),
+        usage_reread_days=_positive_int(env, "USAGE_LOGS_REREAD_DAYS", 7),
+        usage_reread_every_hours=_hours(env, "USAGE_LOGS_REREAD_EVERY_HOURS", 24.0, zero_ok=True),
+        usage_kinds_setting=_usage_kinds(env),
     )

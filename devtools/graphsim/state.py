@@ -104,6 +104,9 @@ class SimConfig:
     min_expiration_minutes: int = 45
     max_expiration_minutes: int = 4230
     participants_v2_available: int = 1  # 0: a national cloud without participants_v2
+    # 0: a cloud where getDirectRoutingCalls is not served (treated as global-only; China
+    # per the national cloud table of callrecords-callrecord-getdirectroutingcalls)
+    direct_routing_available: int = 1
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():

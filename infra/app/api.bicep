@@ -210,6 +210,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // A Graph 403 is retried, not parked, this long after it is first seen (a new app role
     // can take about a day to reach a managed identity's tokens)
     GRAPH_PERMISSION_GRACE_HOURS: '24'
+    // Late usage rows: a deep re-read of this many days once every so many hours (0: every run)
+    USAGE_LOGS_REREAD_DAYS: '7'
+    USAGE_LOGS_REREAD_EVERY_HOURS: '24'
+    // The usage logs to sync; auto: both in the global cloud, PSTN only in national clouds
+    USAGE_LOGS_KINDS: 'auto'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)

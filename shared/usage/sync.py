@@ -5,8 +5,8 @@ getDirectRoutingCalls over a start-time range (at most 90 days a request, 1,000 
 with ``@odata.nextLink``), learn.microsoft.com/graph/api/callrecords-callrecord-getpstncalls
 and .../callrecords-callrecord-getdirectroutingcalls.
 
-The hourly run reads from its watermark less two days (rows can appear late) up to now, a day
-at a time, and moves the watermark to a day's end only once every page of that day is
+The hourly run reads from its watermark less three days (rows can appear late; once a day a
+week, reread.py) up to now, a day at a time, and moves the watermark to a day's end only once every page of that day is
 written. A throttle longer than a few seconds, an outage or the run's time budget ends the
 run with the watermark where the last complete day left it; the next run resumes there.
 Throttling: learn.microsoft.com/graph/throttling-limits ("Cloud communication service
@@ -27,6 +27,7 @@ from shared.graph import GraphError, Page, Throttled, Unreachable
 from shared.messages import utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
+from shared.usage import reread
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import MAX_RANGE, function_path, windows
@@ -36,11 +37,7 @@ from shared.windows import fraction_done
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
-# Re-read this much before the watermark: rows appear late. The Teams admin center's usage
-# reports, fed by the same call logs, "usually reflect a 24 to 48 hour latency from time of
-# activity" (learn.microsoft.com/microsoftteams/teams-analytics-and-reports/pstn-minute-pools-report).
-# A day folder listing makes the re-read cheap (ArchivedIndex), so the margin is generous.
-OVERLAP = 2 * DAY
+# How far before the watermark a run re-reads (rows appear late): reread.py.
 RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
@@ -240,9 +237,13 @@ async def sync_kind(
     now = utcnow()
     if mark.until is None:
         since = now - timedelta(days=rt.settings.usage_backfill_days)
+        deep = True
         log.info("%s: first run, reading back %d days", kind.label, rt.settings.usage_backfill_days)
     else:
-        since = min(mark.until - OVERLAP, now - OVERLAP)
+        plan = reread.plan(mark.until, now, await reread.last_deep(rt.state, kind), rt.settings)
+        since, deep = plan.since, plan.deep
+        if deep:
+            log.info("%s: deep re-read from %s (late rows)", kind.label, f"{since:%Y-%m-%d %H:%M}")
 
     async def window_done(end: datetime, written: int) -> None:
         if mark.until is None or end > mark.until:
@@ -255,18 +256,26 @@ async def sync_kind(
         rt, kind, since, now, step=step, window_done=window_done, deadline=deadline
     )
     report.watermark = mark.until
+    if deep and report.stopped is None:
+        await reread.deep_done(rt.state, kind, now)
     return report
+
+
+def configured_kinds(rt: Runtime) -> list[UsageKind]:
+    """The logs USAGE_LOGS_KINDS names (by default, those Graph serves in this cloud)."""
+    return [UsageKind(name) for name in rt.settings.usage_kinds]
 
 
 async def sync_usage_logs(
     rt: Runtime, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
 ) -> list[KindReport]:
-    """The hourly timer: both logs, each from its watermark; never raises for a throttle,
-    an outage or the time budget (the next run resumes from the watermark)."""
+    """The hourly timer: each log of USAGE_LOGS_KINDS (by cloud), each from its watermark;
+    never raises for a throttle, an outage or the time budget (the next run resumes from the
+    watermark)."""
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(rt)
     reports: list[KindReport] = []
-    for kind in UsageKind:
+    for kind in configured_kinds(rt):
         report = await sync_kind(rt, store, kind, deadline, step)
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"

@@ -127,3 +127,51 @@ def test_participants_v2_by_cloud_and_pacing_settings() -> None:
             load_settings({**BASE, "GRAPH_RECORD_NEXT_PAGES_PACE": bad})
     with pytest.raises(SettingError, match=r"^GRAPH_PARTICIPANTS_V2 is malformed"):
         load_settings({**BASE, "GRAPH_PARTICIPANTS_V2": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("graph", "kinds"),
+    [
+        ("https://graph.microsoft.com", ("pstn", "directrouting")),
+        ("https://graph.microsoft.us", ("pstn",)),
+        ("https://dod-graph.microsoft.us", ("pstn",)),
+        ("https://microsoftgraph.chinacloudapi.cn", ()),
+    ],
+)
+def test_usage_logs_by_cloud(graph: str, kinds: tuple[str, ...]) -> None:
+    env = {**BASE, "GRAPH_BASE_URL": graph}
+    assert load_settings(env).usage_kinds == kinds
+    assert load_settings({**env, "USAGE_LOGS_KINDS": "auto"}).usage_kinds == kinds
+    chosen = load_settings({**env, "USAGE_LOGS_KINDS": " DirectRouting, pstn ,pstn"})
+    assert chosen.usage_kinds == ("directrouting", "pstn")
+    assert load_settings({**env, "USAGE_LOGS_KINDS": "none"}).usage_kinds == ()
+
+
+@pytest.mark.parametrize("raw", ["sms", ",", "pstn;directrouting"])
+def test_malformed_usage_logs_kinds_name_the_setting(raw: str) -> None:
+    with pytest.raises(SettingError, match="USAGE_LOGS_KINDS is malformed"):
+        load_settings({**BASE, "USAGE_LOGS_KINDS": raw})
+
+
+def test_sweep_grace_and_reread_settings() -> None:
+    s = load_settings(BASE)
+    assert (s.reconcile_sweep_hours, s.permission_grace_hours) == (168, 24.0)
+    assert (s.usage_reread_days, s.usage_reread_every_hours) == (7, 24.0)
+    s = load_settings(
+        {
+            **BASE,
+            "RECONCILE_SWEEP_HOURS": "24",
+            "GRAPH_PERMISSION_GRACE_HOURS": "0",
+            "USAGE_LOGS_REREAD_EVERY_HOURS": "0",
+        }
+    )
+    assert (s.reconcile_sweep_hours, s.permission_grace_hours, s.usage_reread_every_hours) == (
+        24,
+        0.0,
+        0.0,
+    )
+    for setting in ("RECONCILE_SWEEP_HOURS", "USAGE_LOGS_REREAD_DAYS"):
+        with pytest.raises(SettingError, match=setting):
+            load_settings({**BASE, setting: "0"})
+    with pytest.raises(SettingError, match="GRAPH_PERMISSION_GRACE_HOURS"):
+        load_settings({**BASE, "GRAPH_PERMISSION_GRACE_HOURS": "-1"})
