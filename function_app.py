@@ -3,7 +3,7 @@
     notifications        POST /api/notifications    Graph change notifications -> queue
     archive_call_record  queue %CALLRECORDS_QUEUE%   a record id -> one blob (or a control action)
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
-    keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
+    keep_subscription    timer, hourly              create / renew the Graph subscription
     reconcile            timer, hourly              list recent records, queue the missing
     sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
     health               GET /api/health (key)      subscription, queues, archive: a verdict
@@ -40,7 +40,10 @@ async def lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.lifecycle_events(req)
 
 
-@app.timer_trigger(schedule="0 7 * * * *", arg_name="timer", run_on_startup=True)
+# Not at start-up: the timer docs advise against runOnStartup in production (every scale-out
+# would run it); after a deployment, POST /admin/functions/keep_subscription or
+# `cli.py subscription ensure` subscribes at once, else the next hourly run does.
+@app.timer_trigger(schedule="0 7 * * * *", arg_name="timer")
 async def keep_subscription(timer: func.TimerRequest) -> None:
     await handlers.keep_subscription()
 

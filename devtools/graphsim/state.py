@@ -135,6 +135,7 @@ class Stats:
         self.notifications: Counter[str] = Counter()
         self.validations: Counter[str] = Counter()
         self.lifecycle: Counter[str] = Counter()
+        self.subscription_changes: Counter[str] = Counter()  # created, deleted
         self.since = time.time()
 
     def response(self, kind: str, status: int | str) -> None:
@@ -158,6 +159,10 @@ class Stats:
             | {"posts": notes["posts"]},
             "validations": {"ok": self.validations["ok"], "failed": self.validations["failed"]},
             "lifecycle": {"sent": self.lifecycle["sent"], "failed": self.lifecycle["failed"]},
+            "subscription_changes": {
+                "created": self.subscription_changes["created"],
+                "deleted": self.subscription_changes["deleted"],
+            },
         }
 
 

@@ -23,6 +23,7 @@ def keeper_host(stack, app_env, fresh_sim, tmp_path) -> Iterator[Host]:
     """The app with its keep_subscription timer on, against an otherwise empty tenant."""
     stack.create_container(app_env["ARCHIVE_CONTAINER"])
     h = Host(dict(app_env), tmp_path / "host.log", keeper=True)
+    assert h.run_function("keep_subscription") == "succeeded"  # as after a deployment
     yield h
     h.stop()
 

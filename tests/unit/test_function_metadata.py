@@ -45,7 +45,9 @@ def test_trigger_binding(name: str) -> None:
         assert _bindings(name)[1] == {"direction": "OUT", "type": "http", "name": "$return"}
 
 
-@pytest.mark.parametrize("name", ["reconcile", "rebuild_tables", "sync_usage_logs"])
+@pytest.mark.parametrize(
+    "name", ["reconcile", "rebuild_tables", "sync_usage_logs", "keep_subscription"]
+)
 def test_heavy_timers_do_not_run_on_start_up(name: str) -> None:
     # A scale-out must not trigger a 48 h listing or a table rebuild.
     assert "runOnStartup" not in _bindings(name)[0]
