@@ -107,8 +107,8 @@ class Pace:
 # for the pages that follow.
 FIRST_PAGE_PACE = Pace(10, 20.0)
 NEXT_PAGES_PACE = Pace(50, 300.0)
-# Flex Consumption's default function timeout is 30 minutes and host.json sets 10: a fetch
-# stops at a checkpoint well before either and continues in a new invocation.
+# host.json sets functionTimeout to Flex Consumption's default, 30 minutes (shared/hostconfig.py):
+# a fetch stops at a checkpoint well before it and continues in a new invocation.
 FETCH_BUDGET_SECONDS = 300
 
 

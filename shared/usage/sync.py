@@ -7,7 +7,8 @@ and .../callrecords-callrecord-getdirectroutingcalls.
 
 The hourly run reads from its watermark less three days (rows can appear late; once a day a
 week, reread.py) up to now, a day at a time, and moves the watermark to a day's end only once every page of that day is
-written. A throttle longer than a few seconds, an outage or the run's time budget ends the
+written. A throttle longer than a few seconds, an outage or the run's time budget (host.json's
+functionTimeout less a margin) ends the
 run with the watermark where the last complete day left it; the next run resumes there.
 Throttling: learn.microsoft.com/graph/throttling-limits ("Cloud communication service
 limits", PSTN and Direct Routing logs): 1,000 requests / 60 s per tenant, 200 per app per
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from shared.graph import GraphError, Page, Throttled, Unreachable
+from shared.hostconfig import timer_budget
 from shared.messages import utcnow
 from shared.ratelimit import SlidingWindow
 from shared.runtime import Runtime
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 # How far before the watermark a run re-reads (rows appear late): reread.py.
-RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
 LONG_WAIT_CAP = 120.0  # seconds: the most a backfill waits for one long Retry-After
@@ -267,11 +268,13 @@ def configured_kinds(rt: Runtime) -> list[UsageKind]:
 
 
 async def sync_usage_logs(
-    rt: Runtime, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
+    rt: Runtime, budget: timedelta | None = None, step: timedelta = DAY
 ) -> list[KindReport]:
     """The hourly timer: each log of USAGE_LOGS_KINDS (by cloud), each from its watermark;
     never raises for a throttle, an outage or the time budget (the next run resumes from the
     watermark)."""
+    # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
+    budget = timer_budget() if budget is None else budget
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(rt)
     reports: list[KindReport] = []
