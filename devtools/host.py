@@ -684,6 +684,9 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     runtime = sys.modules.get("shared.runtime")
     if runtime is not None and hasattr(runtime, "reset_runtime"):
         await runtime.reset_runtime()
+    webhook = sys.modules.get("shared.webhookqueue")  # the webhooks' own, when nothing else ran
+    if webhook is not None and hasattr(webhook, "reset_webhook_queue"):
+        await webhook.reset_webhook_queue()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,11 @@ into plain values, calls the domain module that does the job, and turns the answ
 an HTTP response (or nothing, for queue and timer triggers). The domain modules never import
 ``azure.functions``: ruff's banned-import rule keeps it that way.
 
+Only what the notifications webhook needs is imported with this module (and so with
+function_app.py): a cold instance answers Graph's first POST without loading the Graph
+client, the blob SDK, the archiver or reconciliation. Every other entry point imports its
+domain modules when it first runs (docs/operations.md has the import times).
+
     notifications        -> notifications.sort_batch, workqueue.put
     lifecycle            -> lifecycle.sort_events, workqueue.put
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
@@ -28,8 +33,6 @@ from typing import Any, cast
 import azure.functions as func
 import orjson
 
-from shared import archiver, lifecycle, poison, reconcile, status, sweep
-from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.notifications import (
     BadRequest,
     Sorted,
@@ -37,10 +40,8 @@ from shared.notifications import (
     notification_items,
     parse_body,
 )
-from shared.runtime import get_runtime
 from shared.settings import SettingError
-from shared.status import Verdict
-from shared.usage import sync as usage_sync
+from shared.webhookqueue import webhook_queue
 from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -127,15 +128,15 @@ async def _accept(
     if isinstance(value, func.HttpResponse):
         return value
     try:
-        rt = await get_runtime()
+        settings, work = await webhook_queue()
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
-    batch = sort(value, rt.settings.client_states)  # current + previous during a rotation
+    batch = sort(value, settings.client_states)  # current + previous during a rotation
     dropped = drop_summary(batch.dropped)
     try:
         async with asyncio.timeout(ENQUEUE_DEADLINE):
-            await rt.work.put(batch.items)
+            await work.put(batch.items)
     except (QueueUnavailable, TimeoutError) as exc:
         # Whatever did get queued is fetched once more after Graph's redelivery: harmless,
         # each version is written once.
@@ -180,7 +181,9 @@ async def notifications(req: func.HttpRequest) -> func.HttpResponse:
 
 async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
     """Graph lifecycle notifications -> queued control actions, then 202."""
-    return await _accept(req, "lifecycle notification", lifecycle.lifecycle_items)
+    from shared.lifecycle import lifecycle_items
+
+    return await _accept(req, "lifecycle notification", lifecycle_items)
 
 
 # ---- the queue ----
@@ -189,6 +192,10 @@ async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
 async def queue_message(body: bytes, dequeue_count: int | None) -> None:
     """Archive a record, or carry out a control action. Malformed messages go straight to
     poison with the reason; everything else is the archiver's retry policy."""
+    from shared import archiver, lifecycle
+    from shared.messages import ControlItem, MessageError, WorkItem, parse_message
+    from shared.runtime import get_runtime
+
     rt = await get_runtime()
     try:
         item = parse_message(body)
@@ -207,6 +214,9 @@ async def queue_message(body: bytes, dequeue_count: int | None) -> None:
 
 
 async def keep_subscription() -> None:
+    from shared import lifecycle
+    from shared.runtime import get_runtime
+
     await lifecycle.keep_subscription(await get_runtime())
 
 
@@ -214,6 +224,9 @@ async def reconcile_recent() -> None:
     """The hourly timer: queue this hour's reconciliation slices and the next piece of the
     rolling 30-day sweep, and re-send any poison message the host parked with an expiry
     (poison.keep_forever)."""
+    from shared import poison, reconcile, sweep
+    from shared.runtime import get_runtime
+
     rt = await get_runtime()
     await reconcile.scheduled_pass(rt)
     await sweep.queue_next_piece(rt.state, rt.work, rt.settings.reconcile_sweep_hours)
@@ -227,14 +240,22 @@ async def reconcile_recent() -> None:
 async def rebuild_tables() -> None:
     # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
     from shared.analytics.rebuild import rebuild_changed_days
+    from shared.runtime import get_runtime
 
     await rebuild_changed_days(await get_runtime())
 
 
 async def sync_usage_logs() -> None:
+    from shared.runtime import get_runtime
+    from shared.usage import sync as usage_sync
+
     await usage_sync.sync_usage_logs(await get_runtime())
 
 
 async def health() -> func.HttpResponse:
+    from shared import status
+    from shared.runtime import get_runtime
+    from shared.status import Verdict
+
     facts = await status.collect(await get_runtime())
     return json_response(200 if facts.verdict == Verdict.HEALTHY else 503, facts.as_dict())
