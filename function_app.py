@@ -4,7 +4,8 @@
     archive_call_record  queue %CALLRECORDS_QUEUE%   a record id -> one blob (or a control action)
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
     keep_subscription    timer, hourly              create / renew the Graph subscription
-    reconcile            timer, hourly              list recent records, queue the missing
+    reconcile            timer, hourly              list recent records and the next piece of the
+                                                    30-day sweep, queue the missing
     sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
     health               GET /api/health (key)      subscription, queues, archive: a verdict
     rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
