@@ -16,9 +16,10 @@ domain modules when it first runs (docs/operations.md has the import times).
     keep_subscription    -> lifecycle.keep_subscription
     reconcile            -> reconcile.scheduled_pass + sweep.queue_next_piece (queued slices),
                             poison.keep_forever
-    rebuild_tables       -> analytics.rebuild.rebuild_changed_days
-    sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
+
+The analytics and usage features bind their own timers (shared/analytics/triggers.py,
+shared/usage/triggers.py: Functions Blueprints that function_app.py registers).
 """
 
 from __future__ import annotations
@@ -235,21 +236,6 @@ async def reconcile_recent() -> None:
         await poison.keep_forever(rt.work, raw)
     finally:
         await raw.close()
-
-
-async def rebuild_tables() -> None:
-    # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
-    from shared.analytics.rebuild import rebuild_changed_days
-    from shared.runtime import get_runtime
-
-    await rebuild_changed_days(await get_runtime())
-
-
-async def sync_usage_logs() -> None:
-    from shared.runtime import get_runtime
-    from shared.usage import sync as usage_sync
-
-    await usage_sync.sync_usage_logs(await get_runtime())
 
 
 async def health() -> func.HttpResponse:
