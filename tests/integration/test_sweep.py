@@ -65,3 +65,23 @@ def test_a_full_sweep_archives_versions_whose_notifications_were_lost(
         assert host.invocations("archive_call_record").get("failed", 0) == 0
     finally:
         host.stop()
+
+
+async def test_runs_at_once_advance_the_sweep_once(runtime) -> None:
+    """Runs at the same moment (a timer run and operators'): the cursor is saved on its ETag,
+    so a run that lost the race queues nothing; every piece queued is a step of its own."""
+    import asyncio
+
+    from shared import sweep
+
+    counts = await asyncio.gather(
+        *(sweep.queue_next_piece(runtime.state, runtime.work, 168) for _ in range(4))
+    )
+    advanced = [n for n in counts if n]
+    assert advanced  # a run that lost the race queued nothing; the others each took a step
+    state, _ = await sweep.load(runtime.state)
+    assert state is not None and state.runs == len(advanced)  # one step per queued piece
+    queued = await runtime.work.queue.peek_messages(max_messages=32)
+    assert len(queued) == sum(counts)
+    spans = sorted(m.content for m in queued)
+    assert len(set(spans)) == len(spans)  # no slice queued twice
