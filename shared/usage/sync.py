@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from shared import permission
 from shared.graph import GraphError, Page, Throttled, Unreachable
 from shared.hostconfig import timer_budget
 from shared.messages import utcnow
@@ -279,7 +280,12 @@ async def sync_usage_logs(
     store = WatermarkStore(rt)
     reports: list[KindReport] = []
     for kind in configured_kinds(rt):
-        report = await sync_kind(rt, store, kind, deadline, step)
+        try:
+            report = await sync_kind(rt, store, kind, deadline, step)
+        except GraphError as exc:
+            if permission.is_refusal(exc):  # health names the missing role (shared/permission.py)
+                await permission.note_refusal(rt.state, exc)
+            raise
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"
         if report.stopped:

@@ -93,3 +93,22 @@ async def test_direct_routing_is_not_called_where_graph_does_not_serve_it(
 
     with pytest.raises(GraphError, match="400"):  # what calling it there would do
         await sync_usage_logs(both)
+
+
+async def test_a_403_on_the_usage_logs_is_named_in_health(
+    fresh_sim: Any, make_runtime: Any
+) -> None:
+    from shared import permission
+    from shared.graph import Unauthorized
+    from shared.status import collect
+
+    rt = await _runtime(make_runtime)
+    fresh_sim.client.set_faults(forbidden=True)
+    try:
+        with pytest.raises(Unauthorized):  # the timer fails loudly, the watermark stays
+            await sync_usage_logs(rt)
+        facts = await collect(rt, check_subscription=False)
+    finally:
+        fresh_sim.client.set_faults(forbidden=False)
+    assert await permission.current_refusal(rt.state) is not None
+    assert any("CallRecords.Read.All" in p and "403" in p for p in facts.problems)
