@@ -438,6 +438,9 @@ async def cmd_quality(rt: Runtime | None, args: argparse.Namespace) -> int:
         html=args.html,
         tables=args.tables,
         cache=args.cache or ROOT / ".local" / "tables" / container,
+        reliability=args.reliability,
+        missing_subnets=args.missing_subnets,
+        sql=args.sql,
     )
     try:
         return await analytics.run_quality(rt, opts, sys.stdout, sys.stderr)
@@ -550,14 +553,33 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "quality",
         help="call-quality report: poor streams (CQD rules), worst users/subnets/...",
         description="Streams classified, poor, poor rate beside Microsoft's audio target "
-        "(3%), and the worst 10 of a dimension, over the streams tables (fetched to a local "
-        "cache, or --tables DIR). DuckDB does the work.",
+        "(3%), setup and drop failure rates, and the worst 10 of a dimension (or every "
+        "network / inside / vpn / scenario row) with the QER targets met or missed, over the "
+        "streams and segments tables (fetched to a local cache, or --tables DIR). DuckDB does "
+        "the work; --sql prints the same queries for Spark SQL or Data Explorer.",
     )
     p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
     p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
     p.add_argument("--by", choices=[d.value for d in Dimension], default=Dimension.USER.value)
     p.add_argument("--rules", choices=[r.value for r in RuleSetName], default=RuleSetName.CQD.value)
-    p.add_argument("--buildings", type=Path, metavar="FILE.csv", help="CQD building file (subnets)")
+    p.add_argument(
+        "--buildings", type=Path, metavar="FILE.csv", help="CQD building file (15 columns)"
+    )
+    p.add_argument(
+        "--reliability",
+        action="store_true",
+        help="rank rows by setup failures and drops; reliability first in text and page",
+    )
+    p.add_argument(
+        "--missing-subnets",
+        action="store_true",
+        help="also list subnets with >= 10 audio streams the building file does not map",
+    )
+    p.add_argument(
+        "--sql",
+        choices=[d.value for d in analytics.SqlDialect],
+        help="print the report's queries for this engine (no tables read) and stop",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
     p.add_argument(
@@ -586,8 +608,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"subscription {args.action} takes no ID")
         if args.all and args.action not in ("list", "delete"):
             parser.error("--all goes with list or delete")
-    if args.command == "quality" and args.by == Dimension.BUILDING and not args.buildings:
-        parser.error("--by building needs a building file: --buildings FILE.csv")
+    if args.command == "quality" and not args.buildings and not args.sql:
+        if Dimension(args.by).needs_buildings:
+            parser.error(f"--by {args.by} needs a building file: --buildings FILE.csv")
+        if args.missing_subnets:
+            parser.error("--missing-subnets needs a building file: --buildings FILE.csv")
 
 
 def load_environment() -> Settings:
@@ -609,7 +634,8 @@ def credential(settings: Settings) -> Any:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if getattr(args, "tables", None) is not None:  # quality over a local copy: no settings
+    if getattr(args, "tables", None) is not None or getattr(args, "sql", None):
+        # quality over a local copy, or its SQL only: no settings
         return await args.handler(None, args)
     settings = load_environment()
     rt = build_runtime(settings, credential(settings))
