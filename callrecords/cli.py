@@ -40,11 +40,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+from callrecords.analytics import commands as analytics
+from callrecords.analytics.buildings import BuildingFileError
+from callrecords.analytics.report import Dimension, NoTables
 from callrecords.usage import commands as usage_commands
 from shared import poison
-from shared.analytics import commands as analytics
-from shared.analytics.buildings import BuildingFileError
-from shared.analytics.report import Dimension, NoTables
 from shared.analytics.rules import RuleSetName
 from shared.archiver import archive_record
 from shared.graph import GraphError, NotFound, Paused, Unauthorized, Unreachable

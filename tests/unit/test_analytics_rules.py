@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from shared.analytics.buildings import BuildingFileError, parse_buildings
+from callrecords.analytics.buildings import BuildingFileError, parse_buildings
 from shared.analytics.durations import duration_ms, duration_ms_or_none
 from shared.analytics.rules import (
     RULE_SETS,

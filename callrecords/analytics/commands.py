@@ -11,11 +11,11 @@ from typing import IO
 
 import orjson
 
-from shared.analytics.buildings import load_buildings
-from shared.analytics.cache import fetch_tables
-from shared.analytics.html import render
+from callrecords.analytics.buildings import load_buildings
+from callrecords.analytics.cache import fetch_tables
+from callrecords.analytics.html import render
+from callrecords.analytics.report import Dimension, format_text, quality_report
 from shared.analytics.rebuild import Progress, days_between, tabulate
-from shared.analytics.report import Dimension, format_text, quality_report
 from shared.analytics.rules import RuleSetName
 from shared.runtime import Runtime
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from shared.analytics.buildings import BuildingMap
+from callrecords.analytics.buildings import BuildingMap
 from shared.analytics.rules import (
     AUDIO_POOR_RATE_TARGET,
     RULE_SETS,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC
 from html import escape
 
-from shared.analytics.report import Group, QualityReport
+from callrecords.analytics.report import Group, QualityReport
 from shared.analytics.rules import AUDIO_POOR_RATE_TARGET
 
 _CSS = """
