@@ -115,7 +115,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], out: IO[str]) -> None
         print("  (none)", file=out)
         return
     widths = {c: max(len(c), *(len(_cell(r[c])) for r in rows)) for c in columns}
-    print("  " + "  ".join(c.ljust(widths[c]) for c in columns), file=out)
+    print("  " + "  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
     for row in rows:
         print("  " + "  ".join(_cell(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
 
@@ -246,6 +246,16 @@ async def cmd_usage_health(rt: Runtime | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     """Add ``usage backfill``, ``usage report`` and ``usage health`` to the subcommands."""
     usage = sub.add_parser(
@@ -299,7 +309,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     p.add_argument("--until", type=when, default=None, help="default: now")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
-    p.add_argument("--top", type=int, default=TOP_SIP_CODES, help="SIP codes per SBC (10)")
+    p.add_argument("--top", type=_positive, default=TOP_SIP_CODES, help="SIP codes per SBC (10)")
     p.add_argument(
         "--tables", type=Path, metavar="DIR", help="a local copy of the tables (no storage)"
     )

@@ -66,6 +66,17 @@ def test_a_range_without_calls_and_a_missing_table(tmp_path: Path, capsys) -> No
     assert main(["usage", "health", "--since", "1d", "--tables", str(tmp_path), "--json"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no direct_routing_calls/ folder in")
+    with pytest.raises(SystemExit) as bad:
+        main(health(tables, "--top", "0"))
+    assert bad.value.code == 2 and "not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_top_keeps_the_most_frequent_codes(tmp_path: Path, capsys) -> None:
+    tables = write_tables(fx.rows(), tmp_path / "tables")
+    assert main(health(tables, "--json", "--top", "2")) == 0
+    report = json.loads(capsys.readouterr().out)
+    top = {s["sbc"]: [c["sip_code"] for c in s["top_sip_codes"]] for s in report["sbcs"]}
+    assert top == {fx.A: [0, 487], fx.B: [0, 486]}  # ties go to the lower code
 
 
 @pytest.mark.parametrize("sbc", [fx.A, fx.B])
