@@ -5,20 +5,22 @@ test finds a figure without parsing layout."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;
-color:#1f2328;background:#fff;max-width:1150px}
+color:#1f2328;background:#fff;max-width:1250px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}h3{font-size:14px;margin:18px 0 4px}
 .sub{color:#59636e;font-size:13px;margin-bottom:18px}
 table{border-collapse:collapse;font-size:13px;margin-top:6px}
 th,td{padding:4px 10px;border-bottom:1px solid #e5e9ee;text-align:right;white-space:nowrap}
 td[data-k=sbc],td[data-k=phrase]{text-align:left}
 th:first-child,td:first-child{text-align:left}
-th{background:#f6f8fa}
+th{background:#f6f8fa;white-space:normal;vertical-align:bottom}
 td.low{color:#9a6700;font-style:italic}
 td.bad{color:#c62828}
 .note{color:#59636e;font-size:12px;margin-top:10px}
@@ -29,7 +31,7 @@ _SUMMARY = [
     ("attempts", "attempts"),
     ("effective", "network-effective"),
     ("ner", "NER %"),
-    ("low_volume", "low volume"),
+    ("low_volume", "attempts flag"),
     ("answered", "answered"),
     ("avg_duration_s", "avg duration (s)"),
     ("short_calls", "under 15 s"),
@@ -55,7 +57,9 @@ def _cell(key: str, row: dict[str, Any]) -> str:
     if key == "ner" and row.get("low_volume"):
         css = ' class="low" title="fewer than 100 attempts: the NER may be low and still normal"'
     elif key == "low_volume":
-        value = "fewer than 100 attempts" if value else ""
+        value = "below 100" if value else ""
+    elif key == "peak_at" and value is not None:
+        value = str(value)[:19].replace("T", " ")  # UTC, to the second
     return f'<td data-k="{escape(key)}"{css}>{escape(_text(key, value))}</td>'
 
 
@@ -85,14 +89,17 @@ def _label(key: str, value: Any) -> str:
     return text
 
 
-def _hourly_chart(sbc: str, hours: list[dict[str, Any]]) -> str:
-    """NER per hour as bars; hours with fewer than 100 attempts drawn pale."""
+def _hourly_chart(sbc: str, hours: list[dict[str, Any]], since: str, until: str) -> str:
+    """NER per hour as bars on the range's time axis (an hour without attempts is a gap);
+    hours with fewer than 100 attempts drawn pale."""
     if not hours:
         return ""
+    start = datetime.fromisoformat(since).replace(minute=0, second=0, microsecond=0)
+    slots = max(1, math.ceil((datetime.fromisoformat(until) - start) / timedelta(hours=1)))
     width, height, left, bottom, top = 960, 170, 40, 40, 10
     plot_w, plot_h = width - left - 10, height - top - bottom
-    slot = plot_w / len(hours)
-    bar = max(1.5, min(24.0, slot * 0.7))
+    slot = plot_w / slots
+    bar = max(0.6, min(24.0, slot * 0.7))
     parts = [
         f'<svg role="img" aria-label="NER per hour, {escape(sbc)}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
@@ -103,21 +110,21 @@ def _hourly_chart(sbc: str, hours: list[dict[str, Any]]) -> str:
             f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e9ee"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{pct}</text>'
         )
-    for i, hour in enumerate(hours):
+    for hour in hours:
+        index = (datetime.fromisoformat(hour["hour"]) - start) / timedelta(hours=1)
         ner = float(hour["ner"] or 0.0)
         h = plot_h * ner / 100
-        x = left + slot * i + (slot - bar) / 2
+        x = left + slot * index + (slot - bar) / 2
         fill = "#b6c7e3" if hour["low_volume"] else "#2f6fba"
         label = f"{_label('hour', hour['hour'])}: NER {ner:.2f}% of {hour['attempts']}"
         parts.append(
-            f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+            f'<rect x="{x:.2f}" y="{top + plot_h - h:.1f}" width="{bar:.2f}" height="{h:.1f}" '
             f'fill="{fill}"><title>{escape(label)}</title></rect>'
         )
-    first, last = _label("hour", hours[0]["hour"]), _label("hour", hours[-1]["hour"])
     parts.append(
-        f'<text x="{left}" y="{height - 12}" font-size="11">{escape(first)}</text>'
+        f'<text x="{left}" y="{height - 12}" font-size="11">{escape(_label("hour", since))}</text>'
         f'<text x="{width - 10}" y="{height - 12}" font-size="11" text-anchor="end">'
-        f"{escape(last)}</text></svg>"
+        f"{escape(_label('hour', until))}</text></svg>"
     )
     return "".join(parts)
 
@@ -169,7 +176,8 @@ def render_health(report: dict[str, Any]) -> str:
     out.append("<h2>NER per hour</h2>")
     for sbc in sbcs:
         hours = [h for h in report["hours"] if h["sbc"] == sbc["sbc"]]
-        out.append(f"<h3>{escape(str(sbc['sbc']))}</h3>{_hourly_chart(str(sbc['sbc']), hours)}")
+        chart = _hourly_chart(str(sbc["sbc"]), hours, report["since"], report["until"])
+        out.append(f"<h3>{escape(str(sbc['sbc']))}</h3>{chart}")
     per = [("sbc", "SBC"), *(c for c in _SUMMARY if c[0] != "low_volume")]
     out += [
         "<h2>Per day (UTC)</h2>",
