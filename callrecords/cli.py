@@ -40,6 +40,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+# First: without the cli extra the command stops here, in one line.
+from callrecords import _requires  # noqa: F401  # pyright: ignore[reportUnusedImport]
 from callrecords.analytics import commands as analytics
 from callrecords.analytics.buildings import BuildingFileError
 from callrecords.analytics.report import Dimension, NoTables
