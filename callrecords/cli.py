@@ -9,7 +9,7 @@ once installed (``pip install .[cli]``), or ``python cli.py …`` in a checkout.
     replay-poison   show why messages were parked, and put them back on the queue
     tabulate        rebuild the call-quality tables (Parquet) from the archive
     quality         the call-quality report (poor streams, worst users/subnets/...)
-    usage           PSTN / Direct Routing call logs: backfill, report
+    usage           PSTN / Direct Routing call logs: backfill, report, health (per SBC)
 
 Settings are the app's: the environment, then the Values of local.settings.json in the checkout
 this package sits in (a clone, or ``pip install -e``), else in the current directory.
@@ -40,6 +40,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+# First: without the cli extra the command stops here, in one line.
+from callrecords import _requires  # noqa: F401  # pyright: ignore[reportUnusedImport]
 from callrecords.analytics import commands as analytics
 from callrecords.analytics.buildings import BuildingFileError
 from callrecords.analytics.report import Dimension, NoTables
