@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -212,3 +213,18 @@ def test_replay_poison_prints_message_text_escaped(app_env) -> None:
     assert "reason: \\x1b[2J\\x1b[Hall clear\\r\\n" in out.stdout
     assert "last error: \\u202eevil\\x07" in out.stdout
     assert rid in out.stdout
+
+
+async def test_of_many_instances_claiming_a_reconcile_at_once_one_wins(runtime) -> None:
+    """The debounce is an ETag-guarded blob: 8 concurrent claims (8 instances answering 8
+    batches) queue one reconciliation; after the debounce time another may be queued."""
+    from shared.lifecycle import DEBOUNCE, claim
+
+    now = datetime.now(UTC)
+    won = await asyncio.gather(
+        *(claim(runtime.state, ControlAction.RECONCILE, now) for _ in range(8))
+    )
+    assert sorted(won) == [False] * 7 + [True]
+    assert not await claim(runtime.state, ControlAction.RECONCILE, now + DEBOUNCE / 2)
+    assert await claim(runtime.state, ControlAction.RECREATE, now)  # each action its own
+    assert await claim(runtime.state, ControlAction.RECONCILE, now + DEBOUNCE)

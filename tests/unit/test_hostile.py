@@ -16,6 +16,7 @@ from devtools.hostile import Body, bodies
 from shared.lifecycle import sort_events
 from shared.messages import ControlAction, WorkItem, for_terminal, utcnow
 from shared.notifications import BadRequest, notification_items, parse_body
+from shared.subscriptions import previous_id
 
 SECRET = "hostile-test-client-state-0123456789abcdef"
 MEMORY_BOUND = 10 * 1024 * 1024  # the goal for the worst 1 MiB body
@@ -121,3 +122,10 @@ def test_warnings_and_errors_are_never_sampled_away() -> None:
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
     assert {"Trace", "Exception", "Request"} <= excluded
+
+
+def test_the_replaced_subscription_is_remembered_as_the_previous_one() -> None:
+    assert previous_id(None, OURS) is None
+    assert previous_id({"subscriptionId": PREVIOUS}, OURS) == PREVIOUS  # just replaced
+    kept = {"subscriptionId": OURS, "previousSubscriptionId": PREVIOUS}
+    assert previous_id(kept, OURS) == PREVIOUS  # renewed: still the one before
