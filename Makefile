@@ -1,6 +1,7 @@
 # Every target sets itself up: a virtual environment from requirements.txt (the hashed lock,
-# installed with --require-hashes) plus requirements-dev.txt, and Azurite from package-lock.json. Services (Azurite, the Graph simulator, the app
-# host) are started on free ports by the command that needs them and stopped after.
+# installed with --require-hashes) plus requirements-dev.txt, and Azurite from
+# package-lock.json. Services (Azurite, the Graph simulator, the app host) are started on free
+# ports by the command that needs them and stopped after.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -100,12 +101,23 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	echo "chromium is not installed (needs root and apt-get): the HTML report test will skip"
 
+# A headless Java runtime (Debian package `default-jre-headless`, Java 17 on Debian 12) for
+# tests/integration/test_analytics_spark.py, which runs the report's Spark SQL with PySpark in
+# local mode (PySpark 4 needs Java 17 or later). Installed with apt-get when missing and run as
+# root; otherwise that test skips, saying why. Nothing happens when java is already there.
+.PHONY: java
+java:
+	@command -v java >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; } || \
+	echo "java is not installed (needs root and apt-get): the Spark test will skip"
+
 ## make run: Azurite + Graph simulator (playing a tenant) + the app, until Ctrl-C.
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
 ## make test: lint and type check, then every test (unit, then Azurite integration, end to end).
-test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium
+test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium java
 	$(PY) -m pytest
 
 ## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.

@@ -5,18 +5,23 @@
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
     keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
     reconcile            timer, hourly              list recent records, queue the missing
-    sync_usage_logs      timer, hourly              PSTN / Direct Routing log rows -> blobs
     health               GET /api/health (key)      subscription, queues, archive: a verdict
+  registered from the features' Blueprints:
     rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
+                                                    (shared/analytics/triggers.py)
     sync_usage_logs      timer, hourly at :23       PSTN and Direct Routing logs since the watermark
+                                                    (shared/usage/triggers.py)
 
-Each function is one call into shared/handlers.py, the only module that knows Azure Functions;
-docs/architecture.md shows the layers below it.
+Each function here is one call into shared/handlers.py; each feature binds its own timer in
+its triggers.py. Those are the only modules that know Azure Functions; docs/architecture.md
+shows the layers below them.
 """
 
 import azure.functions as func
 
 from shared import handlers
+from shared.analytics.triggers import bp as analytics_triggers
+from shared.usage.triggers import bp as usage_triggers
 
 app = func.FunctionApp()
 
@@ -50,18 +55,11 @@ async def reconcile(timer: func.TimerRequest) -> None:
     await handlers.reconcile_recent()
 
 
-# Daily, after the previous day's last records are published (at most 150 minutes after a
-# call ends); only days whose archive changed are rebuilt, so a backfill is picked up too.
-@app.timer_trigger(schedule="0 15 3 * * *", arg_name="timer")
-async def rebuild_tables(timer: func.TimerRequest) -> None:
-    await handlers.rebuild_tables()
-
-
-@app.timer_trigger(schedule="0 23 * * * *", arg_name="timer")
-async def sync_usage_logs(timer: func.TimerRequest) -> None:
-    await handlers.sync_usage_logs()
-
-
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.health()
+
+
+# The features' own timers: rebuild_tables (call-quality tables), sync_usage_logs (usage logs).
+app.register_functions(analytics_triggers)
+app.register_functions(usage_triggers)

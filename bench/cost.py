@@ -192,11 +192,8 @@ def read_deployment(root: Path = ROOT) -> Deployment:
         return parse_bicep(root / "infra" / name)
 
     main, api, kv = parse("main.bicep"), parse("app/api.bicep"), parse("app/keyvault.bicep")
-    scale = api["resources"]["functionApp"]["config"]["properties"]["functionAppConfig"][
-        "scaleAndConcurrency"
-    ]
-    always_ready = scale.get("alwaysReady") or []
-    ready = sum(int(x.get("instanceCount", 0)) for x in always_ready if isinstance(x, dict))
+    # The HTTP group's always-ready instances, as main.bicep sets them (0 = none)
+    ready = int(_module_param(main, "api", "alwaysReadyHttpInstances", api))
     host = orjson.loads((root / "host.json").read_bytes())
     sampling = host.get("logging", {}).get("applicationInsights", {}).get("samplingSettings", {})
     poll = polling_settings(host)

@@ -47,21 +47,28 @@ def disabled(*functions: str) -> dict[str, str]:
 
 
 @functools.cache
+def _blueprint_files(root: Path) -> list[Path]:
+    """The feature packages' Functions Blueprints that function_app.py registers."""
+    return sorted(root.glob("shared/*/triggers.py"))
+
+
 def timer_functions(app_file: Path = ROOT / "function_app.py") -> tuple[str, ...]:
-    """The names of the app's timer-triggered functions, read from function_app.py's
-    decorators (``@app.function_name`` wins over the Python name, as in Azure)."""
+    """The names of the app's timer-triggered functions, read from the decorators in
+    function_app.py and in the blueprints beside it (``@…function_name`` wins over the Python
+    name, as in Azure)."""
     names = []
-    for node in ast.parse(app_file.read_text(encoding="utf-8")).body:
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        calls = [d for d in node.decorator_list if isinstance(d, ast.Call)]
-        attrs = {c.func.attr: c for c in calls if isinstance(c.func, ast.Attribute)}
-        if "timer_trigger" not in attrs:
-            continue
-        named = attrs.get("function_name")
-        args = [*named.args, *(k.value for k in named.keywords)] if named else []
-        literal = next((a.value for a in args if isinstance(a, ast.Constant)), None)
-        names.append(str(literal) if literal else node.name)
+    for source in [app_file, *_blueprint_files(app_file.parent)]:
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            calls = [d for d in node.decorator_list if isinstance(d, ast.Call)]
+            attrs = {c.func.attr: c for c in calls if isinstance(c.func, ast.Attribute)}
+            if "timer_trigger" not in attrs:
+                continue
+            named = attrs.get("function_name")
+            args = [*named.args, *(k.value for k in named.keywords)] if named else []
+            literal = next((a.value for a in args if isinstance(a, ast.Constant)), None)
+            names.append(str(literal) if literal else node.name)
     return tuple(names)
 
 

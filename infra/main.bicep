@@ -36,6 +36,11 @@ param grantGraphPermission bool = true
 })
 param graphClientState string
 
+@description('The previous Graph clientState, only while a rotation is under way (docs/operations.md): written to Key Vault as a second secret and accepted on notifications beside the current one. Empty = no rotation.')
+@secure()
+@maxLength(128)
+param graphClientStatePrevious string = ''
+
 @description('Microsoft Graph root without the version: global, US Gov L4, US Gov L5 (callRecords are not offered in the China cloud).')
 @allowed([
   'https://graph.microsoft.com'
@@ -69,13 +74,16 @@ param archiveStorageSkuName string = 'Standard_LRS'
 @description('Put the archive container in the host storage account instead of an account of its own: one account less, for small or trial deployments. The identity then holds Storage Blob Data Owner over the archive too and could delete records; only a retention policy (archiveImmutabilityDays) still prevents it.')
 param archiveInHostAccount bool = false
 
-@description('Time-based retention (container-level WORM) on the archive container, in days since each blob was written: no one can change or delete a record before then. 0 = no policy.')
+@description('Time-based retention (container-level WORM) on the archive container, in days since each blob was written: no one, the app\'s identity included, can change or delete a record before then, and a record is never overwritten, even after. 365 by default (infra/README.md says why); 0 = no policy.')
 @minValue(0)
 @maxValue(146000)
-param archiveImmutabilityDays int = 0
+param archiveImmutabilityDays int = 365
 
 @description('IRREVERSIBLE. true = lock the retention policy (the azd postprovision hook does it; templates cannot). A locked policy can never be shortened or removed, only extended (at most five times); nobody can delete a record, the container or the account until every record is past its retention. Test with false first.')
 param archiveImmutabilityLocked bool = false
+
+@description('A CanNotDelete lock on the account that holds the archive: nobody deletes the account, or the resource group holding it, until the lock is removed, so `azd down` stops before deleting anything (infra/README.md, "Tear down").')
+param archiveDeleteLock bool = true
 
 @description('Lifecycle rule: move archived records to the Cool tier this many days after they were written. 0 = never.')
 @minValue(0)
@@ -132,6 +140,34 @@ param usageLogsBackfillDays int = 90
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('Retention in days of the audit logs (tables StorageBlobLogs, StorageQueueLogs, AzureDiagnostics: storage writes and deletes, Key Vault requests); telemetry keeps logRetentionDays.')
+@minValue(30)
+@maxValue(730)
+param auditLogRetentionDays int = 365
+
+@description('Send the host account\'s blob and queue writes and deletes (deployment package, state blobs, the work queues) to Log Analytics too, so tampering there is seen.')
+param hostAuditLogsEnabled bool = true
+
+@description('Key Vault purge protection: a deleted vault can be recovered, never purged, for its 7 days of soft delete. Once on it cannot be turned off; false only for throwaway trials.')
+param keyVaultPurgeProtection bool = true
+
+@description('Always-ready instances for the HTTP functions (the webhooks): Graph waits 3 s for an answer and a cold start costs seconds. 0 = scale from zero (no standing cost).')
+@minValue(0)
+@maxValue(10)
+param alwaysReadyHttpInstances int = 1
+
+@description('Private networking: storage and Key Vault reachable only through private endpoints in a virtual network the app integrates with; their public network access Disabled. The webhooks stay public (Graph calls them). docs/networking.md.')
+param vnetEnabled bool = false
+
+@description('Address space of the virtual network (vnetEnabled).')
+param vnetAddressPrefix string = '10.0.0.0/16'
+
+@description('Subnet of the app\'s VNet integration, delegated to Microsoft.App/environments (vnetEnabled); one address per instance.')
+param vnetAppSubnetPrefix string = '10.0.1.0/24'
+
+@description('Subnet of the private endpoints (vnetEnabled).')
+param vnetPrivateEndpointSubnetPrefix string = '10.0.2.0/24'
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -165,6 +201,12 @@ var hostDataProtection = {
   blobSoftDeleteDays: 7
   containerSoftDeleteDays: 7
 }
+// What the host account's blob and queue services log: who changed or deleted a blob (the
+// package, state) or a message
+var hostLogCategories = [
+  'StorageWrite'
+  'StorageDelete'
+]
 var archiveLogCategories = archiveReadLogsEnabled ? [
   'StorageWrite'
   'StorageDelete'
@@ -199,6 +241,7 @@ module monitoring 'app/monitoring.bicep' = {
     location: location
     tags: tags
     retentionInDays: logRetentionDays
+    auditRetentionInDays: auditLogRetentionDays
   }
 }
 
@@ -219,8 +262,11 @@ module hostStorage 'app/storage.bicep' = {
     containerNames: concat([deploymentContainerName], archiveInHostAccount ? [analyticsContainerName] : [])
     archive: archiveInHostAccount ? archive : null
     dataProtection: archiveInHostAccount ? archiveDataProtection : hostDataProtection
-    logAnalyticsWorkspaceId: archiveInHostAccount ? monitoring.outputs.logAnalyticsId : ''
-    blobLogCategories: archiveLogCategories
+    logAnalyticsWorkspaceId: (archiveInHostAccount || hostAuditLogsEnabled) ? monitoring.outputs.logAnalyticsId : ''
+    blobLogCategories: archiveInHostAccount ? archiveLogCategories : hostLogCategories
+    queueLogCategories: hostLogCategories
+    privateNetworking: vnetEnabled
+    deleteLock: archiveInHostAccount && archiveDeleteLock
   }
 }
 
@@ -241,6 +287,8 @@ module archiveStorage 'app/storage.bicep' = if (!archiveInHostAccount) {
     dataProtection: archiveDataProtection
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     blobLogCategories: archiveLogCategories
+    privateNetworking: vnetEnabled
+    deleteLock: archiveDeleteLock
   }
 }
 
@@ -248,6 +296,7 @@ module archiveStorage 'app/storage.bicep' = if (!archiveInHostAccount) {
 // (learn.microsoft.com/azure/azure-resource-manager/bicep/conditional-resource-deployment)
 var archiveAccountName = archiveInHostAccount ? hostStorage.outputs.name : archiveStorage.outputs.name
 var archiveBlobEndpoint = archiveInHostAccount ? hostStorage.outputs.blobEndpoint : archiveStorage.outputs.blobEndpoint
+var archiveAccountId = archiveInHostAccount ? hostStorage.outputs.id : archiveStorage.outputs.id
 
 module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
@@ -258,9 +307,63 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     clientStateSecretName: 'graph-client-state'
     clientStateValue: graphClientState
+    previousClientStateValue: graphClientStatePrevious
+    rotationUnderWay: !empty(graphClientStatePrevious)
+    enablePurgeProtection: keyVaultPurgeProtection
+    privateNetworking: vnetEnabled
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
+
+// The private network (vnetEnabled): the app's integration subnet, and a private endpoint with
+// its DNS zone for every storage service the app uses and for Key Vault
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: vnetAppSubnetPrefix
+    privateEndpointSubnetPrefix: vnetPrivateEndpointSubnetPrefix
+    privateEndpoints: concat(hostPrivateEndpoints, archiveInHostAccount ? [] : archivePrivateEndpoints, vaultPrivateEndpoints)
+  }
+}
+
+// Host storage: blobs (AzureWebJobsStorage, the package, state), queues (the work queues) and
+// tables (the Functions host's diagnostic events)
+var hostPrivateEndpoints = [
+  {
+    name: '${hostStorage.outputs.name}-blob'
+    resourceId: hostStorage.outputs.id
+    groupId: 'blob'
+  }
+  {
+    name: '${hostStorage.outputs.name}-queue'
+    resourceId: hostStorage.outputs.id
+    groupId: 'queue'
+  }
+  {
+    name: '${hostStorage.outputs.name}-table'
+    resourceId: hostStorage.outputs.id
+    groupId: 'table'
+  }
+]
+var archivePrivateEndpoints = [
+  {
+    name: '${archiveAccountName}-blob'
+    resourceId: archiveAccountId
+    groupId: 'blob'
+  }
+]
+var vaultPrivateEndpoints = [
+  {
+    name: '${keyVault.outputs.name}-vault'
+    resourceId: keyVault.outputs.id
+    groupId: 'vault'
+  }
+]
 
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
@@ -277,6 +380,8 @@ module rbac 'app/rbac.bicep' = {
     analyticsContainerName: analyticsContainerName
     keyVaultName: keyVault.outputs.name
     clientStateSecretName: keyVault.outputs.clientStateSecretName
+    previousClientStateSecretName: keyVault.outputs.previousClientStateSecretName
+    rotationUnderWay: !empty(graphClientStatePrevious)
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
@@ -304,12 +409,16 @@ module api 'app/api.bicep' = {
     callrecordsQueueName: callrecordsQueueName
     graphBaseUrl: graphBaseUrl
     clientStateSecretUri: keyVault.outputs.clientStateSecretUri
+    previousClientStateSecretUri: keyVault.outputs.previousClientStateSecretUri
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
+    alwaysReadyHttpInstances: alwaysReadyHttpInstances
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     archiveRetryBaseSeconds: archiveRetryBaseSeconds
     archiveRetryWindowMinutes: archiveRetryWindowMinutes
     usageLogsBackfillDays: usageLogsBackfillDays
   }
-  // The app resolves its Key Vault reference and storage connections with these roles
+  // The app resolves its Key Vault references and storage connections with these roles, and,
+  // with vnetEnabled, through the private endpoints and DNS zones of the network module
   dependsOn: [
     rbac
   ]
@@ -385,6 +494,9 @@ output GRAPH_PERMISSION_GRANTED bool = grantGraphPermission
 
 @description('Application Insights connection string.')
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+
+@description('Resource id of the virtual network (empty unless vnetEnabled): where an operator\'s VM or Cloud Shell must run to reach storage and Key Vault.')
+output AZURE_VIRTUAL_NETWORK_ID string = vnetEnabled ? network.outputs.id : ''
 
 @description('Resource id of the Log Analytics workspace holding telemetry and the audit logs.')
 output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId

@@ -10,9 +10,10 @@ an HTTP response (or nothing, for queue and timer triggers). The domain modules 
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
     reconcile            -> reconcile.scheduled_pass (queued slices), poison.keep_forever
-    rebuild_tables       -> analytics.rebuild.rebuild_changed_days
-    sync_usage_logs      -> usage.sync.sync_usage_logs
     health               -> status.collect
+
+The analytics and usage features bind their own timers (shared/analytics/triggers.py,
+shared/usage/triggers.py: Functions Blueprints that function_app.py registers).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from shared.notifications import (
 from shared.runtime import Runtime, get_runtime
 from shared.settings import SettingError
 from shared.status import Verdict
-from shared.usage import sync as usage_sync
 from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -236,17 +236,6 @@ async def reconcile_recent() -> None:
         await poison.keep_forever(rt.work, raw)
     finally:
         await raw.close()
-
-
-async def rebuild_tables() -> None:
-    # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
-    from shared.analytics.rebuild import rebuild_changed_days
-
-    await rebuild_changed_days(await get_runtime())
-
-
-async def sync_usage_logs() -> None:
-    await usage_sync.sync_usage_logs(await get_runtime())
 
 
 async def health() -> func.HttpResponse:

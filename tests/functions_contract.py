@@ -40,3 +40,10 @@ EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
     "rebuild_tables": {"type": "timerTrigger", "schedule": "0 15 3 * * *"},  # daily
     "sync_usage_logs": {"type": "timerTrigger", "schedule": "0 23 * * * *"},  # hourly
 }
+
+# Where each function is bound: function_app.py itself, or a feature's Blueprint module.
+DEFINED_IN: dict[str, str] = {
+    **{name: "function_app" for name in EXPECTED_TRIGGERS},
+    "rebuild_tables": "shared.analytics.triggers",
+    "sync_usage_logs": "shared.usage.triggers",
+}

@@ -72,6 +72,17 @@ param graphBaseUrl string
 @description('Required. Versionless URI of the Key Vault secret holding the Graph clientState.')
 param clientStateSecretUri string
 
+@description('Optional. Versionless URI of the Key Vault secret holding the previous clientState while a rotation is under way; empty = no rotation, GRAPH_CLIENT_STATE_PREVIOUS stays empty.')
+param previousClientStateSecretUri string = ''
+
+@description('Optional. Resource id of the subnet (delegated to Microsoft.App/environments) the app integrates with; empty = no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
+@minValue(0)
+@maxValue(10)
+@description('Optional. Always-ready instances of the HTTP functions (the webhooks and health): kept started, so Graph\'s deliveries never wait for a cold start. 0 = scale from zero.')
+param alwaysReadyHttpInstances int = 1
+
 @description('Required. Application Insights connection string (not a secret: ingestion needs an Entra ID token).')
 param applicationInsightsConnectionString string
 
@@ -89,7 +100,8 @@ param usageLogsBackfillDays int = 90
 @description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 4 MiB, so a bigger body is refused by the host before it is read into memory.')
 param requestBodySizeLimitBytes int = 4194304
 
-// Flex Consumption plan: Linux, scale to zero, billed per execution (no always-ready instances)
+// Flex Consumption plan: Linux, scale to zero, billed per execution (plus the always-ready
+// instances of the HTTP group, alwaysReadyHttpInstances)
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy for Flex Consumption exists only in some regions; left off so the template deploys in every Flex region
   name: planName
@@ -110,7 +122,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: Microsoft Graph delivers notifications from the internet, so the app needs public network access; the webhooks authenticate each notification by clientState
   // checkov:skip=CKV_AZURE_17: Microsoft Graph does not present client certificates to webhooks
   // checkov:skip=CKV_AZURE_213: the platform health check is not used on Flex Consumption (scale to zero); /api/health is for operators and needs a function key
-  // checkov:skip=CKV_AZURE_212: a minimum instance count (always-ready) would bill around the clock; Flex Consumption scales from zero per function
+  // checkov:skip=CKV_AZURE_212: checkov reads the instance count of other plans (numberOfWorkers); Flex Consumption keeps its always-ready instances in functionAppConfig.scaleAndConcurrency.alwaysReady (one for the HTTP functions by default), and per-instance failover is the platform's
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': serviceName })
@@ -127,6 +139,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    // Outbound through the VNet (main.bicep vnetEnabled): storage and Key Vault by their private
+    // endpoints; Flex Consumption integrates with a subnet delegated to Microsoft.App/environments
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
@@ -147,6 +162,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // "http" is the group of every HTTP-triggered function (learn.microsoft.com/azure/
+        // azure-functions/flex-consumption-plan#always-ready-instances): Graph waits 3 s for an
+        // answer and drops notifications to an endpoint that is often slow, and a cold start
+        // imports the app first. Left out at 0 rather than sent as a zero count.
+        alwaysReady: (alwaysReadyHttpInstances > 0) ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyHttpInstances
+          }
+        ] : []
       }
       runtime: {
         name: 'python'
@@ -192,8 +217,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARCHIVE_RETRY_WINDOW_MINUTES: string(archiveRetryWindowMinutes)
     // PSTN / Direct Routing logs: how far back the first hourly run reads
     USAGE_LOGS_BACKFILL_DAYS: string(usageLogsBackfillDays)
-    // During a clientState rotation: the previous secret, still accepted on notifications
-    GRAPH_CLIENT_STATE_PREVIOUS: ''
+    // During a clientState rotation only, the previous secret, still accepted on notifications:
+    // a Key Vault reference too, written from the azd environment (docs/operations.md)
+    GRAPH_CLIENT_STATE_PREVIOUS: empty(previousClientStateSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${previousClientStateSecretUri})'
     // participants_v2 by cloud (global only); Graph's per-record limits; fetch time budget
     GRAPH_PARTICIPANTS_V2: 'auto'
     GRAPH_RECORD_FIRST_PAGE_PACE: '10/20'

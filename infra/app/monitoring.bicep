@@ -22,6 +22,20 @@ param tags { *: string } = {}
 @description('Optional. Interactive retention of the workspace in days (30 is included in the ingestion price).')
 param retentionInDays int = 30
 
+@minValue(30)
+@maxValue(730)
+@description('Optional. Retention in days of the audit tables (StorageBlobLogs, StorageQueueLogs, AzureDiagnostics): who wrote, deleted or read what, kept longer than telemetry.')
+param auditRetentionInDays int = 365
+
+// The tables the diagnostic settings of storage.bicep and keyvault.bicep write to. Each keeps
+// its own retention, so a year of audit costs the retention of the audit rows only, not of
+// every trace (learn.microsoft.com/azure/azure-monitor/logs/data-retention-configure)
+var auditTables = [
+  'StorageBlobLogs'
+  'StorageQueueLogs'
+  'AzureDiagnostics'
+]
+
 // Pay-as-you-go, billed per GB ingested
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName
@@ -36,6 +50,17 @@ resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
     publicNetworkAccessForQuery: 'Enabled'
   }
 }
+
+resource auditTableRetention 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = [
+  for table in auditTables: {
+    parent: logAnalytics
+    name: table
+    properties: {
+      retentionInDays: auditRetentionInDays
+      totalRetentionInDays: auditRetentionInDays
+    }
+  }
+]
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   name: applicationInsightsName

@@ -24,6 +24,12 @@ param keyVaultName string
 @description('Required. Name of the Key Vault secret holding the Graph clientState.')
 param clientStateSecretName string
 
+@description('Optional. Name of the Key Vault secret holding the previous clientState during a rotation.')
+param previousClientStateSecretName string = ''
+
+@description('Optional. true while a clientState rotation is under way: the identity may then also read the previous-clientState secret.')
+param rotationUnderWay bool = false
+
 @description('Required. Name of the Application Insights component.')
 param applicationInsightsName string
 
@@ -38,18 +44,28 @@ var builtInRoleNames = {
   'Monitoring Metrics Publisher': subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
 }
 
-// What the archive writer does, and nothing more: Get Blob / Get Blob Properties / List Blobs
-// (read), Put Blob / Put Block / Put Block List (write, add). Azure lists Put Blob and Put Block
-// List under both blobs/write and blobs/add/action (learn.microsoft.com/azure/storage/blobs/
-// storage-auth-abac-attributes); write also allows an overwrite, which the code never sends
-// (If-None-Match: *), after which versioning keeps the earlier content, and which a retention
-// policy on the container refuses.
+// What the archive writer does, and nothing more. Azure's table of the data action each REST
+// operation needs (learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-
+// directory#permissions-for-blob-service-operations):
+//   Get Blob, Get Blob Properties, List Blobs       blobs/read
+//   Put Blob                                        blobs/add/action (create a new blob) or
+//                                                   blobs/write (create or replace)
+//   Put Block, Put Block List                       blobs/write, and only blobs/write
+// A record larger than one 4 MiB block is staged with Put Block and committed with Put Block
+// List (If-None-Match: *), so add/action alone would refuse every large meeting: write stays,
+// and with it add/action would add nothing (test_infra derives this set from the calls the
+// archive writer makes).
+// What it could do beyond creating, replacing a record, storage refuses: the archive container
+// has a time-based retention policy by default, under which blobs "can be created and read, but
+// not modified or deleted", and even after the interval "can be deleted but not overwritten"
+// (learn.microsoft.com/azure/storage/blobs/immutable-storage-overview); versioning keeps any
+// earlier content besides, and the code only ever writes with If-None-Match: *. The assignment's
+// condition (below) takes Set Blob Tier out of blobs/write too.
 // Deliberately absent: blobs/delete, blobs/deleteBlobVersion/action (previous versions stay),
 // blobs/permanentDelete/action, tags, immutability-policy and container actions.
 var archiveWriterDataActions = [
   'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
   'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
-  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
 ]
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -93,6 +109,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   }
 }
 
+resource previousClientStateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: empty(previousClientStateSecretName) ? '${clientStateSecretName}-previous' : previousClientStateSecretName
+}
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -102,6 +123,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // subscription or resource group (learn.microsoft.com/azure/role-based-access-control/
 // role-definitions#assignablescopes): this one is assignable in this resource group alone and
 // assigned on the archive container alone. Its name must be unique in the tenant.
+// In the documented shape "(not this action) OR (an attribute)": Set Blob Tier is refused on the
+// archive container, the assignment's only scope
+// (learn.microsoft.com/azure/role-based-access-control/conditions-format)
+var archiveWriterCondition = '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write\'} AND SubOperationMatches{\'Blob.Write.Tier\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringNotEquals \'${archiveContainerName}\'))'
+
 resource archiveWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'callrecord-archive-writer')
   properties: {
@@ -132,6 +158,11 @@ resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Archive writer: create and read call records, never delete'
+    // blobs/write minus Set Blob Tier (suboperation Blob.Write.Tier): moving a record to the
+    // Archive tier would make it unreadable for hours, and the lifecycle rule, not the app,
+    // tiers (learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes)
+    conditionVersion: '2.0'
+    condition: archiveWriterCondition
   }
 }
 
@@ -216,6 +247,18 @@ resource clientStateSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Read the Graph clientState secret (Key Vault reference)'
+  }
+}
+
+// During a rotation only: resolves the GRAPH_CLIENT_STATE_PREVIOUS Key Vault reference
+resource previousClientStateSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (rotationUnderWay) {
+  name: guid(previousClientStateSecret.id, principalId, builtInRoleNames['Key Vault Secrets User'])
+  scope: previousClientStateSecret
+  properties: {
+    roleDefinitionId: builtInRoleNames['Key Vault Secrets User']
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Read the previous Graph clientState secret during a rotation (Key Vault reference)'
   }
 }
 

@@ -1,10 +1,15 @@
 metadata description = 'A StorageV2 account of the app: the host account (Functions host storage, work queues, deployment package) or the archive account (write-once call records), or both in one for small deployments.'
 
-// Network: Flex Consumption without VNet integration reaches storage over the public endpoint
-// from outbound addresses that are neither fixed nor listable, so an IP firewall cannot admit
-// the app; public network access therefore stays enabled and access is controlled by identity:
-// shared key (account keys, SAS) is off, every caller needs an Entra ID token and an RBAC role
-// (rbac.bicep). For a private setup, add VNet integration and private endpoints (not done here).
+// Network, two modes (main.bicep vnetEnabled):
+// - public (default): Flex Consumption without VNet integration reaches storage over the public
+//   endpoint from outbound addresses that are neither fixed nor listable, so an IP firewall
+//   cannot admit the app; public network access stays enabled and access is controlled by
+//   identity: shared key (account keys, SAS) is off, every caller needs an Entra ID token and an
+//   RBAC role (rbac.bicep);
+// - private (privateNetworking): public network access Disabled, no exception; the app reaches
+//   the account through its VNet integration and the private endpoints of network.bicep, and
+//   ARM (which creates containers, queues and policies) is the control plane, not the network
+//   path. docs/networking.md says how operators and `azd deploy` get in.
 
 @maxLength(24)
 @description('Required. Name of the storage account (3-24 lower-case letters and digits).')
@@ -47,10 +52,22 @@ param dataProtection dataProtectionType = {
 param logAnalyticsWorkspaceId string = ''
 
 @description('Optional. Blob resource log categories sent to the workspace. StorageRead logs every read and list, which costs the most and proves the least.')
-param blobLogCategories blobLogCategoryType[] = [
+param blobLogCategories logCategoryType[] = [
   'StorageWrite'
   'StorageDelete'
 ]
+
+@description('Optional. Queue resource log categories sent to the workspace (when the account has queues): who put, changed or deleted which message.')
+param queueLogCategories logCategoryType[] = [
+  'StorageWrite'
+  'StorageDelete'
+]
+
+@description('Optional. true = reachable only through private endpoints: public network access Disabled (main.bicep vnetEnabled).')
+param privateNetworking bool = false
+
+@description('Optional. A CanNotDelete management lock on the account: nobody, whatever their role, deletes it (or the resource group holding it) until the lock is removed. Data-plane deletes are not affected; the retention policy covers those.')
+param deleteLock bool = false
 
 var softDeleteOff = {
   enabled: false
@@ -85,8 +102,8 @@ var tieringActions = union(coolAfterDays > 0 ? tierToCool : {}, archiveAfterDays
 // Hardened StorageV2: no shared key, TLS 1.2, HTTPS only, no anonymous blob access, copies only
 // between accounts of this tenant
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration has no fixed outbound IPs to allow; access is by Entra ID + RBAC only (shared key off)
-  // checkov:skip=CKV_AZURE_59: same reason: the app reaches the account over its public endpoint; nothing is reachable without an Entra ID token and a role
+  // checkov:skip=CKV_AZURE_35: public mode only (vnetEnabled=false): Flex Consumption without VNet integration has no fixed outbound IPs to allow; access is by Entra ID + RBAC only (shared key off). With vnetEnabled the default action is Deny.
+  // checkov:skip=CKV_AZURE_59: public mode only (vnetEnabled=false): the app reaches the account over its public endpoint; nothing is reachable without an Entra ID token and a role. With vnetEnabled public network access is Disabled.
   // checkov:skip=CKV_AZURE_206: redundancy is a parameter (LRS by default to keep cost low; choose GRS/GZRS for the archive of a production tenant)
   name: name
   location: location
@@ -104,12 +121,28 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    // Each on one line, as `privateNetworking ? private : public`: the checkov test scans both
+    // modes by resolving exactly this form (tests/integration/test_infra.py)
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     dnsEndpointType: 'Standard'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      // Trusted Azure services only while public access is Enabled; Disabled admits none
       bypass: 'AzureServices'
     }
+  }
+}
+
+// Azure Resource Manager refuses to delete a locked resource, and so the resource group
+// holding it (learn.microsoft.com/azure/azure-resource-manager/management/lock-resources):
+// `azd down` stops before deleting anything. A management lock does not stop data-plane
+// deletes; the retention policy and the write-once role do.
+resource lock 'Microsoft.Authorization/locks@2020-05-01' = if (deleteLock) {
+  name: 'archive-cannot-delete'
+  scope: storage
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Holds the call record archive. Remove this lock deliberately (infra/README.md, "Tear down") before deleting the account or its resource group.'
   }
 }
 
@@ -215,6 +248,22 @@ resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
   }
 }
 
+// Who put, updated or deleted queue messages (table StorageQueueLogs): a record dropped from
+// the work queue, or a forged one, leaves a row with the caller's object id
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(queueNames) && !empty(logAnalyticsWorkspaceId) && !empty(queueLogCategories)) {
+  name: 'queue-audit-to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      for category in queueLogCategories: {
+        category: category
+        enabled: true
+      }
+    ]
+  }
+}
+
 @description('Resource id of the storage account.')
 output id string = storage.id
 
@@ -250,5 +299,5 @@ type dataProtectionType = {
 }
 
 @export()
-@description('A blob service resource log category (Azure Monitor, table StorageBlobLogs).')
-type blobLogCategoryType = 'StorageRead' | 'StorageWrite' | 'StorageDelete'
+@description('A blob or queue service resource log category (Azure Monitor, tables StorageBlobLogs and StorageQueueLogs).')
+type logCategoryType = 'StorageRead' | 'StorageWrite' | 'StorageDelete'

@@ -17,7 +17,8 @@ set -eu
 locked=$(printf '%s' "${ARCHIVE_IMMUTABILITY_LOCKED:-false}" | tr '[:upper:]' '[:lower:]')
 [ "$locked" = "true" ] || exit 0
 
-days=${ARCHIVE_IMMUTABILITY_DAYS:-0}
+# The template's default (main.bicep archiveImmutabilityDays) when the environment sets none
+days=${ARCHIVE_IMMUTABILITY_DAYS:-365}
 case $days in
   '' | *[!0-9]*)
     echo "ARCHIVE_IMMUTABILITY_DAYS must be a whole number of days, not '$days'" >&2

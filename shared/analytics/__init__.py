@@ -6,9 +6,7 @@ rebuilt from it at any time.
     rules.py       the versioned stream classification rule sets (``cqd``, ``classic``)
     tables.py      one record's JSON -> calls / streams / participants rows; Parquet schemas
     rebuild.py     rebuild a day's tables from the archive's latest versions (timer and CLI)
-    buildings.py   CQD's building file: subnets -> buildings
-    report.py      the quality report over the Parquet files, with DuckDB
-    html.py        the report as one self-contained page with inline SVG charts
-    cache.py       the report's local copy of the streams files (fetched once per rebuild)
-    commands.py    what `cli.py tabulate` and `cli.py quality` do
+
+The report, its page and the CLI commands are the operator's (callrecords/analytics/): the
+deployed app only builds the tables.
 """

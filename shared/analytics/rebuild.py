@@ -113,6 +113,7 @@ class DayResult:
     records: int = 0
     calls: int = 0
     streams: int = 0
+    segments: int = 0
     participants: int = 0
     skipped: int = 0  # blobs not read: gone, in the Archive tier, not a record (logged, not fatal)
     bytes: dict[str, int] = field(default_factory=dict[str, int])  # table -> Parquet bytes
@@ -266,7 +267,7 @@ async def build_day(
     rules: RuleSet | None = None,
     on_record: Callable[[], None] | None = None,
 ) -> DayResult:
-    """Write the day's three tables from its listing (latest versions only)."""
+    """Write the day's tables from its listing (latest versions only)."""
     rules = rules or RULE_SETS[DEFAULT_RULES]
     result = DayResult(listing.day)
     fingerprint = listing.fingerprint(rules)
@@ -301,9 +302,10 @@ async def build_day(
             paths = writer.close()
         result.calls = writer.counts["calls"]
         result.streams = writer.counts["streams"]
+        result.segments = writer.counts["segments"]
         result.participants = writer.counts["participants"]
         # calls last: its metadata (the fingerprint) says the day is complete
-        for name in ("streams", "participants", "calls"):
+        for name in (*(n for n in SCHEMAS if n != "calls"), "calls"):
             path = paths[name]
             result.bytes[name] = path.stat().st_size
             with path.open("rb") as data:

@@ -36,6 +36,104 @@ QER_PAGE = "https://learn.microsoft.com/microsoftteams/quality-of-experience-rev
 AUDIO_POOR_RATE_TARGET = 0.03
 
 
+class Measure(StrEnum):
+    POOR = "poor_rate"  # audio poor stream rate
+    SETUP = "setup_failure_rate"
+    DROP = "drop_failure_rate"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The QER guide's suggested targets ("Define your target metrics", network type All):
+    a rate at or below its target meets it."""
+
+    poor_rate: float
+    setup_failure_rate: float
+    drop_failure_rate: float
+
+    def of(self, measure: Measure) -> float:
+        return float(getattr(self, measure.value))
+
+    def met(self, measure: Measure, rate: float | None) -> bool | None:
+        return None if rate is None else rate <= self.of(measure)
+
+
+TARGETS_OVERALL = Targets(AUDIO_POOR_RATE_TARGET, 0.01, 0.03)
+TARGETS_INSIDE = Targets(0.02, 0.005, 0.02)  # "Internal": inside the corporate network
+
+
+class FailureStage(StrEnum):
+    """failureInfo.stage (learn.microsoft.com/graph/api/resources/callrecords-failureinfo)."""
+
+    CALL_SETUP = "callSetup"
+    MIDCALL = "midcall"
+    UNKNOWN = "unknown"
+
+
+class EndpointKind(StrEnum):
+    CLIENT = "client"  # participantEndpoint
+    SERVER = "server"  # serviceEndpoint (a conference server, a media relay, ...)
+
+
+class EndpointPair(StrEnum):
+    SERVER_CLIENT = "server-client"
+    CLIENT_CLIENT = "client-client"
+    SERVER_SERVER = "server-server"
+    UNKNOWN = "unknown"
+
+
+class Scenario(StrEnum):
+    CONFERENCE = "conference"  # callRecord type groupCall
+    PEER_TO_PEER = "peer-to-peer"  # callRecord type peerToPeer
+    UNKNOWN = "unknown"
+
+
+class NetworkClass(StrEnum):
+    """The QER guide's network types, from networkInfo's connectionType and wifiBand
+    (learn.microsoft.com/graph/api/resources/callrecords-networkinfo)."""
+
+    WIRED = "wired"
+    WIFI_5GHZ = "wifi-5ghz"
+    WIFI_24GHZ = "wifi-2.4ghz"
+    OTHER = "other"  # mobile, tunnel, Wi-Fi of unknown or other band, not reported
+
+
+def network_class(connection_type: str | None, wifi_band: str | None) -> NetworkClass:
+    connection = (connection_type or "").lower()
+    band = (wifi_band or "").lower()
+    if connection == "wired":
+        return NetworkClass.WIRED
+    if connection == "wifi" and band == "frequency50ghz":
+        return NetworkClass.WIFI_5GHZ
+    if connection == "wifi" and band == "frequency24ghz":
+        return NetworkClass.WIFI_24GHZ
+    return NetworkClass.OTHER
+
+
+def scenario_of(call_type: str | None) -> Scenario:
+    return {"groupcall": Scenario.CONFERENCE, "peertopeer": Scenario.PEER_TO_PEER}.get(
+        (call_type or "").lower(), Scenario.UNKNOWN
+    )
+
+
+def endpoint_pair(caller: str | None, callee: str | None) -> EndpointPair:
+    sides = {caller, callee}
+    if None in sides:
+        return EndpointPair.UNKNOWN
+    if sides == {EndpointKind.CLIENT}:
+        return EndpointPair.CLIENT_CLIENT
+    if sides == {EndpointKind.SERVER}:
+        return EndpointPair.SERVER_SERVER
+    return EndpointPair.SERVER_CLIENT
+
+
+class Dialect(StrEnum):
+    """The SQL engines the rule and report SQL is generated for."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"  # Spark SQL: Fabric, Synapse Spark pools, Databricks
+
+
 class StreamKind(StrEnum):
     AUDIO = "audio"
     VIDEO = "video"
@@ -89,6 +187,9 @@ class Condition:
         return value > self.threshold if self.op == ">" else value < self.threshold
 
     def sql(self) -> str:
+        return f"({self.metric.value} {self.op} {self.threshold!r})"
+
+    def kql(self) -> str:
         return f"({self.metric.value} {self.op} {self.threshold!r})"
 
 
@@ -189,8 +290,9 @@ def classify(
 
 
 def classification_sql(rules: RuleSet, kind_column: str = "stream_kind") -> str:
-    """A SQL CASE expression (DuckDB, Synapse, Fabric) giving each streams-table row its
-    classification under ``rules``: the same logic as classify(), from the same table."""
+    """A SQL CASE expression (DuckDB, Spark SQL, Synapse) giving each streams-table row its
+    classification under ``rules``: the same logic as classify(), from the same table. The
+    expression is standard SQL, the same text for every Dialect."""
     branches: list[str] = []
     for kind, classifier in rules.classifiers.items():
         if classifier.mode is Mode.FIRST_PRESENT:
@@ -210,3 +312,100 @@ def classification_sql(rules: RuleSet, kind_column: str = "stream_kind") -> str:
             )
         branches.append(f"WHEN {kind_column} = '{kind.value}' THEN {body}")
     return f"CASE {' '.join(branches)} ELSE 'unclassified' END"
+
+
+def reasons(rules: RuleSet) -> list[str]:
+    """Every reason name the rule set can give, in table order."""
+    found: dict[str, None] = {}
+    for classifier in rules.classifiers.values():
+        for condition in classifier.conditions:
+            found[condition.reason] = None
+    return list(found)
+
+
+def _reason_branches(rules: RuleSet, reason: str) -> list[tuple[StreamKind, list[str], str]]:
+    """(kind, metrics that must be absent, condition) for each way ``reason`` can make a
+    stream poor: under FIRST_PRESENT the metrics before the deciding one are absent."""
+    out: list[tuple[StreamKind, list[str], str]] = []
+    for kind, classifier in rules.classifiers.items():
+        for n, condition in enumerate(classifier.conditions):
+            if condition.reason != reason:
+                continue
+            before = (
+                [c.metric.value for c in classifier.conditions[:n]]
+                if classifier.mode is Mode.FIRST_PRESENT
+                else []
+            )
+            out.append((kind, before, condition.sql()))
+    return out
+
+
+def poor_due_to_sql(rules: RuleSet, reason: str, kind_column: str = "stream_kind") -> str:
+    """A SQL boolean: a poor stream (``cls = 'poor'``) is poor due to ``reason`` (CQD's "Poor
+    due to" measures): the same reasons classify() gives. A stream can be poor due to more
+    than one audio metric."""
+    branches = [
+        "("
+        + " AND ".join([f"{kind_column} = '{kind.value}'", *(f"{m} IS NULL" for m in before), cond])
+        + ")"
+        for kind, before, cond in _reason_branches(rules, reason)
+    ]
+    return f"(cls = 'poor' AND ({' OR '.join(branches) or 'FALSE'}))"
+
+
+def classification_kql(rules: RuleSet, kind_column: str = "stream_kind") -> str:
+    """The same classification as a Kusto (Data Explorer) case() expression."""
+    branches: list[str] = []
+    for kind, classifier in rules.classifiers.items():
+        if classifier.mode is Mode.FIRST_PRESENT:
+            body = "case(" + ", ".join(
+                f"isnotnull({c.metric.value}), iff({c.kql()}, 'poor', 'good')"
+                for c in classifier.conditions
+            )
+            body += ", 'unclassified')"
+        else:
+            none = " and ".join(f"isnull({c.metric.value})" for c in classifier.conditions)
+            anyof = " or ".join(
+                f"({c.kql()} and isnotnull({c.metric.value}))" for c in classifier.conditions
+            )
+            gate = ""
+            if classifier.gate:
+                g = classifier.gate
+                gate = f"isnotnull({g.metric.value}) and {g.kql()} and "
+            body = f"case({none}, 'unclassified', {gate}({anyof}), 'poor', 'good')"
+        branches.append(f"{kind_column} == '{kind.value}', {body}")
+    return f"case({', '.join(branches)}, 'unclassified')"
+
+
+def poor_due_to_kql(rules: RuleSet, reason: str, kind_column: str = "stream_kind") -> str:
+    branches = [
+        "("
+        + " and ".join(
+            [
+                f"{kind_column} == '{kind.value}'",
+                *(f"isnull({m})" for m in before),
+                cond,
+            ]
+        )
+        + ")"
+        for kind, before, cond in _reason_branches(rules, reason)
+    ]
+    return f"(cls == 'poor' and ({' or '.join(branches) or 'false'}))"
+
+
+def kql_functions(rules: RuleSet, table: str = "CallStreams") -> str:
+    """Data Explorer functions over the streams external table (docs/analytics.md), from the
+    same rule table: ``CallStreamsClassified`` adds ``cls`` and one ``poor_due_to_*`` column
+    per reason."""
+    due = ",\n        ".join(
+        f"poor_due_to_{r} = {poor_due_to_kql(rules, r)}" for r in reasons(rules)
+    )
+    return (
+        f".create-or-alter function with (docstring = 'Streams classified by the "
+        f"{rules.name.value} rules ({rules.source})')\n"
+        f"{table}Classified() {{\n"
+        f"    external_table('{table}')\n"
+        f"    | extend cls = {classification_kql(rules)}\n"
+        f"    | extend {due}\n"
+        "}\n"
+    )

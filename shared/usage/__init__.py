@@ -2,6 +2,6 @@
 
 kinds.py (the two logs), ranges.py (Graph's 90-day windows), archive.py (blob names,
 write-once), watermark.py (how far the hourly run has got), sync.py (the run itself),
-tables.py (derived Parquet tables and the report), health.py (status facts),
-commands.py (the ``cli.py usage`` commands).
+health.py (status facts). The derived tables, the reports and the ``callrecords usage``
+commands are the operator's: callrecords/usage/.
 """

@@ -9,18 +9,30 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from shared.analytics.buildings import BuildingFileError, parse_buildings
+from callrecords.analytics.buildings import BuildingFileError, parse_buildings
 from shared.analytics.durations import duration_ms, duration_ms_or_none
 from shared.analytics.rules import (
     RULE_SETS,
+    TARGETS_INSIDE,
+    TARGETS_OVERALL,
     Classification,
+    EndpointPair,
+    Measure,
+    NetworkClass,
     RuleSetName,
+    Scenario,
     StreamKind,
     classification_sql,
     classify,
+    endpoint_pair,
+    kql_functions,
+    network_class,
+    poor_due_to_sql,
+    reasons,
+    scenario_of,
     stream_kind,
 )
-from shared.analytics.tables import STREAMS
+from shared.analytics.tables import STREAMS, flatten
 
 CQD = RULE_SETS[RuleSetName.CQD]
 CLASSIC = RULE_SETS[RuleSetName.CLASSIC]
@@ -300,3 +312,173 @@ def test_building_file_tab_separated_with_a_header_forgiven() -> None:
 def test_building_file_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(BuildingFileError, match=message):
         parse_buildings(text, "b.csv")
+
+
+@pytest.mark.parametrize("rules_name", list(RuleSetName))
+def test_sql_poor_due_to_agrees_with_python(rules_name: RuleSetName) -> None:
+    """CQD's "poor due to" counts in SQL: for every case, the reasons SQL finds are the ones
+    classify() gives, from the same rule table."""
+    rules = RULE_SETS[rules_name]
+    rows = []
+    for _, kind, changes, _, _ in CASES:
+        row = dict.fromkeys(STREAMS.names)
+        row.update(metrics_of(kind, changes))
+        row["stream_kind"] = kind.value
+        rows.append(row)
+    con = duckdb.connect()
+    con.register("streams", pa.Table.from_pylist(rows, schema=STREAMS))
+    names = reasons(rules)
+    flags = ", ".join(f"COALESCE({poor_due_to_sql(rules, r)}, FALSE)" for r in names)
+    got = con.execute(
+        f"SELECT {flags} FROM (SELECT *, {classification_sql(rules)} AS cls FROM streams)"  # noqa: S608
+    ).fetchall()
+    for (_, kind, changes, _, _), found in zip(CASES, got, strict=True):
+        verdict, why = classify(rules, kind, metrics_of(kind, changes))
+        assert {n for n, hit in zip(names, found, strict=True) if hit} == set(why), verdict
+
+
+@pytest.mark.parametrize(
+    ("connection", "band", "expected"),
+    [
+        ("wired", None, NetworkClass.WIRED),
+        ("wifi", "frequency50GHz", NetworkClass.WIFI_5GHZ),
+        ("wifi", "frequency24GHz", NetworkClass.WIFI_24GHZ),
+        ("wifi", "frequency60GHz", NetworkClass.OTHER),
+        ("wifi", None, NetworkClass.OTHER),
+        ("mobile", None, NetworkClass.OTHER),
+        ("tunnel", None, NetworkClass.OTHER),
+        (None, None, NetworkClass.OTHER),
+    ],
+)
+def test_network_class(connection: str | None, band: str | None, expected: NetworkClass) -> None:
+    assert network_class(connection, band) is expected
+
+
+def test_scenario_and_endpoint_pair() -> None:
+    assert scenario_of("groupCall") is Scenario.CONFERENCE
+    assert scenario_of("peerToPeer") is Scenario.PEER_TO_PEER
+    assert scenario_of(None) is Scenario.UNKNOWN
+    assert endpoint_pair("client", "server") is EndpointPair.SERVER_CLIENT
+    assert endpoint_pair("server", "client") is EndpointPair.SERVER_CLIENT
+    assert endpoint_pair("client", "client") is EndpointPair.CLIENT_CLIENT
+    assert endpoint_pair("client", None) is EndpointPair.UNKNOWN
+
+
+def test_qer_targets_met_at_or_below() -> None:
+    assert TARGETS_INSIDE.met(Measure.SETUP, 0.005) is True
+    assert TARGETS_INSIDE.met(Measure.SETUP, 0.0051) is False
+    assert TARGETS_OVERALL.met(Measure.DROP, None) is None
+    assert (TARGETS_OVERALL.poor_rate, TARGETS_OVERALL.setup_failure_rate) == (0.03, 0.01)
+    assert (TARGETS_INSIDE.poor_rate, TARGETS_INSIDE.drop_failure_rate) == (0.02, 0.02)
+
+
+def test_building_file_all_fifteen_columns() -> None:
+    text = (
+        "10.10.0.0,HQ-LAN,16,HQ,Contoso,Office,Engineering,Seattle,98001,US,WA,MSUS,1,1,0\n"
+        "172.16.18.7,VPN,32,VPN,Contoso,,,,,US,,MSUS,1,0,1\n"
+        "192.168.1.0,Home,24,Home,,,,,,,,,0,0\n"  # 14 columns: VPN is optional (0)
+    )
+    buildings = parse_buildings(text)
+    hq = buildings.find("10.10.3.0")
+    assert hq is not None
+    assert (hq.name, hq.network_name, hq.city, hq.zip_code, hq.country, hq.state, hq.region) == (
+        "HQ",
+        "HQ-LAN",
+        "Seattle",
+        "98001",
+        "US",
+        "WA",
+        "MSUS",
+    )
+    assert (hq.ownership_type, hq.building_type, hq.office_type) == (
+        "Contoso",
+        "Office",
+        "Engineering",
+    )
+    assert (hq.inside_corp, hq.express_route, hq.vpn) == (True, True, False)
+    vpn = buildings.find("172.16.18.7")
+    assert vpn is not None and vpn.vpn and vpn.inside_corp
+    assert buildings.find("172.16.18.8") is None
+    home = buildings.find("192.168.1.9")
+    assert home is not None and not home.inside_corp and not home.vpn
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.0,N,24,B,,,,,,,,,2,0,0\n", "line 1: InsideCorp must be 0 or 1, found '2'"),
+        ("10.0.0.0,N,24,B,,,,,,,,,1,true,0\n", "ExpressRoute must be 0 or 1"),
+        ("10.0.0.0,N,24,B,,,,,,,,,1,0,0,extra\n", "line 1: expected at most 15 columns"),
+    ],
+)
+def test_building_file_flags_and_width(text: str, message: str) -> None:
+    with pytest.raises(BuildingFileError, match=message):
+        parse_buildings(text, "b.csv")
+
+
+def test_user_ids_are_user_ids_only() -> None:
+    """A phone number never lands in a user id column: it goes to identity_type / _id."""
+    record = {
+        "id": "r1",
+        "startDateTime": "2026-11-02T10:00:00Z",
+        "type": "peerToPeer",
+        "sessions": [
+            {
+                "id": "s1",
+                "failureInfo": {"stage": "midcall", "reason": "x"},
+                "segments": [
+                    {
+                        "id": "g1",
+                        "startDateTime": "2026-11-02T10:00:00Z",
+                        "caller": {
+                            "@odata.type": "#microsoft.graph.callRecords.participantEndpoint",
+                            "identity": {"user": {"id": "u1", "displayName": "U"}},
+                        },
+                        "callee": {
+                            "@odata.type": "#microsoft.graph.callRecords.participantEndpoint",
+                            "identity": {"phone": {"id": "+14255550100"}},
+                        },
+                        "media": [{"label": "main-audio", "streams": [{"streamId": "1"}]}],
+                    },
+                    {"id": "g2", "failureInfo": {"stage": "callSetup"}},
+                ],
+            }
+        ],
+    }
+    rows = flatten(record)
+    (stream,) = rows.streams
+    assert (stream["caller_user_id"], stream["caller_identity_type"]) == ("u1", "user")
+    assert stream["callee_user_id"] is None
+    assert (stream["callee_identity_type"], stream["callee_identity_id"]) == (
+        "phone",
+        "+14255550100",
+    )
+    g1, g2 = rows.segments
+    # the session's midcall failure counts for g1 (it has none); g2 has its own
+    assert (g1["failure_from"], g1["dropped"], g1["setup_failed"]) == ("session", True, False)
+    assert (g2["failure_from"], g2["setup_failed"], g2["dropped"]) == ("segment", True, False)
+    assert (g1["scenario"], g1["endpoints"]) == ("peer-to-peer", "client-client")
+    assert rows.calls[0]["setup_failure_count"] == 1 and rows.calls[0]["drop_count"] == 1
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+@pytest.mark.parametrize("rules_name", list(RuleSetName))
+def test_data_explorer_functions_come_from_the_rule_table(rules_name: RuleSetName) -> None:
+    """The Kusto text names every threshold and reason of the rule set, and is well formed."""
+    rules = RULE_SETS[rules_name]
+    text = kql_functions(rules)
+    assert _balanced(text) and text.count("{") == text.count("}") == 1
+    for classifier in rules.classifiers.values():
+        for condition in classifier.conditions:
+            assert f"({condition.metric.value} {condition.op} {condition.threshold!r})" in text
+    for reason in reasons(rules):
+        assert f"poor_due_to_{reason} = " in text
+    assert _balanced(classification_sql(rules))

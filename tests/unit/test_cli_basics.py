@@ -1,4 +1,5 @@
-"""cli.py without any service: help for every command, settings merging, the progress bar."""
+"""The operator's command without any service: help for every command (through the cli.py
+shim), settings merging, the progress bar."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import cli
+from callrecords.cli import ProgressBar
 from shared.messages import Source, utcnow
 from shared.reconcile import Report
 from shared.settings import SettingError, local_settings_env
@@ -55,7 +57,7 @@ def test_progress_bar_draws_on_a_terminal_and_prints_lines_otherwise() -> None:
     now = utcnow()
     report = Report(now - timedelta(days=2), now, now - timedelta(days=45), source=Source.BACKFILL)
     tty, pipe = Terminal(), io.StringIO()
-    bars = [cli.ProgressBar(tty, "backfill"), cli.ProgressBar(pipe, "backfill")]
+    bars = [ProgressBar(tty, "backfill"), ProgressBar(pipe, "backfill")]
     for bar in bars:
         bar.update(report)  # the start: window and clamp note
     report.listed, report.missing, report.pages = 7, 7, 1

@@ -142,7 +142,7 @@ def test_the_alternative_standing_resources_by_hand() -> None:
 def test_deployment_is_read_from_the_bicep() -> None:
     dep = cost.read_deployment()
     assert dep.instance_memory_mb in cost.CORES_PER_INSTANCE
-    assert dep.always_ready_instances == 0
+    assert dep.always_ready_instances == 1  # one for the HTTP functions by default
     assert dep.storage_sku == "Standard_LRS"
     assert dep.key_vault_sku == "standard"
     assert dep.max_polling_interval_s > 0

@@ -14,7 +14,7 @@ import pytest
 
 import function_app
 from shared.settings import SETTING_NAMES
-from tests.functions_contract import EXPECTED_TRIGGERS
+from tests.functions_contract import DEFINED_IN, EXPECTED_TRIGGERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,25 @@ def test_handler_parameters_match_bindings(name: str) -> None:
     names = {b["name"] for b in _bindings(name) if b["name"] != "$return"}
     assert params == names
     assert inspect.iscoroutinefunction(handler), "handlers share per-process async clients"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TRIGGERS))
+def test_each_function_is_bound_where_its_feature_is(name: str) -> None:
+    assert _functions()[name].get_user_function().__module__ == DEFINED_IN[name]
+
+
+def test_indexing_loads_no_operator_code_and_no_pyarrow() -> None:
+    """What Azure imports to index the app: nothing of callrecords/ (not deployed), no DuckDB
+    (not installed there), and no pyarrow until the rebuild timer runs."""
+    code = (
+        "import sys, function_app; function_app.app.get_functions(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('callrecords', 'cli', 'duckdb', 'pyarrow')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_function_app_imports_without_settings() -> None:

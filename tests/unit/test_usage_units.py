@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
+from callrecords.usage.tables import to_table, utc_days
 from shared.usage.archive import blob_id, parse_row
 from shared.usage.kinds import UsageKind, kinds_from_text
 from shared.usage.ranges import MAX_RANGE, function_path, graph_literal, windows
-from shared.usage.tables import to_table, utc_days
 from shared.usage.watermark import Watermark
 
 T0 = datetime(2026, 1, 1, 6, 30, tzinfo=UTC)

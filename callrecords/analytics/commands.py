@@ -6,17 +6,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
 import orjson
 
-from shared.analytics.buildings import load_buildings
-from shared.analytics.cache import fetch_tables
-from shared.analytics.html import render
+from callrecords.analytics.buildings import load_buildings
+from callrecords.analytics.cache import fetch_tables
+from callrecords.analytics.html import render
+from callrecords.analytics.queries import (
+    by_sql,
+    daily_sql,
+    kinds_sql,
+    kusto_external_table,
+    missing_subnets_sql,
+    poor_due_to_sql_all,
+    reliability_sql,
+    view_statements,
+)
+from callrecords.analytics.report import Dimension, format_text, quality_report
 from shared.analytics.rebuild import Progress, days_between, tabulate
-from shared.analytics.report import Dimension, format_text, quality_report
-from shared.analytics.rules import RuleSetName
+from shared.analytics.rules import RULE_SETS, Dialect, RuleSetName, kql_functions
+from shared.analytics.tables import SEGMENTS, STREAMS
 from shared.runtime import Runtime
 
 
@@ -77,12 +89,13 @@ async def run_tabulate(rt: Runtime, since: datetime, until: datetime, err: IO[st
     results = state.results
     total = {
         name: sum(r.bytes.get(name, 0) for r in results)
-        for name in ("calls", "streams", "participants")
+        for name in ("calls", "streams", "segments", "participants")
     }
     lines = [
         f"{days[0]} .. {days[-1]}: {len(days)} day(s), "
         f"{sum(r.records for r in results):,} records (latest versions) -> "
         f"{sum(r.calls for r in results):,} calls, {sum(r.streams for r in results):,} streams, "
+        f"{sum(r.segments for r in results):,} segments, "
         f"{sum(r.participants for r in results):,} participants in {seconds:.1f} s",
         f"container {rt.settings.analytics_container}: "
         + ", ".join(f"{name}/ {size / 1024:,.0f} KiB" for name, size in total.items()),
@@ -99,6 +112,14 @@ async def run_tabulate(rt: Runtime, since: datetime, until: datetime, err: IO[st
     return lines
 
 
+class SqlDialect(StrEnum):
+    """What --sql prints: the report's queries for a SQL engine, or Data Explorer functions."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"
+    KQL = "kql"
+
+
 @dataclass
 class QualityOptions:
     since: datetime
@@ -110,28 +131,77 @@ class QualityOptions:
     html: Path | None
     tables: Path | None  # a local copy: no storage access at all
     cache: Path  # where the tables are fetched to otherwise
+    reliability: bool = False
+    missing_subnets: bool = False
+    sql: str | None = None  # a SqlDialect: print the queries instead of running them
+
+
+def report_sql(opts: QualityOptions) -> str:
+    """The report's statements as one script, for the engine named in ``opts.sql``."""
+    rules = RULE_SETS[opts.rules]
+    if opts.sql == SqlDialect.KQL:
+        return "\n".join(
+            [
+                kusto_external_table("CallStreams", "streams", STREAMS),
+                kusto_external_table("CallSegments", "segments", SEGMENTS),
+                kql_functions(rules),
+            ]
+        )
+    dialect = Dialect(opts.sql)
+    top = 10
+    statements = [
+        "-- inputs: raw_streams, raw_segments (the Parquet tables) and building_of "
+        "(address, building, network_name, city, country, region, inside_corp, vpn)",
+        *view_statements(dialect, rules, opts.since, opts.until),
+        "-- streams, classified and poor per kind",
+        kinds_sql(),
+        "-- poor streams per reason (CQD's poor due to)",
+        poor_due_to_sql_all(rules),
+        "-- segments, setup failures, drops",
+        reliability_sql(),
+        f"-- by {opts.by.value}",
+        by_sql(dialect, rules, opts.by, top, opts.reliability),
+        "-- poor rate per day, all kinds and audio",
+        daily_sql(dialect, False),
+        daily_sql(dialect, True),
+        "-- subnets with 10 or more audio streams the building file does not map",
+        missing_subnets_sql(),
+    ]
+    return "\n".join(s if s.startswith("--") else s + ";" for s in statements) + "\n"
 
 
 async def run_quality(rt: Runtime | None, opts: QualityOptions, out: IO[str], err: IO[str]) -> int:
     """Print the report (text or JSON) and write the page; raises ValueError / LookupError /
     BuildingFileError with a one-line message for the CLI to print."""
+    if opts.sql:
+        out.write(report_sql(opts))
+        return 0
     buildings = load_buildings(opts.buildings) if opts.buildings else None
-    if opts.by is Dimension.BUILDING and buildings is None:
-        raise ValueError("--by building needs a building file: --buildings FILE.csv")
+    if opts.by.needs_buildings and buildings is None:
+        raise ValueError(f"--by {opts.by.value} needs a building file: --buildings FILE.csv")
     directory = opts.tables
     if directory is None:
         assert rt is not None
         directory = opts.cache
         days = days_between(opts.since, opts.until)
         fetched = await fetch_tables(rt.tables, days, directory)
+        more = await fetch_tables(rt.tables, days, directory, table="segments")
         print(
             f"tables: {fetched.days} of {len(days)} day(s) in {rt.settings.analytics_container}; "
-            f"{fetched.downloaded} fetched ({fetched.bytes / 1024:,.0f} KiB), "
-            f"{fetched.cached} from the cache in {directory}",
+            f"{fetched.downloaded + more.downloaded} fetched "
+            f"({(fetched.bytes + more.bytes) / 1024:,.0f} KiB), "
+            f"{fetched.cached + more.cached} from the cache in {directory}",
             file=err,
         )
     report = quality_report(
-        directory, opts.since, opts.until, opts.rules, opts.by, buildings=buildings
+        directory,
+        opts.since,
+        opts.until,
+        opts.rules,
+        opts.by,
+        buildings=buildings,
+        by_reliability=opts.reliability,
+        missing_subnets=opts.missing_subnets,
     )
     if opts.json:
         out.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC
 from html import escape
+from typing import Any
 
-from shared.analytics.report import Group, QualityReport
-from shared.analytics.rules import AUDIO_POOR_RATE_TARGET
+from callrecords.analytics.report import Dimension, Group, QualityReport
+from shared.analytics.rules import AUDIO_POOR_RATE_TARGET, QER_PAGE
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;
@@ -25,6 +26,7 @@ th:first-child,td:first-child{text-align:left}
 th{background:#f6f8fa}
 svg text{font-family:inherit}
 .note{color:#59636e;font-size:12px;margin-top:18px}
+td.met{color:#2e7d32}td.missed{color:#c62828;font-weight:600}
 """
 
 
@@ -147,6 +149,83 @@ def _top_bars(groups: list[Group]) -> str:
     return "".join(parts)
 
 
+def _verdict_cell(verdicts: dict[str, Any], measure: str, rate: float | None) -> str:
+    """A rate with its target, marked met or missed (class and text, for screen readers)."""
+    met = verdicts[f"{measure}_met"]
+    target = f"target ≤ {verdicts[f'{measure}_target'] * 100:.1f}%"
+    if met is None:
+        return f'<td data-measure="{measure}" title="{target}">-</td>'
+    word = "met" if met else "missed"
+    return (
+        f'<td class="{word}" data-measure="{measure}" title="{target}">{_pct(rate)} ({word})</td>'
+    )
+
+
+def _reliability(report: QualityReport) -> str:
+    r, v = report.reliability, report.verdicts()
+    audio = report.audio
+    return (
+        '<table class="reliability"><thead><tr><th>measure</th><th>count</th><th>of</th>'
+        "<th>rate (QER target, overall)</th></tr></thead><tbody>"
+        f"<tr><td>audio poor streams</td><td>{audio.poor if audio else 0:,}</td>"
+        f"<td>{audio.classified if audio else 0:,} classified</td>"
+        f"{_verdict_cell(v, 'poor_rate', audio.poor_rate if audio else None)}</tr>"
+        f"<tr><td>setup failures</td><td>{r.setup_failures:,}</td><td>{r.segments:,} segments</td>"
+        f"{_verdict_cell(v, 'setup_failure_rate', r.setup_failure_rate)}</tr>"
+        f"<tr><td>drops</td><td>{r.drops:,}</td><td>{r.set_up:,} set up</td>"
+        f"{_verdict_cell(v, 'drop_failure_rate', r.drop_failure_rate)}</tr>"
+        "</tbody></table>"
+    )
+
+
+def _poor_due_to(report: QualityReport) -> str:
+    rows = "".join(
+        f'<tr data-reason="{escape(name)}"><td>{escape(name)}</td><td>{n:,}</td></tr>'
+        for name, n in report.poor_due_to.items()
+    )
+    return (
+        '<table class="due"><thead><tr><th>poor due to</th><th>poor streams</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _rows(report: QualityReport) -> str:
+    out: list[str] = []
+    for g in report.by:
+        v = g.verdicts()
+        r = g.reliability
+        due = ", ".join(f"{k} {n}" for k, n in g.poor_due_to.items() if n) or "-"
+        out.append(
+            f'<tr data-key="{escape(g.key)}"><td>{escape(_name(g))}</td>'
+            f"<td>{g.streams:,}</td><td>{g.poor:,}</td><td>{_pct(g.poor_rate)}</td>"
+            f"<td>{g.audio_poor:,} / {g.audio_streams:,}</td>"
+            f"{_verdict_cell(v, 'poor_rate', g.audio_poor_rate)}"
+            f"<td>{r.setup_failures:,} / {r.segments:,}</td>"
+            f"{_verdict_cell(v, 'setup_failure_rate', r.setup_failure_rate)}"
+            f"<td>{r.drops:,} / {r.set_up:,}</td>"
+            f"{_verdict_cell(v, 'drop_failure_rate', r.drop_failure_rate)}"
+            f"<td>{'inside' if g.inside else 'overall'}</td><td>{escape(due)}</td></tr>"
+        )
+    return "".join(out)
+
+
+def _missing(report: QualityReport) -> str:
+    if report.missing_subnets is None:
+        return ""
+    rows = "".join(
+        f'<tr data-subnet="{escape(m.subnet)}"><td>{escape(m.subnet)}</td>'
+        f"<td>{m.audio_streams:,}</td></tr>"
+        for m in report.missing_subnets
+    )
+    return (
+        "<h2>Subnets missing from the building file</h2>"
+        '<div class="sub">Subnets with 10 or more audio streams that the building file does not '
+        "map (CQD's Missing Subnet Report): add the managed ones.</div>"
+        '<table class="missing"><thead><tr><th>subnet</th><th>audio streams</th></tr></thead>'
+        f"<tbody>{rows or '<tr><td>none</td><td>0</td></tr>'}</tbody></table>"
+    )
+
+
 def render(report: QualityReport) -> str:
     """The whole page."""
     audio = report.audio
@@ -179,12 +258,10 @@ def render(report: QualityReport) -> str:
         f"<td>{k.poor:,}</td><td>{_pct(k.poor_rate)}</td></tr>"
         for k in report.kinds
     )
-    rows = "".join(
-        f"<tr><td>{escape(_name(g))}</td><td>{g.streams:,}</td><td>{g.poor:,}</td>"
-        f"<td>{_pct(g.poor_rate)}</td></tr>"
-        for g in report.by
-    )
+    rows = _rows(report)
     dim = escape(report.dimension)
+    heading = "Every row" if Dimension(report.dimension).categorical else f"Worst {len(report.by)}"
+    ranked = "setup failures and drops" if report.by_reliability else "poor streams"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -194,14 +271,23 @@ def render(report: QualityReport) -> str:
 <div class="sub">{escape(window)} · rules: {escape(report.rules)} (Call Quality Dashboard stream
 classification) · rates over classified streams</div>
 <div class="cards">{card_html}</div>
+<h2>Reliability and the QER targets</h2>
+<div class="sub">Per segment: setup failure rate = segments that failed to set up / segments;
+drop failure rate = segments that dropped / segments that set up. Targets: Microsoft's Quality
+of Experience Review guide ({escape(QER_PAGE)}).</div>
+{_reliability(report)}
+{_poor_due_to(report)}
+{_missing(report)}
 <h2>Poor stream rate per day</h2>
 {_daily_chart(report.daily, report.daily_audio)}
-<h2>Worst {len(report.by)} by {dim} (poor streams)</h2>
+<h2>{heading} by {dim} ({ranked})</h2>
 <div class="sub">Bar length: poor streams; dark red: poor rate above
 {AUDIO_POOR_RATE_TARGET * 100:.0f}%.</div>
 {_top_bars(report.by)}
-<table><thead><tr><th>{dim}</th><th>classified streams</th><th>poor</th><th>poor rate</th></tr>
-</thead><tbody>{rows}</tbody></table>
+<table class="by"><thead><tr><th>{dim}</th><th>classified streams</th><th>poor</th>
+<th>poor rate</th><th>audio poor</th><th>audio poor rate</th><th>setup failed</th>
+<th>setup failure rate</th><th>dropped</th><th>drop failure rate</th><th>targets</th>
+<th>poor due to</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>By kind of stream</h2>
 <table><thead><tr><th>kind</th><th>streams</th><th>classified</th><th>poor</th><th>poor rate</th>
 </tr></thead><tbody>{kinds}</tbody></table>

@@ -1,7 +1,5 @@
-"""``python cli.py usage …``: backfill the PSTN / Direct Routing logs by hand, and the report.
-
-CLI code (argument parsing and printing) kept beside the feature so cli.py only wires it in.
-"""
+"""``callrecords usage …``: backfill the PSTN / Direct Routing logs by hand, and the
+report; callrecords/cli.py wires these in."""
 
 from __future__ import annotations
 
@@ -15,12 +13,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from callrecords.usage.tables import UsageTables, report
 from shared.messages import utcnow
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind, kinds_from_text
 from shared.usage.ranges import MAX_RANGE, windows
 from shared.usage.sync import KindReport, copy_range
-from shared.usage.tables import UsageTables, report
 
 
 class UsageCommandError(Exception):

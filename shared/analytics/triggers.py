@@ -1,0 +1,23 @@
+"""The call-quality feature's trigger, as a Functions Blueprint that function_app.py registers.
+
+Like shared/handlers.py, one of the few modules that know Azure Functions (ruff TID251 lets
+``shared/*/triggers.py`` import it): the timer is bound here, the work is in rebuild.py.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.runtime import get_runtime
+
+bp = func.Blueprint()
+
+
+# Daily, after the previous day's last records are published (at most 150 minutes after a
+# call ends); only days whose archive changed are rebuilt, so a backfill is picked up too.
+@bp.timer_trigger(schedule="0 15 3 * * *", arg_name="timer")
+async def rebuild_tables(timer: func.TimerRequest) -> None:
+    # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
+    from shared.analytics.rebuild import rebuild_changed_days
+
+    await rebuild_changed_days(await get_runtime())
