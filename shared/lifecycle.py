@@ -66,7 +66,7 @@ def sort_events(
             continue
         action = EVENTS.get((item.lifecycle_event or "").lower())
         if action is None:
-            dropped.append(f"item {index}: unknown lifecycleEvent {item.lifecycle_event!s:.40}")
+            dropped.append(f"item {index}: unknown lifecycleEvent {item.lifecycle_event!r:.40}")
             continue
         sub = item.subscription_id
         if sub is not None and not is_guid(sub):

@@ -129,3 +129,12 @@ def test_the_replaced_subscription_is_remembered_as_the_previous_one() -> None:
     assert previous_id({"subscriptionId": PREVIOUS}, OURS) == PREVIOUS  # just replaced
     kept = {"subscriptionId": OURS, "previousSubscriptionId": PREVIOUS}
     assert previous_id(kept, OURS) == PREVIOUS  # renewed: still the one before
+
+
+def test_text_from_a_body_never_reaches_the_log_raw() -> None:
+    forged = [_lifecycle(OURS, "x\n2026-01-01 ERROR forged line"), {"changeType": "\x1b[2J"}]
+    _, dropped, _ = sort_events(forged[:1], SECRET, frozenset({OURS}))
+    sorted_out = notification_items(
+        [{**forged[1], "clientState": SECRET, "resource": "x"}], SECRET
+    ).dropped
+    assert all("\n" not in d and "\x1b" not in d for d in [*dropped, *sorted_out])
