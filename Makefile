@@ -106,7 +106,7 @@ chromium:
 # local mode (PySpark 4 needs Java 17 or later). Installed with apt-get when missing and run as
 # root; otherwise that test skips, saying why. Nothing happens when java is already there.
 .PHONY: java
-java:
+java: chromium
 	@command -v java >/dev/null 2>&1 || \
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; } || \
@@ -116,9 +116,15 @@ java:
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
-## make test: lint and type check, then every test (unit, then Azurite integration, end to end).
-test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium java
-	$(PY) -m pytest
+## make test: lint and type check, then every test (unit, functional, integration, end to end).
+## The set-up steps are independent, so they run side by side (the two apt-get steps one after
+## the other: dpkg takes one lock). The tests run in TEST_WORKERS pytest-xdist processes, each
+## with its own Azurite and simulator: most of an integration test's time is spent waiting
+## (Graph's scaled retries, host polling), not on the CPU, so four share two cores well.
+TEST_WORKERS ?= 4
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium java
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 ## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.
 test-unit: $(STAMP)
