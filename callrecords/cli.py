@@ -51,7 +51,7 @@ from shared.analytics.rules import RuleSetName
 from shared.archiver import archive_record
 from shared.graph import GraphError, NotFound, Paused, Unauthorized, Unreachable
 from shared.ids import is_guid, normalize_id
-from shared.messages import Source, WorkItem, utcnow
+from shared.messages import Source, WorkItem, for_terminal, utcnow
 from shared.reconcile import QUEUE_CHUNK, Report, WindowError, reconcile, since_from_text
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
@@ -376,12 +376,14 @@ async def cmd_replay_poison(rt: Runtime, args: argparse.Namespace) -> int:
     now = utcnow()
 
     def show(entry: poison.Parked, outcome: str) -> None:
-        print(f"{entry.label}  parked {_ago(entry.age(now))} ago  -> {outcome}")
-        print(f"    reason: {entry.reason}")
+        # Everything but the age comes from the message: escaped (for_terminal).
+        label, out = for_terminal(entry.label), for_terminal(outcome)
+        print(f"{label}  parked {_ago(entry.age(now))} ago  -> {out}")
+        print(f"    reason: {for_terminal(entry.reason)}")
         if entry.last_error:
-            print(f"    last error: {entry.last_error}")
+            print(f"    last error: {for_terminal(entry.last_error)}")
         if entry.body is not None:
-            print(f"    body: {entry.body[:120]!r}")
+            print(f"    body: {for_terminal(entry.body[:120])}")
 
     try:
         summary = await poison.replay(
