@@ -5,13 +5,8 @@ into plain values, calls the domain module that does the job, and turns the answ
 an HTTP response (or nothing, for queue and timer triggers). The domain modules never import
 ``azure.functions``: ruff's banned-import rule keeps it that way.
 
-Only what the notifications webhook needs is imported with this module (and so with
-function_app.py): a cold instance answers Graph's first POST without loading the Graph
-client, the blob SDK, the archiver or reconciliation. Every other entry point imports its
-domain modules when it first runs (docs/operations.md has the import times).
-
-    notifications        -> notifications.sort_batch, workqueue.put
-    lifecycle            -> lifecycle.sort_events, workqueue.put
+    notifications        -> notifications.parse_body, notification_items, workqueue.put
+    lifecycle            -> notifications.parse_body, lifecycle.lifecycle_batch, workqueue.put
     queue message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
     reconcile            -> reconcile.scheduled_pass + sweep.queue_next_piece (queued slices),
@@ -28,21 +23,23 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import azure.functions as func
 import orjson
+from azure.core.exceptions import AzureError
 
 from shared.notifications import (
+    MAX_BODY_BYTES,
     BadRequest,
     Sorted,
     check_validation_token,
     notification_items,
     parse_body,
 )
+from shared.runtime import Runtime, get_runtime
 from shared.settings import SettingError
-from shared.webhookqueue import webhook_queue
 from shared.workqueue import QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -103,13 +100,22 @@ def _handshake(req: func.HttpRequest) -> func.HttpResponse | None:
         return error(exc.status, str(exc))
 
 
-def _read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
-    """The ``value`` array of a JSON body, or the 4xx to answer."""
+def _header(req: func.HttpRequest, name: str) -> str:
     # azure-functions leaves the headers' value type unknown.
-    given = cast(str | None, req.headers.get("Content-Type"))  # pyright: ignore[reportUnknownMemberType]
-    ctype = (given or "").split(";")[0].strip().lower()
+    return cast(str | None, req.headers.get(name)) or ""  # pyright: ignore[reportUnknownMemberType]
+
+
+def _read_value(req: func.HttpRequest) -> Sequence[object] | func.HttpResponse:
+    """The ``value`` array of a JSON body, or the 4xx to answer."""
+    ctype = _header(req, "Content-Type").split(";")[0].strip().lower()
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         return error(415, "Content-Type must be application/json")
+    # The declared length first: a body announced too large is refused before it is looked at
+    # (the Functions host refuses it earlier still, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+    length = _header(req, "Content-Length").strip()
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        log.warning("webhook request refused: Content-Length %s over %d", length, MAX_BODY_BYTES)
+        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     try:
         return parse_body(req.get_body())
     except BadRequest as exc:
@@ -118,7 +124,7 @@ def _read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
 
 
 async def _accept(
-    req: func.HttpRequest, kind: str, sort: Callable[[list[object], tuple[str, ...]], Sorted]
+    req: func.HttpRequest, kind: str, sort: Callable[[Runtime, Sequence[object]], Awaitable[Sorted]]
 ) -> func.HttpResponse:
     """What both Graph webhooks do: handshake, parse, keep the genuine items, queue them all
     (durably, before answering), then 202; 503 if the queue cannot take them."""
@@ -129,19 +135,20 @@ async def _accept(
     if isinstance(value, func.HttpResponse):
         return value
     try:
-        settings, work = await webhook_queue()
+        rt = await get_runtime()
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
-    batch = sort(value, settings.client_states)  # current + previous during a rotation
-    dropped = drop_summary(batch.dropped)
+    batch = Sorted([], [])
     try:
         async with asyncio.timeout(ENQUEUE_DEADLINE):
-            await work.put(batch.items)
-    except (QueueUnavailable, TimeoutError) as exc:
+            batch = await sort(rt, value)
+            await rt.work.put(batch.items)
+    except (QueueUnavailable, AzureError, TimeoutError) as exc:
         # Whatever did get queued is fetched once more after Graph's redelivery: harmless,
         # each version is written once.
-        cause = str(exc) or f"no answer within {ENQUEUE_DEADLINE} s"
+        cause = str(exc).splitlines()[0] if str(exc) else f"no answer within {ENQUEUE_DEADLINE} s"
+        dropped = drop_summary(batch.dropped)
         log.error(
             "%s batch: %d genuine, dropped %s; queue unavailable (%s), answered 503 so Graph "
             "delivers again",
@@ -151,6 +158,7 @@ async def _accept(
             cause,
         )
         return error(503, "queue unavailable; deliver again later", {"Retry-After": "30"})
+    dropped = drop_summary(batch.dropped)
     body = {"queued": len(batch.items), "dropped": len(batch.dropped), **batch.counts}
     level = logging.WARNING if batch.dropped else logging.INFO
     extra = "".join(f", {key} {value}" for key, value in batch.counts.items())
@@ -177,14 +185,18 @@ def drop_summary(reasons: list[str]) -> str:
 
 async def notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Graph change notifications for callRecords -> one queue message per genuine record id."""
-    return await _accept(req, "notification", notification_items)
+
+    async def sort(rt: Runtime, value: Sequence[object]) -> Sorted:
+        return notification_items(value, rt.settings.client_states)  # current + previous
+
+    return await _accept(req, "notification", sort)
 
 
 async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
     """Graph lifecycle notifications -> queued control actions, then 202."""
-    from shared.lifecycle import lifecycle_items
+    from shared.lifecycle import lifecycle_batch
 
-    return await _accept(req, "lifecycle notification", lifecycle_items)
+    return await _accept(req, "lifecycle notification", lifecycle_batch)
 
 
 # ---- the queue ----
@@ -195,7 +207,6 @@ async def queue_message(body: bytes, dequeue_count: int | None) -> None:
     poison with the reason; everything else is the archiver's retry policy."""
     from shared import archiver, lifecycle
     from shared.messages import ControlItem, MessageError, WorkItem, parse_message
-    from shared.runtime import get_runtime
 
     rt = await get_runtime()
     try:
@@ -216,7 +227,6 @@ async def queue_message(body: bytes, dequeue_count: int | None) -> None:
 
 async def keep_subscription() -> None:
     from shared import lifecycle
-    from shared.runtime import get_runtime
 
     await lifecycle.keep_subscription(await get_runtime())
 
@@ -226,7 +236,6 @@ async def reconcile_recent() -> None:
     rolling 30-day sweep, and re-send any poison message the host parked with an expiry
     (poison.keep_forever)."""
     from shared import poison, reconcile, sweep
-    from shared.runtime import get_runtime
 
     rt = await get_runtime()
     await reconcile.scheduled_pass(rt)
@@ -240,7 +249,6 @@ async def reconcile_recent() -> None:
 
 async def health() -> func.HttpResponse:
     from shared import status
-    from shared.runtime import get_runtime
     from shared.status import Verdict
 
     facts = await status.collect(await get_runtime())

@@ -53,6 +53,10 @@ SETTING_NAMES: tuple[str, ...] = (
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 MAX_CLIENT_STATE = 128
+# The clientState is the webhooks' only proof that a POST comes from Graph: 32 characters of a
+# random string are beyond guessing. Shorter ones are accepted against a loopback Graph only
+# (the simulator, tests).
+MIN_CLIENT_STATE = 32
 
 
 class ParticipantsMode(StrEnum):
@@ -413,7 +417,7 @@ def lifecycle_url_from(notification_url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
-def _check_secret(setting: str, value: str) -> None:
+def _check_secret(setting: str, value: str, loopback_graph: bool) -> None:
     if value.startswith("@Microsoft.KeyVault("):
         raise SettingError(
             f"{setting} is an unresolved Key Vault reference: grant the app's identity "
@@ -423,6 +427,31 @@ def _check_secret(setting: str, value: str) -> None:
         raise SettingError(
             f"{setting} is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
         )
+    if len(value) < MIN_CLIENT_STATE and not loopback_graph:
+        raise SettingError(
+            f"{setting} is too short ({len(value)} characters): it must hold at least "
+            f"{MIN_CLIENT_STATE} random characters, e.g. the output of `openssl rand -hex 32`"
+        )
+
+
+def _graph_base_url(env: Mapping[str, str]) -> str:
+    """GRAPH_BASE_URL: HTTPS, except a loopback simulator. The bearer token for the managed
+    identity travels in every request to it, so plain HTTP would hand the token to anyone on
+    the path."""
+    graph = _url(env, "GRAPH_BASE_URL") or "https://graph.microsoft.com"
+    parts = urlsplit(graph)
+    if parts.path.strip("/"):
+        raise SettingError(
+            "GRAPH_BASE_URL is malformed: it must be the Graph root without a version, "
+            "e.g. https://graph.microsoft.com"
+        )
+    if parts.scheme != "https" and not is_loopback(parts.hostname):
+        raise SettingError(
+            f"GRAPH_BASE_URL must be an https:// URL (got {parts.scheme}://{parts.hostname}): "
+            "set it to https://graph.microsoft.com or your national cloud's Graph root; "
+            "http:// is accepted for loopback hosts only"
+        )
+    return graph
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -438,23 +467,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     archive = _storage(env, "ARCHIVE_STORAGE", client_id) or host
 
-    graph = _url(env, "GRAPH_BASE_URL") or "https://graph.microsoft.com"
-    if urlsplit(graph).path.strip("/"):
-        raise SettingError(
-            "GRAPH_BASE_URL is malformed: it must be the Graph root without a version, "
-            "e.g. https://graph.microsoft.com"
-        )
+    graph = _graph_base_url(env)
+    loopback_graph = is_loopback(urlsplit(graph).hostname)
 
     client_state = env.get("GRAPH_CLIENT_STATE") or ""
     if not client_state:
         raise SettingError(
             "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
-            f"(1-{MAX_CLIENT_STATE} characters)"
+            f"({MIN_CLIENT_STATE}-{MAX_CLIENT_STATE} random characters)"
         )
-    _check_secret("GRAPH_CLIENT_STATE", client_state)
+    _check_secret("GRAPH_CLIENT_STATE", client_state, loopback_graph)
     previous = env.get("GRAPH_CLIENT_STATE_PREVIOUS") or None
     if previous is not None:
-        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous)
+        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous, loopback_graph)
 
     notification = _webhook_url(env, "NOTIFICATION_URL")
     lifecycle = _webhook_url(env, "LIFECYCLE_NOTIFICATION_URL") or (

@@ -112,6 +112,26 @@ def _matches(data: dict[str, Any]) -> bool:
     }
 
 
+def previous_id(known: dict[str, Any] | None, current: str) -> str | None:
+    """The subscription this app had before ``current`` (kept so that the lifecycle events
+    Graph still sends for a replaced one are recognised as the app's own)."""
+    if not known:
+        return None
+    if known.get("subscriptionId") not in (None, current):
+        return str(known["subscriptionId"])
+    previous = known.get("previousSubscriptionId")
+    return str(previous) if previous else None
+
+
+async def known_subscription_ids(state: StateStore) -> frozenset[str]:
+    """The ids of this app's current and previous subscriptions (lowercase), as remembered."""
+    known, _ = await state.load(STATE_BLOB)
+    if not known:
+        return frozenset()
+    ids = (known.get("subscriptionId"), known.get("previousSubscriptionId"))
+    return frozenset(str(i).lower() for i in ids if isinstance(i, str) and i)
+
+
 class SubscriptionKeeper:
     """Create, find, renew, reauthorize and delete this app's callRecords subscription."""
 
@@ -152,6 +172,7 @@ class SubscriptionKeeper:
             STATE_BLOB,
             {
                 "subscriptionId": sub.id,
+                "previousSubscriptionId": previous_id(known, sub.id),
                 "clientStateFingerprint": secret_fingerprint,
                 "aliveAt": utcnow().isoformat(),
                 "expires": sub.expires.isoformat(),

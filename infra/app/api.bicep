@@ -97,8 +97,8 @@ param archiveRetryWindowMinutes int = 240
 param usageLogsBackfillDays int = 90
 
 @minValue(1024)
-@description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 4 MiB, so a bigger body is refused by the host before it is read into memory.')
-param requestBodySizeLimitBytes int = 4194304
+@description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 1 MiB (MAX_BODY_BYTES in shared/notifications.py), so a bigger body is refused by the host before it is read into memory.')
+param requestBodySizeLimitBytes int = 1048576
 
 // Flex Consumption plan: Linux, scale to zero, billed per execution (plus the always-ready
 // instances of the HTTP group, alwaysReadyHttpInstances)

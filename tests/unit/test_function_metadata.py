@@ -91,32 +91,3 @@ def test_function_app_imports_without_settings() -> None:
     )
     assert int(out.stdout) == len(_FUNCTIONS)
 
-
-def test_the_webhooks_import_path_loads_only_the_queue() -> None:
-    """A cold instance imports function_app.py before it can answer Graph's first POST (3 s
-    budget, 2,900 ms is slow): nothing of the Graph client, the blob SDK, httpx, the
-    archiver, reconciliation or status is loaded with it; the queue SDK is."""
-    heavy = (
-        "shared.runtime",
-        "shared.graph",
-        "shared.archiver",
-        "shared.reconcile",
-        "shared.status",
-        "shared.lifecycle",
-        "shared.usage.sync",
-        "azure.storage.blob",
-        "azure.identity",
-        "httpx",
-        "msgspec",
-    )
-    code = (
-        "import sys, function_app; function_app.app.get_functions(); "
-        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})));"
-        "print('azure.storage.queue.aio' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    loaded, queue = out.stdout.strip().splitlines()
-    assert loaded == "[]"
-    assert queue == "True"
