@@ -90,4 +90,3 @@ def test_function_app_imports_without_settings() -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert int(out.stdout) == len(_FUNCTIONS)
-
