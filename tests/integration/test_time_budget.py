@@ -34,6 +34,9 @@ async def test_usage_sync_stops_within_the_function_timeout_and_continues(
     try:
         (cut,) = await sync_usage_logs(rt)
     finally:
+        # Back to the real host.json before anything reads it again: function_timeout() is
+        # cached per process, and other tests run in this one after this test.
+        monkeypatch.undo()
         hostconfig.function_timeout.cache_clear()
         sim.set_faults(reset=True)
     assert cut.stopped and "time budget" in cut.stopped
