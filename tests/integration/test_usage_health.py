@@ -6,9 +6,6 @@ built from the archive, and every figure checked against the ones worked out by 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +17,10 @@ from shared.usage.archive import parse_row
 from shared.usage.kinds import UsageKind
 from tests import dr_health_fixture as fx
 from tests.integration.conftest import unique
+from tests.integration.helpers import chromium, dump_dom
 from tests.integration.test_cli import run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def rendered_dom(page: Path) -> str:
-    """The page's DOM after headless Chromium has loaded and laid it out."""
-    browser = chromium()
-    assert browser is not None
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--dump-dom",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=True,
-        ).stdout
 
 
 def archive_rows(conn: str, container: str, rows: list[dict[str, Any]]) -> None:
@@ -87,4 +55,4 @@ def test_health_from_the_archive_matches_the_hand_made_figures(
     # archived on 1 and 4 November are outside it (the unit test reads them and leaves them out).
     assert "tables: 2 day partition(s) rebuilt" in result.stderr
     fx.check_report(json.loads(result.stdout))
-    fx.check_page(rendered_dom(page))
+    fx.check_page(dump_dom(page))
