@@ -24,7 +24,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import azure.functions as func
 import orjson
@@ -38,9 +38,25 @@ from shared.notifications import (
     notification_items,
     parse_body,
 )
-from shared.runtime import Runtime, get_runtime
 from shared.settings import SettingError
-from shared.workqueue import QueueUnavailable
+from shared.webhookqueue import webhook_queue
+from shared.workqueue import QueueUnavailable, WorkQueue
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+
+async def get_runtime() -> Runtime:
+    """The process's full runtime (Graph client, blob SDK, ...), imported on first use so that
+    a cold instance answers the notifications webhook without loading it."""
+    from shared.runtime import get_runtime as build
+
+    return await build()
+
+
+# A webhook's services, built once ready to use: the queue to put on, and how a batch is sorted.
+Sorter = Callable[[Sequence[object]], Awaitable[Sorted]]
+Prepare = Callable[[], Awaitable[tuple[WorkQueue, Sorter]]]
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +139,7 @@ def _read_value(req: func.HttpRequest) -> Sequence[object] | func.HttpResponse:
         return error(exc.status, str(exc))
 
 
-async def _accept(
-    req: func.HttpRequest, kind: str, sort: Callable[[Runtime, Sequence[object]], Awaitable[Sorted]]
-) -> func.HttpResponse:
+async def _accept(req: func.HttpRequest, kind: str, prepare: Prepare) -> func.HttpResponse:
     """What both Graph webhooks do: handshake, parse, keep the genuine items, queue them all
     (durably, before answering), then 202; 503 if the queue cannot take them."""
     answer = _handshake(req)
@@ -135,15 +149,15 @@ async def _accept(
     if isinstance(value, func.HttpResponse):
         return value
     try:
-        rt = await get_runtime()
+        work, sort = await prepare()
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
     batch = Sorted([], [])
     try:
         async with asyncio.timeout(ENQUEUE_DEADLINE):
-            batch = await sort(rt, value)
-            await rt.work.put(batch.items)
+            batch = await sort(value)
+            await work.put(batch.items)
     except (QueueUnavailable, AzureError, TimeoutError) as exc:
         # Whatever did get queued is fetched once more after Graph's redelivery: harmless,
         # each version is written once.
@@ -186,17 +200,33 @@ def drop_summary(reasons: list[str]) -> str:
 async def notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Graph change notifications for callRecords -> one queue message per genuine record id."""
 
-    async def sort(rt: Runtime, value: Sequence[object]) -> Sorted:
-        return notification_items(value, rt.settings.client_states)  # current + previous
+    async def prepare() -> tuple[WorkQueue, Sorter]:
+        # Settings and the queue only: no Graph client, no blob SDK on a cold instance.
+        settings, work = await webhook_queue()
 
-    return await _accept(req, "notification", sort)
+        async def sort(value: Sequence[object]) -> Sorted:
+            return notification_items(value, settings.client_states)  # current + previous
+
+        return work, sort
+
+    return await _accept(req, "notification", prepare)
 
 
 async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
     """Graph lifecycle notifications -> queued control actions, then 202."""
-    from shared.lifecycle import lifecycle_batch
 
-    return await _accept(req, "lifecycle notification", lifecycle_batch)
+    async def prepare() -> tuple[WorkQueue, Sorter]:
+        # The full runtime: events are checked against the subscription the keeper saved.
+        from shared.lifecycle import lifecycle_batch
+
+        rt = await get_runtime()
+
+        async def sort(value: Sequence[object]) -> Sorted:
+            return await lifecycle_batch(rt, value)
+
+        return rt.work, sort
+
+    return await _accept(req, "lifecycle notification", prepare)
 
 
 # ---- the queue ----

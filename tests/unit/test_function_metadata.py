@@ -90,3 +90,26 @@ def test_function_app_imports_without_settings() -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert int(out.stdout) == len(_FUNCTIONS)
+
+
+def test_the_webhook_path_loads_no_graph_client_and_no_blob_sdk() -> None:
+    """A cold instance answers Graph's first notification (3 s budget, 2,900 ms counts as slow)
+    without importing what only the other functions use: the runtime with its Graph client,
+    httpx, the blob SDK, the archiver, reconciliation."""
+    heavy = (
+        "httpx",
+        "azure.storage.blob",
+        "shared.runtime",
+        "shared.graph",
+        "shared.archiver",
+        "shared.reconcile",
+        "shared.recordfetch",
+    )
+    code = (
+        "import sys, function_app; function_app.app.get_functions(); "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
