@@ -1,6 +1,7 @@
-# Every target sets itself up: a virtual environment from requirements-dev.txt and
-# Azurite from package-lock.json. Services (Azurite, the Graph simulator, the app
-# host) are started on free ports by the command that needs them and stopped after.
+# Every target sets itself up: a virtual environment from requirements.txt (the hashed lock,
+# installed with --require-hashes) plus requirements-dev.txt, and Azurite from
+# package-lock.json. Services (Azurite, the Graph simulator, the app host) are started on free
+# ports by the command that needs them and stopped after.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,14 +9,34 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 AZURITE := node_modules/.bin/azurite
 PYRIGHT := node_modules/.bin/pyright
 
-.PHONY: run test test-unit test-fast lint format bench chaos clean
+.PHONY: run test test-unit test-fast lint format bench chaos clean lock
 
+# What the app runs, every transitive package included, is installed from the lock alone and
+# checked against its hashes; the development tools come after, on top.
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
+
+# ---- begin: the dependency lock ----
+# requirements.in lists the app's direct packages; requirements.txt is the lock generated from
+# it: every package the app runs, transitive ones included, pinned with the hashes of all its
+# published files. pip enters hash-checking mode for a file with hashes, so the Flex
+# Consumption remote build (pip install -r requirements.txt) verifies them too. Resolved once
+# for every platform (--universal) and for the Python the app runs on in Azure (3.11).
+# LOCK_ARGS passes options, e.g. `make lock LOCK_ARGS=--upgrade` to take newer releases.
+UV_VERSION := 0.9.5
+LOCK_VENV  := .venv-lock
+LOCK_ARGS  ?=
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make lock" $(LOCK_ARGS) requirements.in -o requirements.txt
+# ---- end: the dependency lock ----
 
 $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -33,7 +54,7 @@ AZURE_FUNCTIONS_2_VERSION := 2.3.0
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 PY313_VENV    := .venv-py313
-PY313_STAMP   := $(PY313_VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)-$(FUNCTIONS_RUNTIME_VERSION)-$(AZURE_FUNCTIONS_2_VERSION)
+PY313_STAMP   := $(PY313_VENV)/.installed-$(shell cat requirements.in | cksum | cut -d' ' -f1)-$(FUNCTIONS_RUNTIME_VERSION)-$(AZURE_FUNCTIONS_2_VERSION)
 # Prints a command that runs Python 3.13, or nothing: `python3.13` if that works as it is,
 # else `env PYENV_VERSION=<newest 3.13.x> python3.13` when pyenv has a 3.13 installed.
 FIND_PYTHON313 = if python3.13 -c '' >/dev/null 2>&1; then echo python3.13; \
@@ -49,8 +70,9 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
 
-# The app's requirements.txt minus its azure-functions 1.x pin, plus azure-functions 2.x (3.13+).
-$(PY313_STAMP): requirements.txt
+# The app's direct packages (requirements.in: the lock's hashes pin azure-functions 1.x, which
+# this venv replaces) minus the azure-functions 1.x pin, plus azure-functions 2.x (3.13+).
+$(PY313_STAMP): requirements.in
 	@py="$$($(FIND_PYTHON313))"; \
 	if [ -z "$$py" ]; then \
 		echo "No Python 3.13 found (python3.13 on PATH, or via pyenv): tests/integration/test_worker_index.py will skip."; \
@@ -58,7 +80,7 @@ $(PY313_STAMP): requirements.txt
 	fi; \
 	set -ex; \
 	test -x $(PY313_VENV)/bin/python || $$py -m venv $(PY313_VENV); \
-	grep -viE '^azure-functions([<>=!~ ;[]|$$)' requirements.txt > $(PY313_VENV)/requirements-313.txt; \
+	grep -viE '^azure-functions([<>=!~ ;[]|$$)' requirements.in > $(PY313_VENV)/requirements-313.txt; \
 	$(PY313_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
 	$(PY313_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		-r $(PY313_VENV)/requirements-313.txt \
@@ -84,7 +106,7 @@ chromium:
 # local mode (PySpark 4 needs Java 17 or later). Installed with apt-get when missing and run as
 # root; otherwise that test skips, saying why. Nothing happens when java is already there.
 .PHONY: java
-java:
+java: chromium
 	@command -v java >/dev/null 2>&1 || \
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; } || \
@@ -94,9 +116,15 @@ java:
 run: $(STAMP) $(AZURITE)
 	$(PY) -m devtools.run
 
-## make test: lint and type check, then every test (unit, then Azurite integration, end to end).
-test: lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium java
-	$(PY) -m pytest
+## make test: lint and type check, then every test (unit, functional, integration, end to end).
+## The set-up steps are independent, so they run side by side (the two apt-get steps one after
+## the other: dpkg takes one lock). The tests run in TEST_WORKERS pytest-xdist processes, each
+## with its own Azurite and simulator: most of an integration test's time is spent waiting
+## (Graph's scaled retries, host polling), not on the CPU, so four share two cores well.
+TEST_WORKERS ?= 4
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint $(CHECKOV_STAMP) $(PY313_STAMP) chromium java
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 ## make test-unit: the unit tests alone (no Azurite, no simulator, no extra venvs): seconds.
 test-unit: $(STAMP)
@@ -132,4 +160,4 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) node_modules .pytest_cache .ruff_cache

@@ -3,8 +3,9 @@
     notifications        POST /api/notifications    Graph change notifications -> queue
     archive_call_record  queue %CALLRECORDS_QUEUE%   a record id -> one blob (or a control action)
     lifecycle            POST /api/lifecycle        Graph lifecycle events -> queued actions
-    keep_subscription    timer, hourly + start-up   create / renew the Graph subscription
-    reconcile            timer, hourly at :37       queue reconciliation slices (list, queue the missing)
+    keep_subscription    timer, hourly              create / renew the Graph subscription
+    reconcile            timer, hourly              list recent records and the next piece of the
+                                                    30-day sweep, queue the missing
     health               GET /api/health (key)      subscription, queues, archive: a verdict
   registered from the features' Blueprints:
     rebuild_tables       timer, daily 03:15 UTC     Parquet call-quality tables of changed days
@@ -45,7 +46,10 @@ async def lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     return await handlers.lifecycle_events(req)
 
 
-@app.timer_trigger(schedule="0 7 * * * *", arg_name="timer", run_on_startup=True)
+# Not at start-up: the timer docs advise against runOnStartup in production (every scale-out
+# would run it); after a deployment, POST /admin/functions/keep_subscription or
+# `cli.py subscription ensure` subscribes at once, else the next hourly run does.
+@app.timer_trigger(schedule="0 7 * * * *", arg_name="timer")
 async def keep_subscription(timer: func.TimerRequest) -> None:
     await handlers.keep_subscription()
 

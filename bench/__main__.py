@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--only PART ...] [--profile]`` (``make bench``).
 
-Runs the parts in order (webhook, archiver, memory, throttle, reconcile, tabulate, latency, cost, usage), each against its own Azurite,
+Runs the parts in order (webhook, archiver, memory, throttle, reconcile, tabulate, latency, cost, usage,
+hostile), each against its own Azurite,
 Graph simulator and app host on free ports, then prints a Markdown table to stdout (progress
 goes to stderr) and writes everything measured to bench/results/<timestamp>.json. Targets are
 reported, not asserted: the exit status is non-zero only when a part could not run.
@@ -14,7 +15,18 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import archiver, cost, latency, memory, reconcile, tabulate, throttle, usage, webhook
+from bench import (
+    archiver,
+    cost,
+    hostile,
+    latency,
+    memory,
+    reconcile,
+    tabulate,
+    throttle,
+    usage,
+    webhook,
+)
 from bench.config import PARTS, Config
 from bench.report import RESULTS, PartResult, markdown, meta, where_time_went, write_json
 
@@ -28,6 +40,7 @@ RUNNERS: dict[str, Callable[[Config, Callable[[str], None]], PartResult]] = {
     "latency": latency.run,
     "cost": cost.run,
     "usage": usage.run,
+    "hostile": hostile.run,
 }
 
 

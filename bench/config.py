@@ -16,6 +16,7 @@ PARTS = (
     "latency",
     "cost",
     "usage",
+    "hostile",
 )
 
 

@@ -10,8 +10,9 @@ whole-hour slices give the records listed per hour of start time; at full densit
 as a whole one.
 
 Steady state per hour = 23/24 of an hourly pass (the recent hours) + 1/24 of the deep pass
-(48 hours, once a day at DEEP_PASS_HOUR), + the health check's one List page per call (a
-monitor polling every 5 minutes: 12 an hour).
+(48 hours, once a day at DEEP_PASS_HOUR), + one piece of the rolling 30-day sweep (30 days /
+RECONCILE_SWEEP_HOURS of start times per run, shared/sweep.py), + the health check's one List
+page per call (a monitor polling every 5 minutes: 12 an hour).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LIST_BUDGET_PER_HOUR = 40 * 3600 // 20
 TARGET_SHARE = 0.10
 HEALTH_CALLS_PER_HOUR = 12
 PAGE = 60
+SWEEP_RUNS = 168  # RECONCILE_SWEEP_HOURS' default: a weekly sweep
 
 
 def _list_requests(stats: dict[str, object]) -> int:
@@ -107,7 +109,9 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
     per_slice = math.ceil(listed_per_hour * cfg.reconcile_scale / PAGE)
     hourly_pass = per_slice * len(slices)  # the partial current hour counted as whole
     deep_pass = per_slice * (48 + 1)
-    steady = hourly_pass * 23 / 24 + deep_pass / 24 + HEALTH_CALLS_PER_HOUR
+    # One sweep piece per run: 720 / SWEEP_RUNS hours of start times at the measured density.
+    sweep_piece = math.ceil(listed_per_hour * cfg.reconcile_scale * 720 / SWEEP_RUNS / PAGE)
+    steady = hourly_pass * 23 / 24 + deep_pass / 24 + sweep_piece + HEALTH_CALLS_PER_HOUR
     share = steady / LIST_BUDGET_PER_HOUR
     part.details = {
         "records_per_day": cfg.reconcile_per_day,
@@ -120,6 +124,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
         "pages_per_hour_at_full_density": per_slice,
         "hourly_pass_requests": hourly_pass,
         "deep_pass_requests": deep_pass,
+        "sweep_piece_requests": sweep_piece,
         "steady_requests_per_hour": round(steady, 1),
         "share_of_list_budget": round(share, 4),
         "seconds": round(seconds, 1),
@@ -149,7 +154,16 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
         Row("reconcile", f"{label}: daily deep pass (49 slices)", deep_pass, "requests"),
         Row(
             "reconcile",
-            f"{label}: List requests per hour, steady state (with health)",
+            f"{label}: rolling 30-day sweep, one piece an hour ({SWEEP_RUNS} a sweep)",
+            sweep_piece,
+            "requests",
+            LIST_BUDGET_PER_HOUR,
+            "List budget",
+            ratio=sweep_piece / LIST_BUDGET_PER_HOUR,
+        ),
+        Row(
+            "reconcile",
+            f"{label}: List requests per hour, steady state (with the sweep and health)",
             steady,
             "/h",
             LIST_BUDGET_PER_HOUR,

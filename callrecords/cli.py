@@ -9,7 +9,7 @@ once installed (``pip install .[cli]``), or ``python cli.py …`` in a checkout.
     replay-poison   show why messages were parked, and put them back on the queue
     tabulate        rebuild the call-quality tables (Parquet) from the archive
     quality         the call-quality report (poor streams, worst users/subnets/...)
-    usage           PSTN / Direct Routing call logs: backfill, report
+    usage           PSTN / Direct Routing call logs: backfill, report, health (per SBC)
 
 Settings are the app's: the environment, then the Values of local.settings.json in the checkout
 this package sits in (a clone, or ``pip install -e``), else in the current directory.
@@ -40,6 +40,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+# First: without the cli extra the command stops here, in one line.
+from callrecords import _requires  # noqa: F401  # pyright: ignore[reportUnusedImport]
 from callrecords.analytics import commands as analytics
 from callrecords.analytics.buildings import BuildingFileError
 from callrecords.analytics.report import Dimension, NoTables
@@ -51,7 +53,7 @@ from shared.clock import utcnow
 from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
 from shared.graph.retry import RESUME_PAUSED, RetryLater
 from shared.ids import is_guid, normalize_id
-from shared.messages import Source, WorkItem
+from shared.messages import Source, WorkItem, for_terminal
 from shared.reconcile import QUEUE_CHUNK, EmptyRange, Report, reconcile, since_from_text
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
@@ -377,12 +379,14 @@ async def cmd_replay_poison(rt: Runtime, args: argparse.Namespace) -> int:
     now = utcnow()
 
     def show(entry: poison.Parked, outcome: str) -> None:
-        print(f"{entry.label}  parked {_ago(entry.age(now))} ago  -> {outcome}")
-        print(f"    reason: {entry.reason}")
+        # Everything but the age comes from the message: escaped (for_terminal).
+        label, out = for_terminal(entry.label), for_terminal(outcome)
+        print(f"{label}  parked {_ago(entry.age(now))} ago  -> {out}")
+        print(f"    reason: {for_terminal(entry.reason)}")
         if entry.last_error:
-            print(f"    last error: {entry.last_error}")
+            print(f"    last error: {for_terminal(entry.last_error)}")
         if entry.body is not None:
-            print(f"    body: {entry.body[:120]!r}")
+            print(f"    body: {for_terminal(entry.body[:120])}")
 
     try:
         summary = await poison.replay(

@@ -135,6 +135,22 @@ class AppHost:
         """One function's invocations by outcome (``succeeded``, ``failed``)."""
         return dict(self.metrics()["invocations"].get(function, {}))
 
+    def run_function(self, name: str, input: str = "", timeout: float = 120.0) -> str:
+        """Run a non-HTTP function now (``POST /admin/functions/{name}``, as an operator would
+        in Azure) and wait for that invocation to end; its outcome (``succeeded``/``failed``)."""
+        before = self.invocations(name)
+        r = httpx.post(f"{self.url}/admin/functions/{name}", json={"input": input}, timeout=10)
+        if r.status_code != 202:
+            raise RuntimeError(f"POST /admin/functions/{name}: {r.status_code} {r.text}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.invocations(name)
+            for outcome in ("failed", "succeeded"):
+                if now.get(outcome, 0) > before.get(outcome, 0):
+                    return outcome
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} did not finish within {timeout:.0f} s\n{self.tail()}")
+
     def _bank(self) -> None:
         """Keep the counters of the life about to end (what it does after this is lost)."""
         if self.proc is None or self.proc.poll() is not None:

@@ -11,6 +11,10 @@ so a wrong route, queue name or parameter name fails here as it would when Azure
 - timer triggers on their NCRONTAB schedules, runOnStartup honoured;
 - ``%SETTING%`` binding expressions, and ``AzureWebJobs.<name>.Disabled``;
 - settings from the environment, then local.settings.json ``Values`` (environment wins);
+- ``POST /admin/functions/{name}`` with ``{"input": "..."}``: runs a non-HTTP function now and
+  answers 202 Accepted, as the Functions host does (locally without the master key, as
+  ``func start``; learn.microsoft.com/azure/azure-functions/functions-manually-run-non-http):
+  a timer gets a TimerRequest, a queue function a message whose body is the input;
 - ``GET /_host/metrics``: what this host has done, as counters (invocations by function and
   outcome, HTTP answers by status, queue messages received, retried and moved to poison) and
   its state; tests, benchmarks and chaos runs read these, never the log, whose wording is
@@ -82,6 +86,7 @@ class HostError(RuntimeError):
 # counters
 
 METRICS_PATH = "/_host/metrics"
+ADMIN_FUNCTIONS_PATH = "/admin/functions/{name}"
 
 
 class HostState(StrEnum):
@@ -283,7 +288,57 @@ def http_app(
         return web.Response(body=orjson.dumps(metrics.as_dict()), content_type="application/json")
 
     app.router.add_get(METRICS_PATH, show_metrics)
+    app.router.add_post(ADMIN_FUNCTIONS_PATH, _admin_handler(functions, metrics, app))
     return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps({"error": message}), content_type="application/json"
+    )
+
+
+def _admin_handler(
+    functions: list[Function], metrics: HostMetrics, app: web.Application
+) -> Callable[..., Any]:
+    """Run a non-HTTP function on demand. The invocation runs after the 202, as in Azure;
+    its outcome is counted in the metrics like any other invocation."""
+    by_name = {fn.name.lower(): fn for fn in functions if fn.trigger["type"] != "httpTrigger"}
+    running: set[asyncio.Task[None]] = set()
+    app.on_cleanup.append(lambda _app: _cancel_all(running))
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        fn = by_name.get(request.match_info["name"].lower())
+        if fn is None:
+            return _error(404, f"no non-HTTP function named {request.match_info['name']!r}")
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            return _error(400, 'the body must be JSON: {"input": "<trigger input>"}')
+        given = body.get("input", "") if isinstance(body, dict) else None
+        if given is None or not isinstance(given, str | int | float | bool):
+            return _error(400, '"input" must be a string, a number or a boolean')
+        text = given if isinstance(given, str) else orjson.dumps(given).decode()
+        task = asyncio.create_task(_fire(fn, metrics, _manual_input(fn, text)))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        return web.Response(status=202)
+
+    return handle
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _manual_input(fn: Function, text: str) -> Any:
+    if fn.trigger["type"] == "queueTrigger":
+        now = datetime.now(UTC)
+        return QueueMessage(id="manual", body=text.encode(), dequeue_count=1, insertion_time=now)
+    return TimerRequest(past_due=False)
 
 
 def _http_handler(fn: Function, methods: list[str], metrics: HostMetrics) -> Callable[..., Any]:
@@ -547,9 +602,9 @@ async def run_timer(fn: Function, metrics: HostMetrics) -> None:
         await _fire(fn, metrics)
 
 
-async def _fire(fn: Function, metrics: HostMetrics) -> None:
+async def _fire(fn: Function, metrics: HostMetrics, argument: Any = None) -> None:
     try:
-        await fn.invoke(TimerRequest(past_due=False))
+        await fn.invoke(TimerRequest(past_due=False) if argument is None else argument)
     except Exception:
         metrics.invoked(fn.name, Outcome.FAILED)
         log.exception("Executed '%s' (Failed)", fn.name)
@@ -629,6 +684,9 @@ async def serve(app_dir: Path, port: int, stop: asyncio.Event | None = None) -> 
     runtime = sys.modules.get("shared.runtime")
     if runtime is not None and hasattr(runtime, "reset_runtime"):
         await runtime.reset_runtime()
+    webhook = sys.modules.get("shared.webhookqueue")  # the webhooks' own, when nothing else ran
+    if webhook is not None and hasattr(webhook, "reset_webhook_queue"):
+        await webhook.reset_webhook_queue()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     before = 0
     try:
         host.start()
+        # The keeper does not run at start-up (as in Azure): subscribe now, as after a deploy.
+        host.run_function("keep_subscription")
         print(
             f"""
   Graph simulator : {sim.base_url}  (tenant: ~{args.calls_per_minute:g} calls/min)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from shared import permission
 from shared.clock import utcnow
 from shared.graph import GraphError, NotFound, Unauthorized
 from shared.graph.retry import Fault, RetryLater, classify_fault, not_yet, transient
@@ -138,6 +139,20 @@ async def retry_later(
     )
 
 
+async def retry_refused(ports: ArchiverPorts, item: WorkItem, error: Exception) -> None:
+    """A 403 inside the permission grace period: back on the queue with the transient
+    back-off, never parked (shared/permission.py); the grace, not the give-up time, bounds it."""
+    delay = int(transient(ports.settings).delay(item.attempt))
+    await ports.work.put([item.retried(describe(error))], delay_seconds=delay)
+    log.warning(
+        "record %s: Graph 403 (no %s yet), fetching again in %d s (attempt %d)",
+        item.id,
+        permission.REQUIRED_ROLE,
+        delay,
+        item.attempt + 1,
+    )
+
+
 @functools.cache
 def max_dequeue_count() -> int:
     """host.json's ``extensions.queues.maxDequeueCount`` (the host's default, 5, if unset): on
@@ -153,12 +168,16 @@ async def archive_item(ports: ArchiverPorts, item: WorkItem, dequeue_count: int)
     except Exception as exc:
         await settle(ports, item, exc, dequeue_count)
         return
+    await permission.note_success(ports.state)
     if result.written:
         await ports.activity.archived(result.blob)
 
 
 async def settle(ports: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
     """What a failed attempt leads to: later, now parked, or the host's retry."""
+    if await permission.within_grace(ports.state, exc, ports.settings.permission_grace_hours):
+        await retry_refused(ports, item, exc)
+        return
     fault = classify_fault(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
         retry_after = exc.retry_after if isinstance(exc, GraphError | RetryLater) else None

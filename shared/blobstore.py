@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.storage.blob import BlobBlock, ContentSettings, StorageErrorCode
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from shared.clock import parse_graph_datetime
+from shared.graph.retry import LEASE_WAIT, Contended, RetryPolicy
 from shared.ids import normalize_id
 from shared.jsonvalues import as_object
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+LEASE_SECONDS = 60  # the longest lease storage grants short of an infinite one (15-60 s)
 BLOCK_BYTES = 4 * 1024 * 1024  # staged block size for records written page by page
 _warned_create: set[str] = set()  # containers we could not create (logged once each)
 
@@ -297,3 +302,60 @@ class StateStore:
             await self.container.delete_blob(name)
         except ResourceNotFoundError:
             pass
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str, wait: RetryPolicy = LEASE_WAIT) -> AsyncGenerator[None]:
+        """Hold the lease on state blob ``name`` (created empty if missing) while the block
+        runs: one instance at a time across every instance of the app.
+
+        Timer triggers are singletons across instances, but the same work also runs from the
+        queue (lifecycle actions), from an operator and from instances that start together.
+        A blob lease is held by one client at a time
+        (learn.microsoft.com/rest/api/storageservices/lease-blob): this waits for it as
+        ``wait`` says, renews it while the work runs, and releases it after; a holder that
+        dies loses it when its lease expires (LEASE_SECONDS), so nothing waits forever.
+        """
+        blob = self.container.get_blob_client(name)
+
+        async def create() -> None:
+            with contextlib.suppress(ResourceExistsError):
+                await blob.upload_blob(b"", overwrite=False)
+
+        try:
+            await with_container(self.container, create)
+        except HttpResponseError as exc:
+            if exc.status_code != 412:  # leased by another instance already: it exists
+                raise
+        lease = BlobLeaseClient(blob)
+
+        async def acquire() -> None:
+            try:
+                await lease.acquire(lease_duration=LEASE_SECONDS)
+            except HttpResponseError as exc:
+                if exc.status_code == 409:  # LeaseAlreadyPresent: another instance holds it
+                    raise Contended(f"{name} is leased by another instance") from exc
+                raise
+
+        def waiting(_exc: BaseException, _wait: float) -> None:
+            log.debug("%s is held by another instance; waiting for it", name)
+
+        await wait.run(acquire, on_retry=waiting)
+        renewal = asyncio.create_task(_keep_leased(lease, name))
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            await asyncio.gather(renewal, return_exceptions=True)
+            try:
+                await lease.release()
+            except AzureError as exc:  # it expires by itself within a minute
+                log.warning("could not release the lease on %s: %s", name, type(exc).__name__)
+
+
+async def _keep_leased(lease: BlobLeaseClient, name: str) -> None:
+    while True:
+        await asyncio.sleep(LEASE_SECONDS / 3)
+        try:
+            await lease.renew()
+        except AzureError as exc:  # the work goes on; another instance may start after expiry
+            log.warning("could not renew the lease on %s: %s", name, type(exc).__name__)

@@ -5,11 +5,12 @@ into plain values, calls the domain module that does the job, and turns the answ
 an HTTP response (or nothing, for queue and timer triggers). The domain modules never import
 ``azure.functions``: ruff's banned-import rule keeps it that way.
 
-    notifications        -> notifications.notification_items, WorkQueue.put
-    lifecycle_events     -> lifecycle.lifecycle_items, WorkQueue.put
+    notifications        -> notifications.parse_body, notification_items, WorkQueue.put
+    lifecycle            -> notifications.parse_body, lifecycle.lifecycle_batch, WorkQueue.put
     queue_message        -> archiver.archive_item (records) / lifecycle.run_control (actions)
     keep_subscription    -> lifecycle.keep_subscription
-    hourly_reconcile     -> reconcile.scheduled_pass (queued slices), poison.keep_forever
+    hourly_reconcile     -> reconcile.scheduled_pass + sweep.queue_next_piece (queued slices),
+                            poison.keep_forever
     health               -> status.collect
 
 The analytics and usage features bind their own timers (shared/analytics/triggers.py,
@@ -22,25 +23,40 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import azure.functions as func
 import orjson
+from azure.core.exceptions import AzureError
 
-from shared import archiver, lifecycle, poison, reconcile, status
-from shared.messages import ControlItem, MessageError, WorkItem, parse_message
 from shared.notifications import (
+    MAX_BODY_BYTES,
     BadRequest,
     Sorted,
     check_validation_token,
     notification_items,
     parse_body,
 )
-from shared.runtime import get_runtime
 from shared.settings import SettingError
-from shared.status import Verdict
-from shared.workqueue import QueueUnavailable
+from shared.webhookqueue import webhook_queue
+from shared.workqueue import QueueUnavailable, WorkQueue
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+
+async def get_runtime() -> Runtime:
+    """The process's full runtime (Graph client, blob SDK, ...), imported on first use so that
+    a cold instance answers the notifications webhook without loading it."""
+    from shared.runtime import get_runtime as build
+
+    return await build()
+
+
+# A webhook's services, built once ready to use: the queue to put on, and how a batch is sorted.
+Sorter = Callable[[Sequence[object]], Awaitable[Sorted]]
+Prepare = Callable[[], Awaitable[tuple[WorkQueue, Sorter]]]
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +116,22 @@ def _handshake(req: func.HttpRequest) -> func.HttpResponse | None:
         return error(exc.status, str(exc))
 
 
-def _read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
-    """The ``value`` array of a JSON body, or the 4xx to answer."""
+def _header(req: func.HttpRequest, name: str) -> str:
     # azure-functions leaves the headers' value type unknown.
-    given = cast(str | None, req.headers.get("Content-Type"))  # pyright: ignore[reportUnknownMemberType]
-    ctype = (given or "").split(";")[0].strip().lower()
+    return cast(str | None, req.headers.get(name)) or ""  # pyright: ignore[reportUnknownMemberType]
+
+
+def _read_value(req: func.HttpRequest) -> Sequence[object] | func.HttpResponse:
+    """The ``value`` array of a JSON body, or the 4xx to answer."""
+    ctype = _header(req, "Content-Type").split(";")[0].strip().lower()
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         return error(415, "Content-Type must be application/json")
+    # The declared length first: a body announced too large is refused before it is looked at
+    # (the Functions host refuses it earlier still, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+    length = _header(req, "Content-Length").strip()
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        log.warning("webhook request refused: Content-Length %s over %d", length, MAX_BODY_BYTES)
+        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     try:
         return parse_body(req.get_body())
     except BadRequest as exc:
@@ -114,9 +139,7 @@ def _read_value(req: func.HttpRequest) -> list[object] | func.HttpResponse:
         return error(exc.status, str(exc))
 
 
-async def _accept(
-    req: func.HttpRequest, kind: str, sort: Callable[[list[object], tuple[str, ...]], Sorted]
-) -> func.HttpResponse:
+async def _accept(req: func.HttpRequest, kind: str, prepare: Prepare) -> func.HttpResponse:
     """What both Graph webhooks do: handshake, parse, keep the genuine items, queue them all
     (durably, before answering), then 202; 503 if the queue cannot take them."""
     answer = _handshake(req)
@@ -126,19 +149,20 @@ async def _accept(
     if isinstance(value, func.HttpResponse):
         return value
     try:
-        rt = await get_runtime()
+        work, sort = await prepare()
     except SettingError as exc:
         log.error("not configured: %s", exc)
         return error(503, "the app is not configured; see its log")
-    batch = sort(value, rt.settings.client_states)  # current + previous during a rotation
-    dropped = drop_summary(batch.dropped)
+    batch = Sorted([], [])
     try:
         async with asyncio.timeout(ENQUEUE_DEADLINE):
-            await rt.work.put(batch.items)
-    except (QueueUnavailable, TimeoutError) as exc:
+            batch = await sort(value)
+            await work.put(batch.items)
+    except (QueueUnavailable, AzureError, TimeoutError) as exc:
         # Whatever did get queued is fetched once more after Graph's redelivery: harmless,
         # each version is written once.
-        cause = str(exc) or f"no answer within {ENQUEUE_DEADLINE} s"
+        cause = str(exc).splitlines()[0] if str(exc) else f"no answer within {ENQUEUE_DEADLINE} s"
+        dropped = drop_summary(batch.dropped)
         log.error(
             "%s batch: %d genuine, dropped %s; queue unavailable (%s), answered 503 so Graph "
             "delivers again",
@@ -148,6 +172,7 @@ async def _accept(
             cause,
         )
         return error(503, "queue unavailable; deliver again later", {"Retry-After": "30"})
+    dropped = drop_summary(batch.dropped)
     body = {"queued": len(batch.items), "dropped": len(batch.dropped), **batch.counts}
     level = logging.WARNING if batch.dropped else logging.INFO
     extra = "".join(f", {key} {value}" for key, value in batch.counts.items())
@@ -174,12 +199,34 @@ def drop_summary(reasons: list[str]) -> str:
 
 async def notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Graph change notifications for callRecords -> one queue message per genuine record id."""
-    return await _accept(req, "notification", notification_items)
+
+    async def prepare() -> tuple[WorkQueue, Sorter]:
+        # Settings and the queue only: no Graph client, no blob SDK on a cold instance.
+        settings, work = await webhook_queue()
+
+        async def sort(value: Sequence[object]) -> Sorted:
+            return notification_items(value, settings.client_states)  # current + previous
+
+        return work, sort
+
+    return await _accept(req, "notification", prepare)
 
 
 async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
     """Graph lifecycle notifications -> queued control actions, then 202."""
-    return await _accept(req, "lifecycle notification", lifecycle.lifecycle_items)
+
+    async def prepare() -> tuple[WorkQueue, Sorter]:
+        # The full runtime: events are checked against the subscription the keeper saved.
+        from shared.lifecycle import lifecycle_batch
+
+        rt = await get_runtime()
+
+        async def sort(value: Sequence[object]) -> Sorted:
+            return await lifecycle_batch(rt, value)
+
+        return rt.work, sort
+
+    return await _accept(req, "lifecycle notification", prepare)
 
 
 # ---- the queue ----
@@ -188,6 +235,9 @@ async def lifecycle_events(req: func.HttpRequest) -> func.HttpResponse:
 async def queue_message(body: bytes, dequeue_count: int | None) -> None:
     """Archive a record, or carry out a control action. Malformed messages go straight to
     poison with the reason; everything else is the archiver's retry policy."""
+    from shared import archiver, lifecycle
+    from shared.messages import ControlItem, MessageError, WorkItem, parse_message
+
     rt = await get_runtime()
     try:
         item = parse_message(body)
@@ -206,14 +256,20 @@ async def queue_message(body: bytes, dequeue_count: int | None) -> None:
 
 
 async def keep_subscription() -> None:
+    from shared import lifecycle
+
     await lifecycle.keep_subscription(await get_runtime())
 
 
 async def hourly_reconcile() -> None:
-    """The hourly timer: queue this hour's reconciliation slices, and re-send any poison
-    message the host parked with an expiry (poison.keep_forever)."""
+    """The hourly timer: queue this hour's reconciliation slices and the next piece of the
+    rolling 30-day sweep, and re-send any poison message the host parked with an expiry
+    (poison.keep_forever)."""
+    from shared import poison, reconcile, sweep
+
     rt = await get_runtime()
     await reconcile.scheduled_pass(rt)
+    await sweep.queue_next_piece(rt.state, rt.work, rt.settings.reconcile_sweep_hours)
     raw = rt.raw_poison()
     try:
         await poison.keep_forever(rt.work, raw)
@@ -222,5 +278,8 @@ async def hourly_reconcile() -> None:
 
 
 async def health() -> func.HttpResponse:
+    from shared import status
+    from shared.status import Verdict
+
     facts = await status.collect(await get_runtime())
     return json_response(200 if facts.verdict == Verdict.HEALTHY else 503, facts.as_dict())

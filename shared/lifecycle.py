@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from shared.clock import utcnow
 from shared.graph import GraphError, NotFound
 from shared.ids import is_guid
-from shared.jsonvalues import as_object
 from shared.messages import ControlAction, ControlItem, WorkItem
-from shared.notifications import Sorted, same_secret
-from shared.ports import KeeperPorts
+from shared.notifications import Sorted, as_notification, same_secret
+from shared.ports import KeeperPorts, StatePort
 from shared.reconcile import queue_recent_slices, reconcile_slice
 from shared.subscriptions import (
     Outcome,
     SubscriptionAction,
     SubscriptionError,
     SubscriptionKeeper,
+    known_subscription_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -35,42 +37,81 @@ EVENTS = {
 }
 
 
+# Both queue a reconciliation of up to 48 hours of slices: at most one of each per this long,
+# whatever the number of batches, so a flood of lifecycle POSTs cannot multiply Graph reads.
+# The hourly timer reconciles the recent hours anyway, so nothing waits long on a skipped one.
+DEBOUNCE = timedelta(minutes=15)
+DEBOUNCED = (ControlAction.RECONCILE, ControlAction.RECREATE)
+
+
+def debounce_blob(action: ControlAction) -> str:
+    return f"lifecycle-{action}.json"
+
+
 def sort_events(
-    value: list[object], client_state: str | tuple[str, ...]
-) -> tuple[list[ControlItem], list[str]]:
-    """Genuine lifecycle events as control actions (one per subscription and action)."""
-    actions: dict[tuple[ControlAction, str | None], ControlItem] = {}
+    value: Sequence[object], client_state: str | tuple[str, ...], known: frozenset[str]
+) -> tuple[list[ControlItem], list[str], int]:
+    """Genuine lifecycle events for this app's subscription (``known``: the current and the
+    previous id) as control actions, at most one per action; (actions, dropped, foreign)."""
+    actions: dict[ControlAction, ControlItem] = {}
     dropped: list[str] = []
+    foreign = 0
     for index, raw in enumerate(value):
-        item = as_object(raw)
-        if item is None:
-            dropped.append(f"item {index}: not an object")
+        item = as_notification(raw)
+        if isinstance(item, str):
+            dropped.append(f"item {index}: {item}")
             continue
-        if not same_secret(item.get("clientState"), client_state):
+        if not same_secret(item.client_state, client_state):
             dropped.append(f"item {index}: clientState does not match")
             continue
-        action = EVENTS.get(str(item.get("lifecycleEvent", "")).lower())
+        action = EVENTS.get((item.lifecycle_event or "").lower())
         if action is None:
-            dropped.append(
-                f"item {index}: unknown lifecycleEvent {str(item.get('lifecycleEvent'))[:40]!r}"
-            )
+            dropped.append(f"item {index}: unknown lifecycleEvent {item.lifecycle_event!r:.40}")
             continue
-        sub = item.get("subscriptionId")
+        sub = item.subscription_id
         if sub is not None and not is_guid(sub):
             dropped.append(f"item {index}: subscriptionId is not a GUID")
             continue
-        key = (action, str(sub).lower() if sub else None)
-        actions[key] = ControlItem(action, key[1])
-    return list(actions.values()), dropped
+        sub = sub.lower() if sub else None
+        if sub is not None and sub not in known:
+            foreign += 1
+            dropped.append(f"item {index}: subscriptionId is not this app's subscription")
+            continue
+        actions.setdefault(action, ControlItem(action, sub))
+    return list(actions.values()), dropped, foreign
 
 
-def lifecycle_items(value: list[object], client_state: str | tuple[str, ...]) -> Sorted:
-    """A lifecycle-notification batch as the control actions to queue."""
-    actions, dropped = sort_events(value, client_state)
+async def claim(state: StatePort, action: ControlAction, now: datetime | None = None) -> bool:
+    """True if ``action`` may be queued now: none was in the last DEBOUNCE. The claim is an
+    ETag-guarded write, so of two instances answering at once only one queues it."""
+    now = now or utcnow()
+    name = debounce_blob(action)
+    data, etag = await state.load(name)
+    try:
+        last = datetime.fromisoformat(str((data or {})["queuedAt"]))
+    except (KeyError, ValueError):
+        last = None
+    # A time in the future (a clock gone wrong, or a hand edit) counts as now, not as forever.
+    if last is not None and last.tzinfo is not None and now - min(last, now) < DEBOUNCE:
+        return False
+    return await state.save(name, {"queuedAt": now.isoformat()}, etag or "") is not None
+
+
+async def lifecycle_batch(ports: KeeperPorts, value: Sequence[object]) -> Sorted:
+    """A lifecycle-notification batch as the control actions to queue: only this app's
+    subscription's events, at most one action of each kind, reconciliations debounced."""
+    known = await known_subscription_ids(ports.state)
+    actions, dropped, foreign = sort_events(value, ports.settings.client_states, known)
+    debounced = 0
+    kept: list[ControlItem] = []
     for action in actions:
+        if action.action in DEBOUNCED and not await claim(ports.state, action.action):
+            debounced += 1
+            continue
         log.info("lifecycle: %s queued for subscription %s", action.action, action.subscription_id)
-    items: list[WorkItem | ControlItem] = list(actions)
-    return Sorted(items, dropped)
+        kept.append(action)
+    items: list[WorkItem | ControlItem] = list(kept)
+    return Sorted(items, dropped, {"foreign": foreign, "debounced": debounced})
 
 
 MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days

@@ -5,6 +5,7 @@ JSON text; the queue client base64-encodes it, as the Functions queue trigger ex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,6 +46,18 @@ MAX_ATTEMPT = 10_000
 
 class MessageError(ValueError):
     """A queue message that can never be processed (not JSON, no GUID id, ...)."""
+
+
+# C0 and C1 controls (ANSI escape sequences start with ESC, or CSI in C1), the line and
+# paragraph separators, and the bidirectional overrides that make text read other than it is.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def for_terminal(text: object) -> str:
+    """Text taken from a queue message, safe to print to a person's terminal: every control
+    character shown as its escape (``\\x1b``, ``\\n``, ``\\u202e``), so a message cannot move
+    the cursor, rewrite earlier lines or change the terminal's title."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def clamp_attempt(value: object) -> int:
@@ -137,6 +150,9 @@ class WorkItem:
                 raise MessageError("firstSeen is not an ISO date-time") from exc
             if first_seen.tzinfo is None:
                 first_seen = first_seen.replace(tzinfo=UTC)
+            # A first sighting in the future (year 9999, or a clock ahead) would keep the
+            # record inside its retry window for ever: it is taken as now.
+            first_seen = min(first_seen, utcnow())
         last = data.get("lastError")
         reason = data.get("reason")
         return cls(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -85,6 +86,10 @@ class StatePort(Protocol):
     ) -> str | None: ...
 
     async def delete(self, name: str) -> None: ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Held by one instance of the app at a time (a blob lease on ``name``)."""
+        ...
 
 
 class WorkPort(Protocol):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import permission
 from shared.archiver import describe
 from shared.blobstore import blob_name, record_prefix
 from shared.clock import parse_graph_datetime, utcnow
@@ -280,12 +281,17 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
     if item.since is None or item.until is None:
         raise ValueError("a reconcile slice needs since and until")
     try:
-        return await reconcile(ports, item.since, item.until, limiter=list_limiter())
+        report = await reconcile(ports, item.since, item.until, limiter=list_limiter())
     except EmptyRange as exc:
         log.info("reconcile slice skipped: %s", exc)
         return None
     except Exception as exc:
-        if classify_fault(exc) is not Fault.TRANSIENT:
+        refused = permission.is_refusal(exc)
+        if refused:
+            # Never parked on 403 (a new grant takes up to a day to reach the tokens, and a
+            # slice is cheap to try again): noted for health, then outlived like the rest.
+            await permission.note_refusal(ports.state, exc)
+        elif classify_fault(exc) is not Fault.TRANSIENT:
             raise
         # Outlived like a record (the host's five tries would park it within minutes of a
         # Graph incident): the same slice again later, until it ages out of Graph's 30 days.
@@ -300,6 +306,8 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
             delay,
         )
         return None
+    await permission.note_success(ports.state)
+    return report
 
 
 def since_from_text(text: str, now: datetime | None = None) -> datetime:

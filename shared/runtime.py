@@ -150,8 +150,12 @@ async def get_runtime() -> Runtime:
 
 
 async def reset_runtime() -> None:
-    """Close and forget the process-wide Runtime (tests, settings changes)."""
+    """Close and forget the process-wide Runtime and the webhooks' queue (tests, settings
+    changes)."""
     global _runtime, _lock
+    from shared.webhookqueue import reset_webhook_queue
+
+    await reset_webhook_queue()
     if _runtime is not None:
         await _runtime.close()
     _runtime, _lock = None, None

@@ -44,10 +44,19 @@ SETTING_NAMES: tuple[str, ...] = (
     "ARCHIVE_MAX_LARGE_FETCHES",
     "POISON_ALERT_HOURS",
     "RECONCILE_RECENT_HOURS",
+    "RECONCILE_SWEEP_HOURS",
+    "GRAPH_PERMISSION_GRACE_HOURS",
+    "USAGE_LOGS_REREAD_DAYS",
+    "USAGE_LOGS_REREAD_EVERY_HOURS",
+    "USAGE_LOGS_KINDS",
 )
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 MAX_CLIENT_STATE = 128
+# The clientState is the webhooks' only proof that a POST comes from Graph: 32 characters of a
+# random string are beyond guessing. Shorter ones are accepted against a loopback Graph only
+# (the simulator, tests).
+MIN_CLIENT_STATE = 32
 
 
 class ParticipantsMode(StrEnum):
@@ -56,6 +65,24 @@ class ParticipantsMode(StrEnum):
     AUTO = "auto"  # by cloud: on for the global service, off for the national clouds
     ON = "on"
     OFF = "off"
+
+
+# The usage logs the hourly sync reads (USAGE_LOGS_KINDS); the values are
+# shared/usage/kinds.py's UsageKind values.
+USAGE_LOG_NAMES = ("pstn", "directrouting")
+
+
+# By cloud, as participants_v2 below: both logs in the global service; PSTN only in the US
+# Government clouds, where Direct Routing is treated as global-only (the stricter reading: the
+# national cloud table of learn.microsoft.com/graph/api/callrecords-callrecord-getdirectroutingcalls
+# now lists US Government L4/L5 too, other sources call it global-only; a tenant there sets
+# USAGE_LOGS_KINDS=pstn,directrouting); in China (21Vianet) neither, as the tables of
+# getPstnCalls and getDirectRoutingCalls both say.
+USAGE_LOGS_BY_HOST: dict[str, tuple[str, ...]] = {
+    "graph.microsoft.us": ("pstn",),
+    "dod-graph.microsoft.us": ("pstn",),
+    "microsoftgraph.chinacloudapi.cn": (),
+}
 
 
 # participants_v2 is documented for the global service only
@@ -84,8 +111,8 @@ class Pace:
 # for the pages that follow.
 FIRST_PAGE_PACE = Pace(10, 20.0)
 NEXT_PAGES_PACE = Pace(50, 300.0)
-# Flex Consumption's default function timeout is 30 minutes and host.json sets 10: a fetch
-# stops at a checkpoint well before either and continues in a new invocation.
+# host.json sets functionTimeout to Flex Consumption's default, 30 minutes (shared/hostconfig.py):
+# a fetch stops at a checkpoint well before it and continues in a new invocation.
 FETCH_BUDGET_SECONDS = 300
 
 
@@ -149,6 +176,26 @@ class Settings:
     max_large_fetches: int = 4
     poison_alert_hours: float = 0.0
     reconcile_recent_hours: int = 4
+    # Runs (hours, with the hourly timer) one rolling sweep of Graph's 30 days takes
+    # (shared/sweep.py): weekly by default.
+    reconcile_sweep_hours: int = 168
+    # A Graph 403 is retried, not parked, for this long after it is first seen
+    # (shared/permission.py); 0 parks at once.
+    permission_grace_hours: float = 24.0
+    # Late usage rows: every sync re-reads at least 3 days; once every
+    # usage_reread_every_hours (0: every run) it re-reads usage_reread_days.
+    usage_reread_days: int = 7
+    usage_reread_every_hours: float = 24.0
+    # USAGE_LOGS_KINDS as given; None: by cloud (usage_kinds)
+    usage_kinds_setting: tuple[str, ...] | None = None
+
+    @property
+    def usage_kinds(self) -> tuple[str, ...]:
+        """The usage logs to sync (USAGE_LOGS_KINDS; ``auto``: by cloud, USAGE_LOGS_BY_HOST)."""
+        if self.usage_kinds_setting is not None:
+            return self.usage_kinds_setting
+        host = urlsplit(self.graph_base_url).hostname or ""
+        return USAGE_LOGS_BY_HOST.get(host, USAGE_LOG_NAMES)
 
     @property
     def poison_queue_name(self) -> str:
@@ -266,6 +313,22 @@ def _participants(env: Mapping[str, str]) -> ParticipantsMode:
         ) from None
 
 
+def _usage_kinds(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    raw = (_get(env, "USAGE_LOGS_KINDS") or "auto").lower()
+    if raw == "auto":
+        return None
+    if raw == "none":
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    unknown = [n for n in names if n not in USAGE_LOG_NAMES]
+    if unknown or not names:
+        raise SettingError(
+            f"USAGE_LOGS_KINDS is malformed: {raw!r} must be auto, none or a comma-separated list of "
+            f"{', '.join(USAGE_LOG_NAMES)} (e.g. pstn,directrouting)"
+        )
+    return names
+
+
 def _hours(env: Mapping[str, str], setting: str, default: float, zero_ok: bool = False) -> float:
     """A number of hours (fractions allowed, so tests can scale a day down to minutes)."""
     raw = _get(env, setting)
@@ -354,7 +417,7 @@ def lifecycle_url_from(notification_url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
-def _check_secret(setting: str, value: str) -> None:
+def _check_secret(setting: str, value: str, loopback_graph: bool) -> None:
     if value.startswith("@Microsoft.KeyVault("):
         raise SettingError(
             f"{setting} is an unresolved Key Vault reference: grant the app's identity "
@@ -364,6 +427,31 @@ def _check_secret(setting: str, value: str) -> None:
         raise SettingError(
             f"{setting} is malformed: Graph accepts at most {MAX_CLIENT_STATE} characters"
         )
+    if len(value) < MIN_CLIENT_STATE and not loopback_graph:
+        raise SettingError(
+            f"{setting} is too short ({len(value)} characters): it must hold at least "
+            f"{MIN_CLIENT_STATE} random characters, e.g. the output of `openssl rand -hex 32`"
+        )
+
+
+def _graph_base_url(env: Mapping[str, str]) -> str:
+    """GRAPH_BASE_URL: HTTPS, except a loopback simulator. The bearer token for the managed
+    identity travels in every request to it, so plain HTTP would hand the token to anyone on
+    the path."""
+    graph = _url(env, "GRAPH_BASE_URL") or "https://graph.microsoft.com"
+    parts = urlsplit(graph)
+    if parts.path.strip("/"):
+        raise SettingError(
+            "GRAPH_BASE_URL is malformed: it must be the Graph root without a version, "
+            "e.g. https://graph.microsoft.com"
+        )
+    if parts.scheme != "https" and not is_loopback(parts.hostname):
+        raise SettingError(
+            f"GRAPH_BASE_URL must be an https:// URL (got {parts.scheme}://{parts.hostname}): "
+            "set it to https://graph.microsoft.com or your national cloud's Graph root; "
+            "http:// is accepted for loopback hosts only"
+        )
+    return graph
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -379,23 +467,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     archive = _storage(env, "ARCHIVE_STORAGE", client_id) or host
 
-    graph = _url(env, "GRAPH_BASE_URL") or "https://graph.microsoft.com"
-    if urlsplit(graph).path.strip("/"):
-        raise SettingError(
-            "GRAPH_BASE_URL is malformed: it must be the Graph root without a version, "
-            "e.g. https://graph.microsoft.com"
-        )
+    graph = _graph_base_url(env)
+    loopback_graph = is_loopback(urlsplit(graph).hostname)
 
     client_state = env.get("GRAPH_CLIENT_STATE") or ""
     if not client_state:
         raise SettingError(
             "GRAPH_CLIENT_STATE is not set: it must hold the subscription secret "
-            f"(1-{MAX_CLIENT_STATE} characters)"
+            f"({MIN_CLIENT_STATE}-{MAX_CLIENT_STATE} random characters)"
         )
-    _check_secret("GRAPH_CLIENT_STATE", client_state)
+    _check_secret("GRAPH_CLIENT_STATE", client_state, loopback_graph)
     previous = env.get("GRAPH_CLIENT_STATE_PREVIOUS") or None
     if previous is not None:
-        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous)
+        _check_secret("GRAPH_CLIENT_STATE_PREVIOUS", previous, loopback_graph)
 
     notification = _webhook_url(env, "NOTIFICATION_URL")
     lifecycle = _webhook_url(env, "LIFECYCLE_NOTIFICATION_URL") or (
@@ -427,4 +511,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_large_fetches=_positive_int(env, "ARCHIVE_MAX_LARGE_FETCHES", 4),
         poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
+        reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
+        permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 24.0, zero_ok=True),
+        usage_reread_days=_positive_int(env, "USAGE_LOGS_REREAD_DAYS", 7),
+        usage_reread_every_hours=_hours(env, "USAGE_LOGS_REREAD_EVERY_HOURS", 24.0, zero_ok=True),
+        usage_kinds_setting=_usage_kinds(env),
     )

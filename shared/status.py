@@ -27,9 +27,14 @@ from shared.clock import parse_graph_datetime, utcnow
 from shared.graph import GraphError, first_page
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
+from shared.permission import current_refusal
+from shared.permission import health_problem as refusal_problem
 from shared.poison import expires
 from shared.ports import StatusPorts
 from shared.subscriptions import SubscriptionKeeper
+from shared.sweep import load as load_sweep
+from shared.sweep import overdue as sweep_overdue
+from shared.sweep import progress_facts as sweep_progress
 from shared.usage.health import usage_facts
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,7 @@ class Status:
     usage_logs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     graph_sampled: int | None = None  # records Graph listed for the last 24 h (one page)
     sample_missing: list[str] = field(default_factory=list[str])  # listed, not archived
+    reconcile_sweep: dict[str, Any] = field(default_factory=dict[str, Any])  # shared/sweep.py
     checked_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
@@ -186,6 +192,36 @@ async def _sample_facts(
     status.sample_missing = [rid for (rid, _), ok in zip(due, found, strict=True) if not ok]
 
 
+async def _permission_facts(ports: StatusPorts, status: Status, now: datetime) -> None:
+    """Graph refusing the app (403) names the missing permission from the first refusal on."""
+    try:
+        refusal = await current_refusal(ports.state, now)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the permission state: {type(exc).__name__}")
+        return
+    if refusal is not None:
+        status.problems.insert(
+            0,
+            refusal_problem(
+                refusal, ports.settings.permission_grace_hours, ports.settings.client_id, now
+            ),
+        )
+
+
+async def _sweep_facts(ports: StatusPorts, status: Status, now: datetime) -> None:
+    """The rolling sweep's progress and when the last one completed (one small blob read)."""
+    runs = ports.settings.reconcile_sweep_hours
+    try:
+        sweep, _ = await load_sweep(ports.state)
+    except AzureError as exc:
+        status.problems.append(f"cannot read the reconcile sweep's state: {type(exc).__name__}")
+        return
+    status.reconcile_sweep = sweep_progress(sweep, runs)
+    problem = sweep_overdue(sweep, runs, now)
+    if problem:
+        status.problems.append(problem)
+
+
 async def collect(
     ports: StatusPorts,
     check_subscription: bool = True,
@@ -242,6 +278,8 @@ async def collect(
     await _queue_facts(ports, status, now)
     await _archive_facts(ports, status, now)
     status.usage_logs = await usage_facts(ports, now, status.problems)
+    await _sweep_facts(ports, status, now)
+    await _permission_facts(ports, status, now)
     if check_subscription:
         await _sample_facts(ports, status, now, sample_grace)
     parked_hours = status.oldest_parked_hours or 0.0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.storage.blob.aio import ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
 
 # The async retry policy is only exported from here (pinned SDK version in requirements.txt).
@@ -14,6 +13,9 @@ from azure.storage.queue.aio import QueueClient
 
 from shared.graph.retry import STORAGE_QUEUE, RetryPolicy
 from shared.settings import SettingError, StorageTarget
+
+if TYPE_CHECKING:  # the blob SDK is imported where a container is made: not by the webhooks
+    from azure.storage.blob.aio import ContainerClient
 
 _DEV_SHORTHAND = "UseDevelopmentStorage=true"
 # The storage emulator's well-known account: public and documented, not a secret
@@ -99,6 +101,8 @@ def container_client(
 ) -> ContainerClient:
     """A container client that owns its connection pool, so closing it closes everything
     (one made by BlobServiceClient.get_container_client leaves the service's pool open)."""
+    from azure.storage.blob.aio import ContainerClient
+
     conn = _conn(target)
     if conn:
         return ContainerClient.from_connection_string(conn, container)

@@ -2,7 +2,10 @@
 
 Graph drops a subscription silently when it expires (at most 4,230 minutes) or when it is
 removed; the classic failure of call-record exporters is "deployed, no errors, no data".
-The keeper is idempotent and runs hourly, at start-up, and on lifecycle events.
+The keeper is idempotent and runs hourly and on lifecycle events (not at start-up: every
+scale-out would run it). ensure() holds a blob lease while it looks and acts, so instances
+that run it together (a lifecycle action, an operator, the timer) leave exactly one
+subscription and never delete one another's new one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ LIFETIME = MAX_LIFETIME - timedelta(minutes=10)
 # Renew once less than this is left: with an hourly keeper that is ~30 chances before expiry.
 RENEW_BEFORE = timedelta(hours=36)
 STATE_BLOB = "subscription.json"
+# Leased around every look-and-act on the subscription: without it an instance that lists the
+# subscription another has just created, before that one has saved its secret's fingerprint,
+# takes it for someone else's and replaces it, deleting it.
+LOCK_BLOB = "subscription.lock"
 # Graph's answer to a second subscription for the same resource and changeType
 # (learn.microsoft.com/graph/api/subscription-post-subscriptions, "Duplicate subscription
 # behavior"): 409 "Subscription Id <id> already exists for the requested combination".
@@ -105,6 +112,26 @@ def _matches(data: dict[str, Any]) -> bool:
     }
 
 
+def previous_id(known: dict[str, Any] | None, current: str) -> str | None:
+    """The subscription this app had before ``current`` (kept so that the lifecycle events
+    Graph still sends for a replaced one are recognised as the app's own)."""
+    if not known:
+        return None
+    if known.get("subscriptionId") not in (None, current):
+        return str(known["subscriptionId"])
+    previous = known.get("previousSubscriptionId")
+    return str(previous) if previous else None
+
+
+async def known_subscription_ids(state: StatePort) -> frozenset[str]:
+    """The ids of this app's current and previous subscriptions (lowercase), as remembered."""
+    known, _ = await state.load(STATE_BLOB)
+    if not known:
+        return frozenset()
+    ids = (known.get("subscriptionId"), known.get("previousSubscriptionId"))
+    return frozenset(str(i).lower() for i in ids if isinstance(i, str) and i)
+
+
 class SubscriptionKeeper:
     """Create, find, renew, reauthorize and delete this app's callRecords subscription."""
 
@@ -143,6 +170,7 @@ class SubscriptionKeeper:
             STATE_BLOB,
             {
                 "subscriptionId": sub.id,
+                "previousSubscriptionId": previous_id(known, sub.id),
                 "clientStateFingerprint": secret_fingerprint,
                 "aliveAt": utcnow().isoformat(),
                 "expires": sub.expires.isoformat(),
@@ -239,6 +267,12 @@ class SubscriptionKeeper:
         await self.graph.request("DELETE", self.graph.url(f"subscriptions/{subscription_id}"))
 
     async def ensure(self, force_renew: bool = False) -> Outcome:
+        """ensure_unlocked() under the subscription lease (one instance at a time)."""
+        self.settings.require_notification_url()
+        async with self.state.exclusive(LOCK_BLOB):
+            return await self.ensure_unlocked(force_renew)
+
+    async def ensure_unlocked(self, force_renew: bool = False) -> Outcome:
         """End with exactly one live subscription for callRecords, at the current URLs, made
         with the current secret, and with RENEW_BEFORE or more left.
 

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 # Queue messages expire after 7 days unless sent with a time to live; -1 means never (Put
 # Message, api-version 2017-07-29 and later:
 # learn.microsoft.com/rest/api/storageservices/put-message). A parked record must wait for a
-# person however long that takes, so every poison message is sent with -1.
+# person however long that takes, so every poison message is sent with -1; so is every work
+# message: a week-long outage (storage, Graph or the app stopped) must not silently drop the
+# ids and slices still waiting in the queue.
 NEVER_EXPIRES = -1
 
 
@@ -70,7 +72,9 @@ class WorkQueue:
     ) -> list[object | BaseException]:
         return await asyncio.gather(
             *(
-                self.queue.send_message(item.to_json(), visibility_timeout=delay_seconds)
+                self.queue.send_message(
+                    item.to_json(), visibility_timeout=delay_seconds, time_to_live=NEVER_EXPIRES
+                )
                 for item in items
             ),
             return_exceptions=True,

@@ -33,8 +33,7 @@ EXPECTED_TRIGGERS: dict[str, dict[str, Any]] = {
     },
     "keep_subscription": {
         "type": "timerTrigger",
-        "schedule": "0 7 * * * *",  # hourly, and at start-up
-        "runOnStartup": True,
+        "schedule": "0 7 * * * *",  # hourly, never at start-up (every scale-out would)
     },
     "reconcile": {"type": "timerTrigger", "schedule": "0 37 * * * *"},
     "rebuild_tables": {"type": "timerTrigger", "schedule": "0 15 3 * * *"},  # daily

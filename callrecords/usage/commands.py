@@ -1,5 +1,5 @@
-"""``callrecords usage …``: backfill the PSTN / Direct Routing logs by hand, and the
-report; callrecords/cli.py wires these in."""
+"""``callrecords usage …``: backfill the PSTN / Direct Routing logs by hand, the
+report, and Direct Routing health per SBC; callrecords/cli.py wires these in."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from callrecords.usage.sbc_health import TOP_SIP_CODES, sbc_health
+from callrecords.usage.sbc_page import render_health
 from callrecords.usage.tables import UsageTables, report
 from shared.clock import utcnow
 from shared.runtime import Runtime
@@ -113,7 +115,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], out: IO[str]) -> None
         print("  (none)", file=out)
         return
     widths = {c: max(len(c), *(len(_cell(r[c])) for r in rows)) for c in columns}
-    print("  " + "  ".join(c.ljust(widths[c]) for c in columns), file=out)
+    print("  " + "  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
     for row in rows:
         print("  " + "  ".join(_cell(row[c]).ljust(widths[c]) for c in columns).rstrip(), file=out)
 
@@ -124,9 +126,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-async def cmd_usage_report(rt: Runtime, args: argparse.Namespace) -> int:
-    since, until = _range(args)
-    kinds = list(UsageKind)
+async def _refresh(rt: Runtime, kinds: list[UsageKind], since: datetime, until: datetime) -> None:
+    """Bring the range's tables up to date with the archive, saying how much was rebuilt."""
     tables = UsageTables(rt)
 
     def show(kind: UsageKind, day: date) -> None:
@@ -142,6 +143,13 @@ async def cmd_usage_report(rt: Runtime, args: argparse.Namespace) -> int:
         f"(container {rt.settings.analytics_container})",
         file=sys.stderr,
     )
+
+
+async def cmd_usage_report(rt: Runtime, args: argparse.Namespace) -> int:
+    since, until = _range(args)
+    kinds = list(UsageKind)
+    tables = UsageTables(rt)
+    await _refresh(rt, kinds, since, until)
     with tempfile.TemporaryDirectory(prefix="usage-report-") as tmp:
         folders = await tables.download(kinds, since, until, Path(tmp))
         result = report(folders, since, until)
@@ -169,11 +177,90 @@ async def cmd_usage_report(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _health_text(result: dict[str, Any], out: IO[str]) -> None:
+    print(f"Direct Routing health {result['since']} .. {result['until']}", file=out)
+    sbcs: list[dict[str, Any]] = result["sbcs"]
+    if not sbcs:
+        print("  no Direct Routing calls in the range", file=out)
+        return
+    rows = [
+        {
+            **s,
+            "ner": f"{s['ner']:.2f}{'*' if s['low_volume'] else ''}",
+            "peak_at": s["peak_at"] or "-",
+        }
+        for s in sbcs
+    ]
+    columns = ["sbc", "attempts", "ner", "answered", "avg_duration_s", "short_calls_pct"]
+    _table(rows, [*columns, "media_bypass_pct", "peak_concurrent", "peak_at"], out)
+    print(
+        f"  * fewer than {result['low_volume_below']} attempts: the NER may be low and still normal",
+        file=out,
+    )
+    for sbc in sbcs:
+        print(f"\nTop final SIP codes, {sbc['sbc']}", file=out)
+        codes = [
+            {**c, "network_effective": "yes" if c["network_effective"] else "no"}
+            for c in sbc["top_sip_codes"]
+        ]
+        _table(
+            codes, ["sip_code", "sub_reason", "phrase", "calls", "pct", "network_effective"], out
+        )
+    print("\nPer day", file=out)
+    days = [
+        {**d, "day": d["day"][:10], "ner": f"{d['ner']:.2f}{'*' if d['low_volume'] else ''}"}
+        for d in result["days"]
+    ]
+    _table(
+        days,
+        ["sbc", "day", "attempts", "ner", "avg_duration_s", "short_calls_pct", "peak_concurrent"],
+        out,
+    )
+    print("\n(per hour: --json or --html)", file=out)
+
+
+async def cmd_usage_health(rt: Runtime | None, args: argparse.Namespace) -> int:
+    since, until = _range(args)
+    kind = UsageKind.DIRECT_ROUTING
+    with tempfile.TemporaryDirectory(prefix="usage-health-") as tmp:
+        if args.tables is not None:  # a local copy: no settings, no storage
+            folder = args.tables / kind.table
+            if not folder.is_dir():
+                raise UsageCommandError(
+                    f"no {kind.table}/ folder in {args.tables} (copy the analytics container's "
+                    f"{kind.table}/date=…/ partitions there, or leave out --tables)"
+                )
+        else:
+            assert rt is not None
+            await _refresh(rt, [kind], since, until)
+            folders = await UsageTables(rt).download([kind], since, until, Path(tmp))
+            folder = folders[kind]
+        result = sbc_health(folder, since, until, top=args.top)
+    if args.html:
+        args.html.write_text(render_health(result), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _health_text(result, sys.stdout)
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
-    """Add ``usage backfill`` and ``usage report`` to cli.py's subcommands."""
+    """Add ``usage backfill``, ``usage report`` and ``usage health`` to the subcommands."""
     usage = sub.add_parser(
         "usage",
-        help="PSTN and Direct Routing call logs: backfill, report",
+        help="PSTN and Direct Routing call logs: backfill, report, health",
         description="The PSTN and Direct Routing call logs Graph keeps by date range "
         "(getPstnCalls, getDirectRoutingCalls), archived one row a blob under pstn/ and "
         "directrouting/. The hourly sync_usage_logs timer keeps them current.",
@@ -207,3 +294,23 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     p.add_argument("--until", type=when, default=None, help="default: now")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_usage_report)
+
+    p = actions.add_parser(
+        "health",
+        help="Direct Routing health per SBC: NER, SIP codes, short calls, concurrency",
+        description="Per SBC, per hour and per day: attempts, the Network Effectiveness Ratio "
+        "(answered, busy, no answer, cancelled while ringing and declined attempts / attempts; "
+        "flagged below 100 attempts), the top final SIP codes with Microsoft's sub-reason, "
+        "answered calls' average duration and share under 15 s, peak concurrent calls and the "
+        "media bypass share (docs/usage-logs.md). Brings the direct_routing_calls table up to "
+        "date with the archive first, as `usage report` does.",
+    )
+    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
+    p.add_argument("--until", type=when, default=None, help="default: now")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
+    p.add_argument("--top", type=_positive, default=TOP_SIP_CODES, help="SIP codes per SBC (10)")
+    p.add_argument(
+        "--tables", type=Path, metavar="DIR", help="a local copy of the tables (no storage)"
+    )
+    p.set_defaults(handler=cmd_usage_health)

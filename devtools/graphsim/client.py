@@ -187,6 +187,10 @@ class SimClient:
             self._call("POST", f"/_sim/subscriptions/{subscription_id}/lifecycle", {"event": event})
         )
 
+    def remove_subscription(self, subscription_id: str) -> None:
+        """Delete it silently, as Graph removes a callRecords subscription (no lifecycle event)."""
+        self._call("POST", f"/_sim/subscriptions/{subscription_id}/remove", {})
+
     def expire_subscription(self, subscription_id: str) -> None:
         self._call("POST", f"/_sim/subscriptions/{subscription_id}/expire")
 

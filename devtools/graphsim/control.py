@@ -72,6 +72,7 @@ class Control:
             web.get("/_sim/subscriptions", self.subscriptions),
             web.post("/_sim/subscriptions/{id}/lifecycle", self.lifecycle),
             web.post("/_sim/subscriptions/{id}/expire", self.expire),
+            web.post("/_sim/subscriptions/{id}/remove", self.remove),
             web.post("/_sim/reset", self.reset),
         ]
 
@@ -214,6 +215,20 @@ class Control:
             event = (await _body(request)).get("event")
             if event not in LIFECYCLE_EVENTS:
                 raise ValueError(f"event must be one of {LIFECYCLE_EVENTS}")
+            undocumented = event != "reauthorizationRequired"
+            callrecords = sub.resource.strip("/").lower().startswith("communications/callrecords")
+            if (
+                undocumented
+                and callrecords
+                and not self.sim.state.config.undocumented_lifecycle_events
+            ):
+                # learn.microsoft.com/graph/change-notifications-lifecycle-events: only
+                # reauthorizationRequired is sent for callRecords; a removed subscription just
+                # stops (POST .../remove), and missed notifications are never announced.
+                raise ValueError(
+                    f"Graph does not send {event} for callRecords subscriptions "
+                    "(set undocumented_lifecycle_events=1 to test a client's defences)"
+                )
             result = await self.sim.notifier.lifecycle(sub, event)
         except (ValueError, orjson.JSONDecodeError) as exc:
             return _bad(str(exc))
@@ -226,6 +241,14 @@ class Control:
         sub.expiration = utcnow()
         self.sim.state.live_subscriptions()
         return web.json_response({"id": sub.id, "expired": True})
+
+    async def remove(self, request: web.Request) -> web.Response:
+        """Graph removes a subscription without a word (callRecords get no subscriptionRemoved)."""
+        sub = self._sub(request)
+        if sub is None:
+            return _bad("no such live subscription", 404)
+        self.sim.state.subscriptions.pop(sub.id, None)
+        return web.json_response({"id": sub.id, "removed": True})
 
     async def reset(self, request: web.Request) -> web.Response:
         state = self.sim.state

@@ -61,6 +61,9 @@ class FaultConfig:
     record_next_limit: int = 50
     record_next_seconds: float = 300.0
     outage: int = 0  # while non-zero, every Graph read is answered with this status
+    # The app role missing (or not yet in the identity's tokens): every Graph read is 403
+    # Authorization_RequestDenied, as for an app without CallRecords.Read.All.
+    forbidden: bool = False
     script: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -195,6 +198,8 @@ class FaultInjector:
             scripted = c.script.pop(0)
             if scripted != "ok":
                 return self._make(scripted)
+        if c.forbidden:
+            return self._make("403")
         if c.outage:
             return Fault(f"outage_{c.outage}", c.outage)
         if c.record_limits and record_id and kind != "list":

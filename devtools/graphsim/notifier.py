@@ -1,9 +1,13 @@
 """Outgoing HTTP: the validation handshake, change notifications and lifecycle events.
 
-Follows concepts/change-notifications-delivery-webhooks.md: notifications are batched in a
-``value`` array per notification URL (query string kept verbatim), a 2xx answer delivers
-them, anything else or a timeout is retried with exponential backoff and finally dropped.
-Graph retries for up to 4 hours; here the schedule is short and configurable.
+Follows learn.microsoft.com/graph/change-notifications-delivery-webhooks: notifications are
+batched in a ``value`` array per notification URL (query string kept verbatim); a 2xx answer
+within 3 seconds delivers them; anything else or no answer is retried with exponential
+back-off for up to 4 hours, then dropped. An endpoint whose answers are slow (over 2,900 ms,
+timeouts included) for more than 10% of the last 10 minutes gets new notifications 10 s late;
+over 15%, new notifications are dropped, for up to 10 minutes, and cannot be recovered.
+Graph's durations run at ``time_scale`` (SimConfig); the 3-second timeout and the 2,900 ms
+threshold are real time.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from yarl import URL
 
 from devtools.graphsim import records
 from devtools.graphsim.records import RecordSpec
-from devtools.graphsim.state import SimState, Subscription, utcnow
+from devtools.graphsim.state import SimConfig, SimState, Subscription, utcnow
 
 log = logging.getLogger("graphsim.notify")
 
@@ -70,10 +74,14 @@ def change_notification(
 
 
 def validation_token() -> str:
-    """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded."""
+    """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded, and an
+    opaque tail of any length up to a few KiB: the token's format "can change without notice"
+    (learn.microsoft.com/graph/change-notifications-delivery-webhooks), so a client must echo
+    whatever it gets rather than expect today's short sentence."""
+    tail = secrets.token_urlsafe(secrets.randbelow(3000) + 6)
     return (
         "Validation: Testing client application reachability for subscription Request-Id: "
-        f"{secrets.token_hex(4)}-{secrets.token_hex(2)} +/=&?%#<b>{secrets.token_urlsafe(6)}"
+        f"{secrets.token_hex(4)}-{secrets.token_hex(2)} +/=&?%#<b>{tail}"
     )
 
 
@@ -83,6 +91,43 @@ def with_query(url: str, name: str, value: str) -> URL:
     joiner = "&" if "?" in base else "?"
     text = f"{base}{joiner}{name}={quote(value, safe='')}"
     return URL(text + (f"#{fragment}" if fragment else ""), encoded=True)
+
+
+class SlowMeter:
+    """Per notification URL: answers of the last slow window, slow or not, and the state
+    they put the endpoint in (ok, delayed, dropped)."""
+
+    OK, DELAYED, DROPPED = "ok", "delayed", "dropped"
+
+    def __init__(self) -> None:
+        self.answers: dict[str, deque[tuple[float, bool]]] = {}
+        self.dropping_until: dict[str, float] = {}
+
+    def clear(self) -> None:
+        self.answers.clear()
+        self.dropping_until.clear()
+
+    def record(self, url: str, slow: bool, config: SimConfig) -> None:
+        self.answers.setdefault(url, deque()).append((time.monotonic(), slow))
+        if self._share(url, config) > config.slow_drop_share:
+            drop = config.scaled(config.slow_drop_minutes * 60)
+            self.dropping_until[url] = time.monotonic() + drop
+
+    def _share(self, url: str, config: SimConfig) -> float:
+        answers = self.answers.get(url)
+        if not answers:
+            return 0.0
+        horizon = time.monotonic() - config.scaled(config.slow_window_minutes * 60)
+        while answers and answers[0][0] < horizon:
+            answers.popleft()
+        return sum(1 for _, slow in answers if slow) / len(answers) if answers else 0.0
+
+    def state(self, url: str, config: SimConfig) -> str:
+        if time.monotonic() < self.dropping_until.get(url, 0.0):
+            return self.DROPPED
+        if self._share(url, config) > config.slow_delay_share:
+            return self.DELAYED
+        return self.OK
 
 
 @dataclass
@@ -104,6 +149,7 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
+        self.slow = SlowMeter()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(auto_decompress=True)
@@ -123,6 +169,7 @@ class Notifier:
             task.cancel()
         self.paused = self.hold = False
         self.log.clear()
+        self.slow.clear()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -179,6 +226,10 @@ class Notifier:
                 if self.paused and not self.hold:
                     self.state.stats.notifications["dropped"] += 1
                     continue
+                config = self.state.config
+                if self.slow.state(sub.notification_url, config) == SlowMeter.DROPPED:
+                    self.state.stats.notifications["dropped_slow"] += 1  # lost for good
+                    continue
                 body = self._notification(sub, spec.id, kind)
                 self._pending.setdefault(sub.notification_url, []).append(_Pending(sub.id, body))
                 self.state.stats.notifications["queued"] += 1
@@ -215,12 +266,16 @@ class Notifier:
             pending, self._pending = self._pending, {}
             size = max(1, self.state.config.max_batch)
             for url, items in pending.items():
+                late = self.slow.state(url, self.state.config) == SlowMeter.DELAYED
+                if late:
+                    self.state.stats.notifications["delayed_slow"] += len(items)
                 for i in range(0, len(items), size):
-                    task = asyncio.create_task(self._deliver(url, items[i : i + size]))
+                    task = asyncio.create_task(self._deliver(url, items[i : i + size], late))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
 
     async def _post(self, url: str, payload: bytes, limit: float) -> tuple[int, str | None]:
+        """(status, error) of one POST; status 0 when there was no answer within ``limit``."""
         try:
             async with asyncio.timeout(limit):
                 async with self.session.post(
@@ -236,9 +291,12 @@ class Notifier:
         except aiohttp.ClientError as exc:
             return 0, type(exc).__name__
 
-    async def _deliver(self, url: str, items: list[_Pending]) -> None:
+    async def _deliver(self, url: str, items: list[_Pending], late: bool = False) -> None:
         config, counts = self.state.config, self.state.stats.notifications
+        if late:  # a slow endpoint: new notifications come 10 s (scaled) late
+            await asyncio.sleep(config.scaled(config.slow_delay_seconds))
         attempt = 1
+        give_up_at = time.monotonic() + config.scaled(config.retry_hours * 3600)
         while True:
             now = utcnow()
             subs = self.state.subscriptions
@@ -248,8 +306,13 @@ class Notifier:
             if not items:
                 return
             payload = orjson.dumps({"value": [p.body for p in items]})
+            started = time.monotonic()
             status, error = await self._post(url, payload, config.delivery_timeout_seconds)
+            slow = status == 0 and error is not None and error.startswith("timeout")
+            slow = slow or (time.monotonic() - started) * 1000 > config.slow_answer_ms
+            self.slow.record(url, slow, config)
             counts["posts"] += 1
+            counts["slow_answers"] += int(slow)
             ok = 200 <= status < 300
             self.log.append(
                 {
@@ -267,12 +330,15 @@ class Notifier:
                 counts["delivered"] += len(items)
                 return
             counts["failed"] += len(items)
-            if attempt >= config.max_attempts:
+            delay = config.retry_base_seconds * 2 ** min(attempt - 1, 30)
+            left = give_up_at - time.monotonic()
+            capped = config.max_attempts and attempt >= config.max_attempts
+            if capped or left <= 0:
                 counts["discarded"] += len(items)
                 log.info("gave up on %d notifications to %s", len(items), url)
                 return
             counts["retried"] += len(items)
-            await asyncio.sleep(config.retry_base_seconds * 2 ** (attempt - 1))
+            await asyncio.sleep(min(delay, left))  # the last try at the end of the 4 hours
             attempt += 1
 
     # ------------------------------------------------------------ lifecycle

@@ -665,6 +665,7 @@ class Simulator:
             creator_id=token.client_id,
         )
         self.state.subscriptions[sub.id] = sub
+        self.state.stats.subscription_changes["created"] += 1
         return self.graph_json(sub.to_graph(self.base_url, secret=False), 201)
 
     def _check_quota_and_duplicates(self, resource: str, kinds: list[str], url: str) -> None:
@@ -727,6 +728,7 @@ class Simulator:
     async def delete_subscription(self, request: web.Request, route: Route) -> web.Response:
         sub = self._subscription(route)
         self.state.subscriptions.pop(sub.id, None)
+        self.state.stats.subscription_changes["deleted"] += 1
         return web.Response(status=204)
 
     async def reauthorize_subscription(self, request: web.Request, route: Route) -> web.Response:

@@ -98,12 +98,32 @@ class SimConfig:
     subscription_quota: int = 100
     batch_window_ms: int = 50
     max_batch: int = 50
-    delivery_timeout_seconds: float = 10.0
-    retry_base_seconds: float = 0.5
-    max_attempts: int = 4
+    # Graph's HTTP client waits 3 s for a notification's answer; an answer over 2,900 ms is
+    # slow (learn.microsoft.com/graph/change-notifications-delivery-webhooks, "Throttling"; an
+    # older revision said 10 s for both: the stricter is modelled). Real seconds, never scaled.
+    delivery_timeout_seconds: float = 3.0
+    slow_answer_ms: int = 2900
+    # Graph's own durations (retries for 4 hours, the 10-minute slow window, the 10-second
+    # delay, up to 10 minutes of dropping) run at time_scale: 0.001 makes 4 hours 14.4 s.
+    time_scale: float = 0.001
+    retry_hours: float = 4.0
+    retry_base_seconds: float = 0.5  # real seconds before the first retry, doubling after
+    max_attempts: int = 0  # 0: retry until retry_hours have passed, as Graph does
+    slow_window_minutes: float = 10.0
+    slow_delay_share: float = 0.10  # over this share of slow answers: new ones delayed 10 s
+    slow_drop_share: float = 0.15  # over this share: new notifications dropped (lost)
+    slow_delay_seconds: float = 10.0
+    slow_drop_minutes: float = 10.0
+    # Graph documents only reauthorizationRequired for callRecords subscriptions
+    # (learn.microsoft.com/graph/change-notifications-lifecycle-events): 0 refuses to send
+    # subscriptionRemoved and missed for them; tests of the app's defensive handling set 1.
+    undocumented_lifecycle_events: int = 0
     min_expiration_minutes: int = 45
     max_expiration_minutes: int = 4230
     participants_v2_available: int = 1  # 0: a national cloud without participants_v2
+    # 0: a cloud where getDirectRoutingCalls is not served (treated as global-only; China
+    # per the national cloud table of callrecords-callrecord-getdirectroutingcalls)
+    direct_routing_available: int = 1
 
     def update(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
@@ -113,8 +133,14 @@ class SimConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0")
             setattr(self, key, type(current)(value))
-        if self.max_batch < 1 or self.max_attempts < 1:
-            raise ValueError("max_batch and max_attempts must be at least 1")
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.time_scale <= 0:
+            raise ValueError("time_scale must be above 0")
+
+    def scaled(self, seconds: float) -> float:
+        """Real seconds for a duration of Graph's (``seconds`` at time_scale)."""
+        return seconds * self.time_scale
 
 
 class Stats:
@@ -132,6 +158,7 @@ class Stats:
         self.notifications: Counter[str] = Counter()
         self.validations: Counter[str] = Counter()
         self.lifecycle: Counter[str] = Counter()
+        self.subscription_changes: Counter[str] = Counter()  # created, deleted
         self.since = time.time()
 
     def response(self, kind: str, status: int | str) -> None:
@@ -150,11 +177,25 @@ class Stats:
             "faults": dict(self.faults),
             "notifications": {
                 k: notes[k]
-                for k in ("queued", "delivered", "failed", "retried", "discarded", "dropped")
+                for k in (
+                    "queued",
+                    "delivered",
+                    "failed",
+                    "retried",
+                    "discarded",
+                    "dropped",
+                    "slow_answers",
+                    "delayed_slow",
+                    "dropped_slow",
+                )
             }
             | {"posts": notes["posts"]},
             "validations": {"ok": self.validations["ok"], "failed": self.validations["failed"]},
             "lifecycle": {"sent": self.lifecycle["sent"], "failed": self.lifecycle["failed"]},
+            "subscription_changes": {
+                "created": self.subscription_changes["created"],
+                "deleted": self.subscription_changes["deleted"],
+            },
         }
 
 

@@ -2,8 +2,11 @@
 
 About a quarter of the calls also leave a PSTN log row and a fifth a Direct Routing row.
 Mostly small calls, now and then a big meeting (several session and participant pages),
-sometimes a new version of a recent record, and a share of records that 404 on their first
-fetch, because Graph notifies before a record can be read.
+sometimes a new version of a record, recent or up to 30 days old ("Subsequent versions of a
+callRecord may be created beyond the stated latencies":
+learn.microsoft.com/graph/changenotifications-for-callrecords), its notification lost now and
+then, and a share of records that 404 on their first fetch, because Graph notifies before a
+record can be read.
 """
 
 from __future__ import annotations
@@ -55,11 +58,24 @@ async def run_tenant(
             log.exception("tenant: could not produce a call")
 
 
+LATE_VERSION_SHARE = 0.4  # of new versions: an old call's, not one of the last 50
+LOST_NOTIFICATION_SHARE = 0.2  # of new versions: published without a notification
+
+
 def _one_call(sim: Simulator, rng: random.Random, max_sessions: int) -> None:
-    recent = sorted(sim.state.records.values(), key=lambda s: s.created_at)[-50:]
-    if recent and rng.random() < 0.15:
-        spec = sim.new_version(rng.choice(recent).id)
-        log.info("tenant: record %s is now version %d", spec.id, spec.version)
+    every = sorted(sim.state.records.values(), key=lambda s: s.created_at)
+    oldest = utcnow() - timedelta(days=30)
+    if every and rng.random() < 0.15:
+        old = [s for s in every[:-50] if s.start_dt > oldest]
+        pool = old if old and rng.random() < LATE_VERSION_SHARE else every[-50:]
+        notify = rng.random() >= LOST_NOTIFICATION_SHARE
+        spec = sim.new_version(rng.choice(pool).id, notify=notify)
+        log.info(
+            "tenant: record %s is now version %d%s",
+            spec.id,
+            spec.version,
+            "" if notify else " (its notification lost)",
+        )
         return
     duration = timedelta(seconds=rng.randint(30, 3600))
     spec = sim.create_record(

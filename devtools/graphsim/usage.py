@@ -320,6 +320,11 @@ class UsageLogs:
         except UsageError as exc:
             raise GraphError(exc.status, exc.code, exc.message) from exc
         assert call is not None  # route() matched it
+        if call.kind != "pstn" and not self.sim.state.config.direct_routing_available:
+            # A cloud without the function: an unknown segment is a 400, as for participants_v2.
+            raise GraphError(
+                400, "BadRequest", "Resource not found for the segment 'getDirectRoutingCalls'."
+            )
         skip = 0
         for key, value in request.query.items():
             if key.lower() == "$skip" and value.isdigit():

@@ -97,8 +97,8 @@ param archiveRetryWindowMinutes int = 240
 param usageLogsBackfillDays int = 90
 
 @minValue(1024)
-@description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 4 MiB, so a bigger body is refused by the host before it is read into memory.')
-param requestBodySizeLimitBytes int = 4194304
+@description('Optional. Largest request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT; the host default is 100 MB). The webhooks accept 1 MiB (MAX_BODY_BYTES in shared/notifications.py), so a bigger body is refused by the host before it is read into memory.')
+param requestBodySizeLimitBytes int = 1048576
 
 // Flex Consumption plan: Linux, scale to zero, billed per execution (plus the always-ready
 // instances of the HTTP group, alwaysReadyHttpInstances)
@@ -231,6 +231,16 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARCHIVE_MAX_LARGE_FETCHES: '4'
     POISON_ALERT_HOURS: '0'
     RECONCILE_RECENT_HOURS: '4'
+    // Hourly runs per rolling sweep of Graph's whole 30 days (weekly)
+    RECONCILE_SWEEP_HOURS: '168'
+    // A Graph 403 is retried, not parked, this long after it is first seen (a new app role
+    // can take about a day to reach a managed identity's tokens)
+    GRAPH_PERMISSION_GRACE_HOURS: '24'
+    // Late usage rows: a deep re-read of this many days once every so many hours (0: every run)
+    USAGE_LOGS_REREAD_DAYS: '7'
+    USAGE_LOGS_REREAD_EVERY_HOURS: '24'
+    // The usage logs to sync; auto: both in the global cloud, PSTN only in national clouds
+    USAGE_LOGS_KINDS: 'auto'
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(requestBodySizeLimitBytes)

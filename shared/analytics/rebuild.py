@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +40,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
 from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
+from shared.hostconfig import timer_budget
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -341,9 +343,12 @@ async def tabulate(
     only_changed: bool = False,
     rules: RuleSet | None = None,
     progress: ProgressCallback | None = None,
+    deadline: float | None = None,
 ) -> Progress:
     """Rebuild the given days (or, ``only_changed``, those whose archive changed since their
-    tables were built). Days are listed first, so progress counts records."""
+    tables were built). Days are listed first, so progress counts records. Past ``deadline``
+    (time.monotonic()) no new day is started: the timer's next run finds the rest still
+    changed and builds them."""
     rules = rules or RULE_SETS[DEFAULT_RULES]
     await ensure_container(tables)
     built = await built_fingerprints(tables) if only_changed else {}
@@ -359,6 +364,12 @@ async def tabulate(
     if progress:
         progress(state)
     for listing in listings:
+        if deadline is not None and time.monotonic() > deadline:
+            log.warning(
+                "tables: time budget spent, %d day(s) left for the next run",
+                len(listings) - state.days_done,
+            )
+            break
 
         def one_more() -> None:
             state.records_done += 1
@@ -384,7 +395,11 @@ async def rebuild_changed_days(runtime: Runtime, now: datetime | None = None) ->
     """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed."""
     now = now or datetime.now(UTC)
     days = days_between(now - timedelta(days=TIMER_DAYS), now)
-    state = await tabulate(runtime.archive.container, runtime.tables, days, only_changed=True)
+    # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
+    deadline = time.monotonic() + timer_budget().total_seconds()
+    state = await tabulate(
+        runtime.archive.container, runtime.tables, days, only_changed=True, deadline=deadline
+    )
     log.info(
         "analytics tables: %d of the last %d days rebuilt (%d records)",
         state.days_done,

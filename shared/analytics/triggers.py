@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.runtime import get_runtime
-
 bp = func.Blueprint()
 
 
@@ -18,6 +16,8 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="0 15 3 * * *", arg_name="timer")
 async def rebuild_tables(timer: func.TimerRequest) -> None:
     # Imported here: pyarrow adds ~50 MB and ~0.5 s to a process, which only this one needs.
+    # The runtime too: the webhooks' cold start loads none of it (shared/handlers.py).
     from shared.analytics.rebuild import rebuild_changed_days
+    from shared.runtime import get_runtime
 
     await rebuild_changed_days(await get_runtime())

@@ -10,8 +10,12 @@ learn.microsoft.com/graph/api/callrecords-callrecord-get); 401/403 are ``Unautho
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
 import orjson
+
+if TYPE_CHECKING:  # annotations only: the webhooks import these errors' module, not httpx
+    import httpx
 
 # Statuses that say "the same request may succeed later" (learn.microsoft.com/graph/errors:
 # 408 Request Timeout, 429, and the 5xx family), beside the ones Graph sends with Retry-After.

@@ -28,6 +28,8 @@ The uses, each one instance below or built from settings by a function below:
 ``RESUME_PAUSED``           ``cli.py fetch``: a paused fetch continued after its Retry-After
 ``STORAGE_QUEUE``           the queue clients' SDK retry (shared/storage.py): the webhook must
                             answer Graph within 3 s
+``LEASE_WAIT``              a blob lease another instance holds (the subscription keeper's
+                            lock, shared/blobstore.py): asked again for up to 150 s
 ``not_yet(settings)``       a record Graph answers 404 for (shared/archiver.py): again later,
                             doubling, for ARCHIVE_RETRY_WINDOW_MINUTES
 ``transient(settings)``     a transient fault of one archiving attempt: again later with full
@@ -41,12 +43,12 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-import httpx
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
 from shared.graph.errors import (
@@ -120,9 +122,13 @@ def classify_fault(exc: BaseException) -> Fault:
         return Fault.TRANSIENT
     if isinstance(exc, HttpResponseError):
         return Fault.TRANSIENT if is_transient_status(exc.status_code) else Fault.UNKNOWN
-    if isinstance(exc, AzureError | OSError | TimeoutError | httpx.HTTPError):
+    if isinstance(exc, AzureError | OSError | TimeoutError):
         return Fault.TRANSIENT
-    return Fault.UNKNOWN
+    # Imported here, not at the top: the queue clients' policy (STORAGE_QUEUE) is read by the
+    # notifications webhook, which must not load httpx on a cold start.
+    import httpx
+
+    return Fault.TRANSIENT if isinstance(exc, httpx.HTTPError) else Fault.UNKNOWN
 
 
 def _retry_after_of(exc: BaseException) -> float | None:
@@ -220,11 +226,13 @@ class RetryPolicy:
     ) -> T:
         """``call()`` until it succeeds or the policy lets its failure go up."""
         retries = 0
+        started = time.monotonic()
         while True:
             try:
                 return await call()
             except Exception as exc:
-                wait = self.next_wait(exc, retries, idempotent=idempotent)
+                elapsed = time.monotonic() - started
+                wait = self.next_wait(exc, retries, idempotent=idempotent, elapsed=elapsed)
                 if wait is None:
                     raise
                 if on_retry is not None:
@@ -281,6 +289,24 @@ RESUME_PAUSED = RetryPolicy("resume a paused fetch", tries=None, exceptions=(Ret
 # answers Graph within 3 s, so a sick queue fails fast (then 503, and Graph delivers again)
 # instead of sitting in the SDK's default 15 s+ exponential back-off.
 STORAGE_QUEUE = RetryPolicy("queue client", tries=3, backoff=0.2, factor=1.0, spread=0.1)
+
+
+class Contended(Exception):
+    """Another instance holds what this work needs (a blob lease, shared/blobstore.py)."""
+
+
+# A blob lease another instance holds (409 LeaseAlreadyPresent): asked again every 0.5-1.5 s
+# for 150 s, two and a half of the 60-second leases blobstore takes: a dead holder's lease
+# has expired well before then (learn.microsoft.com/rest/api/storageservices/lease-blob).
+LEASE_WAIT = RetryPolicy(
+    "blob lease held elsewhere",
+    tries=None,
+    backoff=1.0,
+    factor=1.0,
+    jitter=Jitter.EQUAL,
+    give_up_after=150.0,
+    exceptions=(Contended,),
+)
 
 
 def not_yet(settings: Settings) -> RetryPolicy:

@@ -94,7 +94,7 @@ def parse_row(kind: UsageKind, raw: bytes) -> UsageRow:
 class ArchivedIndex:
     """Which rows are archived already, one listing per day folder, read when first needed.
 
-    The hourly run re-reads two days of overlap every hour; a conditional PUT per known row
+    The hourly run re-reads three days of overlap every hour (a week once a day); a conditional PUT per known row
     would cost a write transaction each (a 10,000-row day: 240,000 a day per log), while one
     listing covers 5,000 names. A row not in the listing is still written with
     If-None-Match: *, so a row written meanwhile by someone else is never overwritten.

@@ -24,7 +24,7 @@ async def usage_facts(
     (a new deployment's first hourly run has not come); one that stopped is."""
     facts: list[dict[str, Any]] = []
     store = WatermarkStore(ports)
-    for kind in UsageKind:
+    for kind in (UsageKind(name) for name in ports.settings.usage_kinds):
         try:
             mark = await store.load(kind)
         except AzureError as exc:

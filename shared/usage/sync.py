@@ -5,9 +5,10 @@ getDirectRoutingCalls over a start-time range (at most 90 days a request, 1,000 
 with ``@odata.nextLink``), learn.microsoft.com/graph/api/callrecords-callrecord-getpstncalls
 and .../callrecords-callrecord-getdirectroutingcalls.
 
-The hourly run reads from its watermark less two days (rows can appear late) up to now, a day
-at a time, and moves the watermark to a day's end only once every page of that day is
-written. A throttle longer than a few seconds, an outage or the run's time budget ends the
+The hourly run reads from its watermark less three days (rows can appear late; once a day a
+week, reread.py) up to now, a day at a time, and moves the watermark to a day's end only once every page of that day is
+written. A throttle longer than a few seconds, an outage or the run's time budget (host.json's
+functionTimeout less a margin) ends the
 run with the watermark where the last complete day left it; the next run resumes there.
 Throttling: learn.microsoft.com/graph/throttling-limits ("Cloud communication service
 limits", PSTN and Direct Routing logs): 1,000 requests / 60 s per tenant, 200 per app per
@@ -24,12 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from shared import permission
 from shared.clock import utcnow
 from shared.graph import GraphError, Throttled, Unreachable, pages
 from shared.graph.retry import BACKFILL_THROTTLED
+from shared.hostconfig import timer_budget
 from shared.ports import UsagePorts
 from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
+from shared.usage import reread
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind
 from shared.usage.ranges import MAX_RANGE, date_ranges, function_path
@@ -38,12 +42,7 @@ from shared.usage.watermark import WatermarkConflict, WatermarkStore
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
-# Re-read this much before the watermark: rows appear late. The Teams admin center's usage
-# reports, fed by the same call logs, "usually reflect a 24 to 48 hour latency from time of
-# activity" (learn.microsoft.com/microsoftteams/teams-analytics-and-reports/pstn-minute-pools-report).
-# A day folder listing makes the re-read cheap (ArchivedIndex), so the margin is generous.
-OVERLAP = 2 * DAY
-RUN_BUDGET = timedelta(minutes=20)  # under Flex Consumption's default 30-minute timeout
+# How far before the watermark a run re-reads (rows appear late): reread.py.
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
 
@@ -230,11 +229,17 @@ async def sync_kind(
     now = utcnow()
     if mark.until is None:
         since = now - timedelta(days=ports.settings.usage_backfill_days)
+        deep = True
         log.info(
             "%s: first run, reading back %d days", kind.label, ports.settings.usage_backfill_days
         )
     else:
-        since = min(mark.until - OVERLAP, now - OVERLAP)
+        plan = reread.plan(
+            mark.until, now, await reread.last_deep(ports.state, kind), ports.settings
+        )
+        since, deep = plan.since, plan.deep
+        if deep:
+            log.info("%s: deep re-read from %s (late rows)", kind.label, f"{since:%Y-%m-%d %H:%M}")
 
     async def range_done(end: datetime, written: int) -> None:
         if mark.until is None or end > mark.until:
@@ -247,19 +252,34 @@ async def sync_kind(
         ports, kind, since, now, step=step, range_done=range_done, deadline=deadline
     )
     report.watermark = mark.until
+    if deep and report.stopped is None:
+        await reread.deep_done(ports.state, kind, now)
     return report
 
 
+def configured_kinds(ports: UsagePorts) -> list[UsageKind]:
+    """The logs USAGE_LOGS_KINDS names (by default, those Graph serves in this cloud)."""
+    return [UsageKind(name) for name in ports.settings.usage_kinds]
+
+
 async def sync_usage_logs(
-    ports: UsagePorts, budget: timedelta = RUN_BUDGET, step: timedelta = DAY
+    ports: UsagePorts, budget: timedelta | None = None, step: timedelta = DAY
 ) -> list[KindReport]:
-    """The hourly timer: both logs, each from its watermark; never raises for a throttle,
-    an outage or the time budget (the next run resumes from the watermark)."""
+    """The hourly timer: each log of USAGE_LOGS_KINDS (by cloud), each from its watermark;
+    never raises for a throttle, an outage or the time budget (the next run resumes from the
+    watermark)."""
+    # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
+    budget = timer_budget() if budget is None else budget
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(ports)
     reports: list[KindReport] = []
-    for kind in UsageKind:
-        report = await sync_kind(ports, store, kind, deadline, step)
+    for kind in configured_kinds(ports):
+        try:
+            report = await sync_kind(ports, store, kind, deadline, step)
+        except GraphError as exc:
+            if permission.is_refusal(exc):  # health names the missing role (shared/permission.py)
+                await permission.note_refusal(ports.state, exc)
+            raise
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"
         if report.stopped:

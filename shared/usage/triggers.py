@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.runtime import get_runtime
-from shared.usage import sync
-
 bp = func.Blueprint()
 
 
@@ -18,4 +15,9 @@ bp = func.Blueprint()
 # so each run also reads back over the recent past; sync.py says how far).
 @bp.timer_trigger(schedule="0 23 * * * *", arg_name="timer")
 async def sync_usage_logs(timer: func.TimerRequest) -> None:
+    # Imported here, not with function_app.py: the webhooks' cold start loads none of it
+    # (shared/handlers.py, docs/operations.md "Cold start and the webhook's import path").
+    from shared.runtime import get_runtime
+    from shared.usage import sync
+
     await sync.sync_usage_logs(await get_runtime())

@@ -101,6 +101,7 @@ class FakeState:
     values: dict[str, tuple[dict[str, Any], str]] = field(
         default_factory=dict[str, tuple[dict[str, Any], str]]
     )
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict[str, asyncio.Lock])
 
     async def load(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
         if name not in self.values:
@@ -120,6 +121,10 @@ class FakeState:
 
     async def delete(self, name: str) -> None:
         self.values.pop(name, None)
+
+    def exclusive(self, name: str) -> asyncio.Lock:
+        """One holder at a time, as the blob lease is across instances."""
+        return self.locks.setdefault(name, asyncio.Lock())
 
 
 @dataclass

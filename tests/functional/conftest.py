@@ -14,7 +14,7 @@ from tests.fakes.storage import FakePorts
 
 ENV = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-    "GRAPH_CLIENT_STATE": "s3cret",
+    "GRAPH_CLIENT_STATE": "functional-tests-secret-0123456789abcdef",
     "GRAPH_BASE_URL": BASE,
     "NOTIFICATION_URL": "https://app.test/api/notifications",
 }

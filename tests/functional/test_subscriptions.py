@@ -58,20 +58,21 @@ async def test_client_state_rotation_ends_with_one_subscription_on_the_new_secre
     graph: FakeGraph, ports: FakePorts
 ) -> None:
     old = ports.settings.client_state
+    new = "rotated-secret-0123456789abcdef-0123456789"
     first = (await keeper(ports).ensure()).subscription
-    rotated = settings(GRAPH_CLIENT_STATE="rotated-secret", GRAPH_CLIENT_STATE_PREVIOUS=old)
+    rotated = settings(GRAPH_CLIENT_STATE=new, GRAPH_CLIENT_STATE_PREVIOUS=old)
     keeper2 = SubscriptionKeeper(ports.graph, rotated, ports.state)
     outcome = await keeper2.ensure()
     assert outcome.action is SubscriptionAction.REPLACED
     (sub,) = graph.subscriptions.values()
     assert sub["id"] == outcome.subscription.id != first.id
-    assert graph.secrets[sub["id"]] == "rotated-secret"
+    assert graph.secrets[sub["id"]] == new
     assert (sub["resource"], sub["changeType"]) == (RESOURCE, CHANGE_TYPE)
     assert (await keeper2.ensure()).action is SubscriptionAction.KEPT
     known, _ = await ports.state.load(STATE_BLOB)
     assert known is not None
-    assert known["clientStateFingerprint"] == fingerprint("rotated-secret", sub["id"])
-    assert "rotated-secret" not in str(known) and old not in str(known)
+    assert known["clientStateFingerprint"] == fingerprint(new, sub["id"])
+    assert new not in str(known) and old not in str(known)
 
 
 async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(

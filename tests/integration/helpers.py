@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -63,3 +67,37 @@ def queued_ids(conn: str, queue: str) -> list[str]:
     except Exception:
         return []
     return [orjson.loads(base64.b64decode(m.content))["id"] for m in messages]
+
+
+def chromium() -> str | None:
+    """Headless Chromium (Debian package `chromium`), or None where it is not installed."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_flags(profile: str) -> list[str]:
+    """Chromium, headless and quiet (no network of its own, a throwaway profile)."""
+    browser = chromium()
+    assert browser is not None, "chromium is not installed"
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+
+
+def dump_dom(page: Path) -> str:
+    """The page's DOM after headless Chromium has loaded and laid it out."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [*chromium_flags(profile), "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        ).stdout

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ import pytest
 from shared.analytics.rebuild import tabulate
 from tests import analytics_fixture as fx
 from tests.integration.conftest import unique
-from tests.integration.test_analytics_tables import archive, chromium
+from tests.integration.helpers import chromium, dump_dom
+from tests.integration.test_analytics_tables import archive
 from tests.integration.test_cli import one_error_line, run_cli
 
 
@@ -132,30 +131,6 @@ def _cell(dom: str, key: str, measure: str) -> str:
     cell = re.search(rf'<td (?:class="(\w+)" )?data-measure="{measure}"[^>]*>([^<]*)</td>', row[1])
     assert cell, (key, measure)
     return f"{cell[1] or ''}:{cell[2]}"
-
-
-def dump_dom(page: Path) -> str:
-    """The page's DOM as headless Chromium built it."""
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [
-                str(chromium()),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--dump-dom",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=True,
-        ).stdout
 
 
 @pytest.mark.skipif(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from shared.analytics.rebuild import (
 )
 from shared.clock import utcnow
 from tests.integration.conftest import unique
+from tests.integration.helpers import chromium, chromium_flags
 from tests.integration.test_cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,10 +297,6 @@ async def test_cli_tabulate_and_report_match_an_independent_count(
     assert keys <= {"HQ", "Branch", "(not in building file)"} and "HQ" in keys
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(
     chromium() is None,
     reason="headless Chromium is not installed (Debian package `chromium`; `make test` installs "
@@ -346,17 +342,7 @@ def look_at_the_page(copy: Path, tmp_path: Path) -> None:
     html = page.read_text()
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     with tempfile.TemporaryDirectory() as profile:
-        flags = [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-        ]
+        flags = chromium_flags(profile)
         shot = tmp_path / "q.png"
         subprocess.run(
             [*flags, "--window-size=1150,1300", f"--screenshot={shot}", page.as_uri()],

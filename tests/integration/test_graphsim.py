@@ -79,6 +79,7 @@ class Receiver:
     def __init__(self) -> None:
         self.mode = "ok"  # ok | wrong_body | html | status_500 | slow
         self.status = 202
+        self.post_delay = 0.0  # seconds before answering a notification POST
         self.tokens: list[str] = []
         self.posts: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -120,6 +121,8 @@ class Receiver:
                     receiver.posts.append(
                         {"path": parts.path, "query": parts.query, "body": json.loads(raw)}
                     )
+                if receiver.post_delay:
+                    time.sleep(receiver.post_delay)
                 self._answer(receiver.status, b"", "text/plain")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -583,6 +586,55 @@ def test_failed_deliveries_are_retried_with_backoff(
     assert len(receiver.notifications()) >= 3  # same notification, delivered again
 
 
+def test_retries_are_spread_over_graphs_4_hours_scaled(
+    graph: httpx.Client, receiver: Receiver, clean: SimClient
+) -> None:
+    """Graph retries a failed delivery with exponential back-off for up to 4 hours, not a fixed
+    number of times (learn.microsoft.com/graph/change-notifications-delivery-webhooks)."""
+    scale = 0.0005  # 4 hours -> 7.2 s
+    clean.set_config(batch_window_ms=10, time_scale=scale, retry_base_seconds=0.25)
+    subscribe(graph, receiver)
+    receiver.status = 500
+    clean.create_record()
+    wait_for(lambda: clean.stats()["notifications"]["discarded"] == 1, timeout=20)
+    tries = [e for e in clean.notification_log() if e["kind"] == "notification"]
+    assert len(tries) >= 6 and {e["status"] for e in tries} == {500}
+    assert tries[-1]["at"] - tries[0]["at"] >= 0.9 * 4 * 3600 * scale
+
+
+def test_a_slow_endpoint_loses_new_notifications_then_recovers(
+    graph: httpx.Client, receiver: Receiver, clean: SimClient
+) -> None:
+    """No answer within 3 s is a slow answer; over 15% slow answers in the (scaled) 10 minutes
+    and new notifications are dropped, unrecoverably, for up to 10 (scaled) minutes."""
+    clean.set_config(batch_window_ms=10, time_scale=0.005, max_attempts=1)  # 10 min -> 3 s
+    subscribe(graph, receiver)
+    receiver.post_delay = 3.3
+    slow_id = clean.create_record()["id"]
+    wait_for(lambda: clean.stats()["notifications"]["slow_answers"] == 1, timeout=10)
+    receiver.post_delay = 0.0
+    lost = clean.create_record()["id"]
+    assert clean.stats()["notifications"]["dropped_slow"] == 1
+    time.sleep(3.5)  # the slow answer leaves the scaled window: the endpoint recovers
+    fine = clean.create_record()["id"]
+    wait_for(lambda: fine in {n["resourceData"]["id"] for n in receiver.notifications()})
+    seen = {n["resourceData"]["id"] for n in receiver.notifications()}
+    assert lost not in seen and slow_id in seen  # the slow one was received, not acknowledged
+    assert clean.stats()["notifications"]["discarded"] == 1
+
+
+def test_callrecords_get_no_subscription_removed_or_missed(
+    graph: httpx.Client, receiver: Receiver, clean: SimClient
+) -> None:
+    sub = subscribe(graph, receiver).json()
+    for event in ("subscriptionRemoved", "missed"):
+        with pytest.raises(SimError, match=f"does not send {event} for callRecords"):
+            clean.lifecycle(sub["id"], event)
+    clean.remove_subscription(sub["id"])  # what Graph does instead: it just stops
+    assert_graph_error(graph.get(f"/subscriptions/{sub['id']}"), 404)
+    assert receiver.notifications("/api/lifecycle") == []
+
+
 def test_expired_subscriptions_vanish_and_get_nothing(
     graph: httpx.Client, receiver: Receiver, clean: SimClient
 ) -> None:
@@ -605,6 +657,9 @@ def test_lifecycle_events_are_posted_and_subscription_removed_deletes(
     [event] = receiver.notifications("/api/lifecycle")
     assert event["lifecycleEvent"] == "reauthorizationRequired"
     assert event["subscriptionId"] == sub["id"] and event["clientState"] == "s3cret-state"
+    with pytest.raises(SimError, match="does not send subscriptionRemoved for callRecords"):
+        clean.lifecycle(sub["id"], "subscriptionRemoved")
+    clean.set_config(undocumented_lifecycle_events=1)  # a client's defences, tested on purpose
     clean.lifecycle(sub["id"], "subscriptionRemoved")
     assert_graph_error(graph.get(f"/subscriptions/{sub['id']}"), 404)
 

@@ -204,6 +204,20 @@ def test_queue_http_and_timer_semantics(tmp_path: Path, azurite) -> None:
         assert metrics["http_responses"]["echo"] == {"200": 1, "405": 1}
         assert metrics["http_responses"]["boom"] == {"500": 1}
         assert metrics["invocations"]["tick"]["succeeded"] >= 2
+
+        # Any non-HTTP function on demand, as the Functions host's admin API runs it.
+        admin = f"http://127.0.0.1:{port}/admin/functions"
+        assert httpx.post(f"{admin}/work", json={"input": "manual-1"}).status_code == 202
+        assert httpx.post(f"{admin}/tick", json={"input": ""}).status_code == 202
+        assert httpx.post(f"{admin}/echo", json={"input": ""}).status_code == 404  # HTTP
+        assert httpx.post(f"{admin}/nothing", json={"input": ""}).status_code == 404
+        assert httpx.post(f"{admin}/tick", content=b"{not json").status_code == 400
+        assert httpx.post(f"{admin}/tick", json={"input": {"a": 1}}).status_code == 400
+        assert httpx.get(f"{admin}/tick").status_code == 405
+        deadline = time.monotonic() + 10
+        while "manual-1 1" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "manual-1 1" in out.read_text().splitlines()
     finally:
         proc.terminate()
         proc.wait(timeout=15)

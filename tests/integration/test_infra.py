@@ -395,7 +395,7 @@ def test_storage_connections_are_identity_based() -> None:
 
 
 def test_request_body_limit_is_the_webhooks_limit() -> None:
-    """The host refuses bodies over the 4 MiB the webhooks accept, before reading them."""
+    """The host refuses bodies over the 1 MiB the webhooks accept, before reading them."""
     s = app_settings()
     assert s["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"] == {
         "function": {
@@ -404,7 +404,7 @@ def test_request_body_limit_is_the_webhooks_limit() -> None:
         }
     }
     limit = param_default(bicep("app/api.bicep"), "requestBodySizeLimitBytes")
-    assert limit == 4 * 1024 * 1024
+    assert limit == 1024 * 1024
     tree = ast.parse((ROOT / "shared" / "notifications.py").read_text())
     values = [
         node.value

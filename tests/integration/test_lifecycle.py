@@ -23,6 +23,7 @@ def keeper_host(stack, app_env, fresh_sim, tmp_path) -> Iterator[Host]:
     """The app with its keep_subscription timer on, against an otherwise empty tenant."""
     stack.create_container(app_env["ARCHIVE_CONTAINER"])
     h = Host(dict(app_env), tmp_path / "host.log", keeper=True)
+    assert h.run_function("keep_subscription") == "succeeded"  # as after a deployment
     yield h
     h.stop()
 
@@ -65,6 +66,7 @@ def test_missed_reconciles_and_reauthorization_reauthorizes(keeper_host, sim, ap
     lost = records_while_notifications_are_lost(sim, 3)
     assert not archived_ids(app_env) & set(lost)
 
+    sim.client.set_config(undocumented_lifecycle_events=1)  # never sent for callRecords
     answer = sim.client.lifecycle(sub["id"], "missed")
     assert answer["delivered"] and answer["status"] == 202
     wait_for(lambda: set(lost) <= archived_ids(app_env), what="the missed records archived")
@@ -89,6 +91,7 @@ def test_subscription_removed_is_recreated_and_the_gap_closed(keeper_host, sim, 
     old = live_subscription(sim, keeper_host)
     lost = records_while_notifications_are_lost(sim, 2)
 
+    sim.client.set_config(undocumented_lifecycle_events=1)  # never sent for callRecords
     answer = sim.client.lifecycle(old["id"], "subscriptionRemoved")  # Graph deletes it too
     assert answer["delivered"]
     new = live_subscription(sim, keeper_host, other_than=old["id"])

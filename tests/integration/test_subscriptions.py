@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.stack import unique
 from shared.clock import utcnow
 from shared.graph import GraphError
 from shared.settings import SettingError, load_settings
@@ -231,9 +232,15 @@ async def test_client_state_rotation_ends_with_one_subscription_on_the_new_secre
     assert fingerprint(new_secret, outcome.subscription.id).encode() in raw
 
 
-async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(rt, sim) -> None:
+async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(
+    host, fresh_sim, make_runtime
+) -> None:
     from shared.lifecycle import GAP_MARGIN_HOURS, keep_subscription
     from shared.messages import ControlAction, ControlItem, parse_message
+
+    sim = fresh_sim
+    # A queue the running host does not poll: the test reads the reconciliation it queues.
+    rt = make_runtime(NOTIFICATION_URL=host.env["NOTIFICATION_URL"], CALLRECORDS_QUEUE=unique("q"))
 
     first = await keep_subscription(rt)
     assert first.action == SubscriptionAction.CREATED and first.gap_since is None

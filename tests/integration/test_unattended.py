@@ -105,6 +105,21 @@ async def test_parked_messages_never_expire_and_host_copies_are_kept_forever(run
     assert NEVER_EXPIRES == -1
 
 
+async def test_work_queue_messages_never_expire(runtime) -> None:
+    """A week-long stop must not drop what waits in the work queue: the storage default
+    (7 days) would, so records and slices are sent to live forever, like parked ones."""
+    start = utcnow() - timedelta(hours=2)
+    await runtime.work.put(
+        [
+            WorkItem.new("e523d2ed-2966-4b6b-925b-754a88034cc6", Source.NOTIFICATION),
+            ControlItem.reconcile_slice(start, start + timedelta(hours=1)),
+        ]
+    )
+    peeked = await runtime.work.queue.peek_messages(max_messages=32)
+    assert len(peeked) == 2
+    assert all(m.expires_on.year == 9999 for m in peeked)
+
+
 async def test_transient_failures_for_longer_than_the_give_up_time_are_parked(runtime, sim) -> None:
     rid = sim.client.create_record(notify=False)["id"]
     old = WorkItem(rid, Source.NOTIFICATION, first_seen=utcnow() - timedelta(hours=25), attempt=40)

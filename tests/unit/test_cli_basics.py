@@ -39,6 +39,24 @@ def test_help_as_a_script() -> None:
     assert result.returncode == 0 and all(c in result.stdout for c in COMMANDS)
 
 
+def test_help_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callrecords", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m callrecords")
+    assert all(c in result.stdout for c in COMMANDS)
+
+
+def test_without_the_cli_extra_the_command_says_so_in_one_line() -> None:
+    """`pip install .` without `[cli]`: no DuckDB (simulated by blocking its import)."""
+    code = "import sys; sys.modules['duckdb'] = None; sys.argv = ['cli.py', 'status']; import cli"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: DuckDB is not installed")
+    assert '".[cli]"' in lines[0]
+
+
 def test_settings_environment_first_then_local_settings_json(tmp_path) -> None:
     values = {"A": "file", "B": "file", "C": "file", "D": None, "E": 5}
     (tmp_path / "local.settings.json").write_text(json.dumps({"Values": values}))

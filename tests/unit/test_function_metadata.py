@@ -45,7 +45,9 @@ def test_trigger_binding(name: str) -> None:
         assert _bindings(name)[1] == {"direction": "OUT", "type": "http", "name": "$return"}
 
 
-@pytest.mark.parametrize("name", ["reconcile", "rebuild_tables", "sync_usage_logs"])
+@pytest.mark.parametrize(
+    "name", ["reconcile", "rebuild_tables", "sync_usage_logs", "keep_subscription"]
+)
 def test_heavy_timers_do_not_run_on_start_up(name: str) -> None:
     # A scale-out must not trigger a 48 h listing or a table rebuild.
     assert "runOnStartup" not in _bindings(name)[0]
@@ -88,3 +90,27 @@ def test_function_app_imports_without_settings() -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert int(out.stdout) == len(_FUNCTIONS)
+
+
+def test_the_webhook_path_loads_no_graph_client_and_no_blob_sdk() -> None:
+    """A cold instance answers Graph's first notification (3 s budget, 2,900 ms counts as slow)
+    without importing what only the other functions use: the runtime with its Graph client,
+    httpx, the blob SDK, the archiver, reconciliation."""
+    heavy = (
+        "httpx",
+        "azure.storage.blob",
+        "shared.runtime",
+        "shared.graph.client",
+        "shared.graph.paging",
+        "shared.archiver",
+        "shared.reconcile",
+        "shared.recordfetch",
+    )
+    code = (
+        "import sys, function_app; function_app.app.get_functions(); "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

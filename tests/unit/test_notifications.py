@@ -42,7 +42,30 @@ def test_validation_token_is_echoed_unchanged() -> None:
     assert check_validation_token(token) == token
 
 
-@pytest.mark.parametrize("token", ["", "x" * (MAX_VALIDATION_TOKEN + 1), "a\r\nSet-Cookie: x=1"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "x" * 1025,  # Graph's token is opaque: longer than the old 1,024-character limit
+        "x" * MAX_VALIDATION_TOKEN,
+        "é" * (MAX_VALIDATION_TOKEN // 2),  # 8 KiB of UTF-8
+        "Validation: 𝔘 ✓ +/=&?%#<b> " * 200,
+    ],
+)
+def test_any_opaque_token_up_to_8_kib_is_echoed_as_it_came(token: str) -> None:
+    assert check_validation_token(token) == token
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "x" * (MAX_VALIDATION_TOKEN + 1),
+        "é" * (MAX_VALIDATION_TOKEN // 2 + 1),
+        "a\r\nSet-Cookie: x=1",
+        "a\x00b",
+        "a\x85b",  # C1 NEXT LINE
+    ],
+)
 def test_absurd_validation_tokens_are_refused(token: str) -> None:
     with pytest.raises(BadRequest):
         check_validation_token(token)

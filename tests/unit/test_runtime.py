@@ -10,7 +10,7 @@ IDENTITY_BASED = {
     "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
     "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
     "AZURE_CLIENT_ID": UAMI,
-    "GRAPH_CLIENT_STATE": "x",
+    "GRAPH_CLIENT_STATE": "runtime-test-client-state-0123456789",
 }
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from shared.settings import SettingError, lifecycle_url_from, load_settings
 
-BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_CLIENT_STATE": "s3cret"}
+SECRET = "0123456789abcdef0123456789abcdef"  # 32 characters, the shortest accepted
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_CLIENT_STATE": SECRET}
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -29,7 +30,7 @@ def test_identity_based_storage_and_lifecycle_url_derived() -> None:
         "AzureWebJobsStorage__credential": "managedidentity",
         "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
         "ARCHIVE_STORAGE__blobServiceUri": "https://arch.blob.core.windows.net",
-        "GRAPH_CLIENT_STATE": "x",
+        "GRAPH_CLIENT_STATE": SECRET,
         "GRAPH_BASE_URL": "https://graph.microsoft.us/",
         "NOTIFICATION_URL": "https://app.example.net/api/notifications?code=abc",
         "AZURE_CLIENT_ID": "99999999-2222-3333-4444-555555555555",
@@ -58,6 +59,13 @@ def test_identity_based_storage_and_lifecycle_url_derived() -> None:
         ({**BASE, "ARCHIVE_CONTAINER": "Bad_Name"}, "ARCHIVE_CONTAINER is malformed"),
         ({**BASE, "CALLRECORDS_QUEUE": "ab"}, "CALLRECORDS_QUEUE is malformed"),
         ({**BASE, "GRAPH_BASE_URL": "graph.microsoft.com"}, "GRAPH_BASE_URL is malformed"),
+        ({**BASE, "GRAPH_BASE_URL": "http://graph.microsoft.com"}, "GRAPH_BASE_URL must be"),
+        ({**BASE, "GRAPH_BASE_URL": "http://10.0.0.5:8055"}, "GRAPH_BASE_URL must be"),
+        ({**BASE, "GRAPH_CLIENT_STATE": SECRET[:-1]}, "GRAPH_CLIENT_STATE is too short"),
+        (
+            {**BASE, "GRAPH_CLIENT_STATE_PREVIOUS": "old"},
+            "GRAPH_CLIENT_STATE_PREVIOUS is too short",
+        ),
         (
             {**BASE, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"},
             "GRAPH_BASE_URL is malformed",
@@ -127,3 +135,69 @@ def test_participants_v2_by_cloud_and_pacing_settings() -> None:
             load_settings({**BASE, "GRAPH_RECORD_NEXT_PAGES_PACE": bad})
     with pytest.raises(SettingError, match=r"^GRAPH_PARTICIPANTS_V2 is malformed"):
         load_settings({**BASE, "GRAPH_PARTICIPANTS_V2": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("graph", "kinds"),
+    [
+        ("https://graph.microsoft.com", ("pstn", "directrouting")),
+        ("https://graph.microsoft.us", ("pstn",)),
+        ("https://dod-graph.microsoft.us", ("pstn",)),
+        ("https://microsoftgraph.chinacloudapi.cn", ()),
+    ],
+)
+def test_usage_logs_by_cloud(graph: str, kinds: tuple[str, ...]) -> None:
+    env = {**BASE, "GRAPH_BASE_URL": graph}
+    assert load_settings(env).usage_kinds == kinds
+    assert load_settings({**env, "USAGE_LOGS_KINDS": "auto"}).usage_kinds == kinds
+    chosen = load_settings({**env, "USAGE_LOGS_KINDS": " DirectRouting, pstn ,pstn"})
+    assert chosen.usage_kinds == ("directrouting", "pstn")
+    assert load_settings({**env, "USAGE_LOGS_KINDS": "none"}).usage_kinds == ()
+
+
+@pytest.mark.parametrize("raw", ["sms", ",", "pstn;directrouting"])
+def test_malformed_usage_logs_kinds_name_the_setting(raw: str) -> None:
+    with pytest.raises(SettingError, match="USAGE_LOGS_KINDS is malformed"):
+        load_settings({**BASE, "USAGE_LOGS_KINDS": raw})
+
+
+def test_sweep_grace_and_reread_settings() -> None:
+    s = load_settings(BASE)
+    assert (s.reconcile_sweep_hours, s.permission_grace_hours) == (168, 24.0)
+    assert (s.usage_reread_days, s.usage_reread_every_hours) == (7, 24.0)
+    s = load_settings(
+        {
+            **BASE,
+            "RECONCILE_SWEEP_HOURS": "24",
+            "GRAPH_PERMISSION_GRACE_HOURS": "0",
+            "USAGE_LOGS_REREAD_EVERY_HOURS": "0",
+        }
+    )
+    assert (s.reconcile_sweep_hours, s.permission_grace_hours, s.usage_reread_every_hours) == (
+        24,
+        0.0,
+        0.0,
+    )
+    for setting in ("RECONCILE_SWEEP_HOURS", "USAGE_LOGS_REREAD_DAYS"):
+        with pytest.raises(SettingError, match=setting):
+            load_settings({**BASE, setting: "0"})
+    with pytest.raises(SettingError, match="GRAPH_PERMISSION_GRACE_HOURS"):
+        load_settings({**BASE, "GRAPH_PERMISSION_GRACE_HOURS": "-1"})
+
+
+@pytest.mark.parametrize(
+    "graph", ["http://127.0.0.1:8055", "http://localhost:8055", "http://[::1]:1"]
+)
+def test_a_loopback_graph_may_be_plain_http_with_a_short_secret(graph: str) -> None:
+    """The simulator and the tests: nothing leaves the machine."""
+    s = load_settings({**BASE, "GRAPH_BASE_URL": graph, "GRAPH_CLIENT_STATE": "x"})
+    assert s.graph_base_url == graph and s.client_state == "x"
+
+
+def test_unsafe_settings_fail_in_one_line_that_names_the_fix() -> None:
+    with pytest.raises(SettingError) as err:
+        load_settings({**BASE, "GRAPH_CLIENT_STATE": "short"})
+    assert "\n" not in str(err.value) and "openssl rand" in str(err.value)
+    with pytest.raises(SettingError) as err:
+        load_settings({**BASE, "GRAPH_BASE_URL": "http://graph.microsoft.com"})
+    assert "\n" not in str(err.value) and "https://graph.microsoft.com" in str(err.value)

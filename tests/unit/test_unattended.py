@@ -37,7 +37,10 @@ from shared.settings import SettingError, Settings, load_settings
 from shared.workqueue import QueueUnavailable
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
-BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_CLIENT_STATE": "s3cret"}
+BASE = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "GRAPH_CLIENT_STATE": "unattended-test-client-state-0123456789",
+}
 
 
 def _http_error(status: int, cls: type[HttpResponseError] = HttpResponseError) -> HttpResponseError:
