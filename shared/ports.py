@@ -147,8 +147,9 @@ class ActivityPort(Protocol):
     async def recent(self, now: datetime | None = None, hours: int = 24) -> Activity: ...
 
 
-class FetchPorts(Protocol):
-    """What fetching and archiving one record needs (shared/recordfetch.py)."""
+class GraphJobPorts(Protocol):
+    """What every job that reads Graph needs: the settings, Graph, the archive, and the
+    state store."""
 
     @property
     def settings(self) -> Settings: ...
@@ -161,6 +162,11 @@ class FetchPorts(Protocol):
 
     @property
     def state(self) -> StatePort: ...
+
+
+class FetchPorts(GraphJobPorts, Protocol):
+    """What fetching and archiving one record needs (shared/recordfetch.py): also the
+    per-instance bound on large fetches."""
 
     @property
     def large_fetches(self) -> asyncio.Semaphore: ...
@@ -177,53 +183,26 @@ class ArchiverPorts(FetchPorts, Protocol):
     def activity(self) -> ActivityPort: ...
 
 
-class ReconcilePorts(Protocol):
+class ReconcilePorts(GraphJobPorts, Protocol):
     """What reconciliation needs (shared/reconcile.py): list Graph, look in the archive,
     queue the missing."""
 
     @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def graph(self) -> GraphPort: ...
-
-    @property
-    def archive(self) -> ArchivePort: ...
-
-    @property
     def work(self) -> WorkPort: ...
-
-    @property
-    def state(self) -> StatePort: ...
 
 
 class KeeperPorts(ReconcilePorts, Protocol):
     """What keeping the subscription needs (shared/lifecycle.py): Graph, the state store
-    (the secret's fingerprint, last sign of life), and reconciliation after a gap."""
+    (the secret's fingerprint, last sign of life, the lock), and reconciliation after a gap."""
 
 
-class UsagePorts(Protocol):
+class UsagePorts(GraphJobPorts, Protocol):
     """What the PSTN / Direct Routing log copy needs (shared/usage/): Graph, the archive,
     the state store for its watermarks."""
 
-    @property
-    def settings(self) -> Settings: ...
 
-    @property
-    def graph(self) -> GraphPort: ...
-
-    @property
-    def archive(self) -> ArchivePort: ...
-
-    @property
-    def state(self) -> StatePort: ...
-
-
-class StatusPorts(UsagePorts, Protocol):
+class StatusPorts(ReconcilePorts, Protocol):
     """What the health verdict reads (shared/status.py): everything, read only."""
-
-    @property
-    def work(self) -> WorkPort: ...
 
     @property
     def activity(self) -> ActivityPort: ...

@@ -45,7 +45,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypeVar
 
@@ -269,14 +269,7 @@ LIST_THROTTLED = RetryPolicy(
 
 # getPstnCalls / getDirectRoutingCalls in a CLI backfill: the same rule (the hourly sync does
 # not wait: it stops at its watermark and the next run continues).
-BACKFILL_THROTTLED = RetryPolicy(
-    "PSTN / Direct Routing logs",
-    tries=None,
-    backoff=10.0,
-    factor=1.0,
-    limit=120.0,
-    exceptions=(Throttled,),
-)
+BACKFILL_THROTTLED = replace(LIST_THROTTLED, name="PSTN / Direct Routing logs")
 
 # One record's per-record limit (learn.microsoft.com/graph/throttling-limits): a wait up to
 # 30 s is done in place; a longer one checkpoints the fetch and queues it again.
