@@ -41,7 +41,6 @@ from azure.storage.blob.aio import ContainerClient
 from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
 from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
 from shared.hostconfig import timer_budget
-from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -391,15 +390,16 @@ async def tabulate(
     return state
 
 
-async def rebuild_changed_days(runtime: Runtime, now: datetime | None = None) -> Progress:
-    """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed."""
+async def rebuild_changed_days(
+    archive: ContainerClient, tables: ContainerClient, now: datetime | None = None
+) -> Progress:
+    """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed (the
+    records in ``archive``, the Parquet files in ``tables``)."""
     now = now or datetime.now(UTC)
     days = days_between(now - timedelta(days=TIMER_DAYS), now)
     # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
     deadline = time.monotonic() + timer_budget().total_seconds()
-    state = await tabulate(
-        runtime.archive.container, runtime.tables, days, only_changed=True, deadline=deadline
-    )
+    state = await tabulate(archive, tables, days, only_changed=True, deadline=deadline)
     log.info(
         "analytics tables: %d of the last %d days rebuilt (%d records)",
         state.days_done,

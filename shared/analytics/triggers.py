@@ -20,4 +20,5 @@ async def rebuild_tables(timer: func.TimerRequest) -> None:
     from shared.analytics.rebuild import rebuild_changed_days
     from shared.runtime import get_runtime
 
-    await rebuild_changed_days(await get_runtime())
+    rt = await get_runtime()
+    await rebuild_changed_days(rt.archive.container, rt.tables)

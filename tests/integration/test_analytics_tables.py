@@ -220,18 +220,18 @@ async def test_tables_hold_the_latest_versions_only(tables_rt, sim, azurite) -> 
     )
 
     # the timer: nothing changed, nothing rebuilt; a new version rebuilds its day only
-    assert (await rebuild_changed_days(rt)).days_done == 0
+    assert (await rebuild_changed_days(rt.archive.container, rt.tables)).days_done == 0
     sim.client.new_version(two["id"], notify=False)
     three = sim.client.expected(two["id"])
     await archive(rt, three)
-    rebuilt = await rebuild_changed_days(rt)
+    rebuilt = await rebuild_changed_days(rt.archive.container, rt.tables)
     assert [str(r.day) for r in rebuilt.results] == [d2]
     versions = {
         c["call_record_id"]: c["version"]
         for c in read_table(conn, container, f"calls/date={d2}/part-0.parquet")
     }
     assert versions[two["id"]] == 3
-    assert (await rebuild_changed_days(rt)).days_done == 0
+    assert (await rebuild_changed_days(rt.archive.container, rt.tables)).days_done == 0
     listing = await list_day(rt.archive.container, rebuilt.results[0].day)
     assert listing.latest[two["id"]][0] == 3
 
