@@ -7,13 +7,18 @@ take up to about 24 hours to reach them ("Limitation of using managed identities
 authorization": learn.microsoft.com/entra/identity/managed-identities-azure-resources/managed-identity-best-practice-recommendations).
 Parking every record of that day would turn a waiting game into a replay for a person.
 
-So for ``GRAPH_PERMISSION_GRACE_HOURS`` (default 24) after a 403 is first seen, the records
+So for ``GRAPH_PERMISSION_GRACE_HOURS`` after a 403 is first seen, the records
 and reconcile slices that meet it are put back on the queue with a back-off like any
 transient fault; only after that is a 403 permanent. When the refusal was first seen is
 kept in the state store (one small blob), so every instance and every restart counts from
 the same moment, and health names the missing permission from the first refusal on.
 A refusal episode ends when a Graph read succeeds again, or when no 403 has been seen for
 ``EPISODE_GAP`` (longer than the longest back-off, so a steady refusal never looks new).
+
+The default grace is 48 hours, not the documented 24: the clock starts at the first 403,
+which can come before anyone has granted the role (a deployment without Privileged Role
+Administrator grants it by hand, infra/README.md), and the 24 hours of token caching start
+only at the grant. A day to grant, a day to propagate.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ class Settings:
     reconcile_sweep_hours: int = 168
     # A Graph 403 is retried, not parked, for this long after it is first seen
     # (shared/permission.py); 0 parks at once.
-    permission_grace_hours: float = 24.0
+    permission_grace_hours: float = 48.0
     # Late usage rows: every sync re-reads at least 3 days; once every
     # usage_reread_every_hours (0: every run) it re-reads usage_reread_days.
     usage_reread_days: int = 7
@@ -512,7 +512,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
         reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
-        permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 24.0, zero_ok=True),
+        permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 48.0, zero_ok=True),
         usage_reread_days=_positive_int(env, "USAGE_LOGS_REREAD_DAYS", 7),
         usage_reread_every_hours=_hours(env, "USAGE_LOGS_REREAD_EVERY_HOURS", 24.0, zero_ok=True),
         usage_kinds_setting=_usage_kinds(env),

@@ -174,7 +174,7 @@ async def test_missing_app_role_after_the_grace_period_is_parked_then_replayed(
     once the role is granted."""
     rid = sim.client.create_record(notify=False)["id"]
     body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
-    long_ago = utcnow() - timedelta(hours=25)
+    long_ago = utcnow() - timedelta(hours=runtime.settings.permission_grace_hours + 1)
     refusing = permission.Refusal(long_ago, utcnow(), "Graph 403 since yesterday")
     await runtime.state.save(permission.PERMISSION_BLOB, refusing.to_json())
     caplog.set_level(logging.ERROR, logger="shared.archiver")

@@ -163,7 +163,7 @@ def test_malformed_usage_logs_kinds_name_the_setting(raw: str) -> None:
 
 def test_sweep_grace_and_reread_settings() -> None:
     s = load_settings(BASE)
-    assert (s.reconcile_sweep_hours, s.permission_grace_hours) == (168, 24.0)
+    assert (s.reconcile_sweep_hours, s.permission_grace_hours) == (168, 48.0)
     assert (s.usage_reread_days, s.usage_reread_every_hours) == (7, 24.0)
     s = load_settings(
         {
