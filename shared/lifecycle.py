@@ -116,7 +116,7 @@ async def lifecycle_batch(ports: KeeperPorts, value: Sequence[object]) -> Sorted
 
 MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days
 # Calls that started this long before a gap may still have been published during it (a long
-# meeting, then up to 150 minutes until its record appears): the window reaches back this much.
+# meeting, then up to 150 minutes until its record appears): the range reaches back this much.
 GAP_MARGIN_HOURS = 48
 
 

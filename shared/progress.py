@@ -1,4 +1,4 @@
-"""Progress through a time window, for the progress bars of backfills and syncs."""
+"""Progress through a time range, for the progress bars of backfills and syncs."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ callRecord may be created beyond the stated latencies"
 learn.microsoft.com/graph/api/resources/callrecords-api-overview). A lost notification for
 the version 2 of a five-day-old call would otherwise never be archived.
 
-So each reconcile run also queues the next piece of a sweep over Graph's whole 30-day window.
+So each reconcile run also queues the next piece of a sweep over the whole 30 days Graph keeps.
 A sweep fixes its frame when it starts, [start - 30 days, start), and walks it oldest first in
 ``RECONCILE_SWEEP_HOURS`` equal steps, one per run: the oldest start times are listed before
 they age out, every start time in the frame is listed once, and a sweep completes in exactly

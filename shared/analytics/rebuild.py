@@ -211,18 +211,18 @@ class DayWriter:
 async def _read_records(
     archive: ContainerClient, listing: DayListing, on_record: Callable[[bytes | None], None]
 ) -> None:
-    """Download every latest-version blob of the day in id order, a window at a time (at most
-    DOWNLOADS blobs and DOWNLOAD_BYTES, at least one blob), the next window while this one is
-    consumed: memory is two windows of records, whatever the day holds."""
-    windows: list[list[str]] = []
-    window_bytes = 0
+    """Download every latest-version blob of the day in id order, a batch at a time (at most
+    DOWNLOADS blobs and DOWNLOAD_BYTES, at least one blob), the next batch while this one is
+    consumed: memory is two batches of records, whatever the day holds."""
+    batches: list[list[str]] = []
+    batch_bytes = 0
     for rid in sorted(listing.latest):
         _, name, size = listing.latest[rid]
-        if not windows or len(windows[-1]) >= DOWNLOADS or window_bytes + size > DOWNLOAD_BYTES:
-            windows.append([])
-            window_bytes = 0
-        windows[-1].append(name)
-        window_bytes += size
+        if not batches or len(batches[-1]) >= DOWNLOADS or batch_bytes + size > DOWNLOAD_BYTES:
+            batches.append([])
+            batch_bytes = 0
+        batches[-1].append(name)
+        batch_bytes += size
 
     async def fetch(name: str) -> bytes | None:
         try:
@@ -238,15 +238,15 @@ async def _read_records(
             log.warning("archive blob %s is in the Archive tier (rehydrate it to include it)", name)
             return None
 
-    def start(window: list[str]) -> list[asyncio.Future[bytes | None]]:
-        return [asyncio.ensure_future(fetch(name)) for name in window]
+    def start(batch: list[str]) -> list[asyncio.Future[bytes | None]]:
+        return [asyncio.ensure_future(fetch(name)) for name in batch]
 
-    ahead = start(windows[0]) if windows else []
+    ahead = start(batches[0]) if batches else []
     current: list[asyncio.Future[bytes | None]] = []
     try:
-        for n in range(len(windows)):
+        for n in range(len(batches)):
             current = ahead
-            ahead = start(windows[n + 1]) if n + 1 < len(windows) else []
+            ahead = start(batches[n + 1]) if n + 1 < len(batches) else []
             for task in current:
                 on_record(await task)
     finally:  # a failure (storage down) leaves no download running behind it
