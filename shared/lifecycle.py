@@ -91,8 +91,10 @@ async def claim(state: StatePort, action: ControlAction, now: datetime | None = 
         last = datetime.fromisoformat(str((data or {})["queuedAt"]))
     except (KeyError, ValueError):
         last = None
-    # A time in the future (a clock gone wrong, or a hand edit) counts as now, not as forever.
-    if last is not None and last.tzinfo is not None and now - min(last, now) < DEBOUNCE:
+    # Either side of now: another instance's clock may run a little ahead. A stamp further in
+    # the future than DEBOUNCE (a clock gone wrong, a hand edit) is ignored, or it would
+    # debounce every reconciliation until that time came.
+    if last is not None and last.tzinfo is not None and abs(now - last) < DEBOUNCE:
         return False
     return await state.save(name, {"queuedAt": now.isoformat()}, etag or "") is not None
 
