@@ -8,6 +8,7 @@ stops refusing."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -76,8 +77,9 @@ async def test_inside_the_grace_a_403_is_requeued_never_parked_and_the_record_ar
 
 
 async def test_the_grace_counts_from_the_first_refusal_then_the_403_parks(
-    graph: FakeGraph, ports: FakePorts
+    graph: FakeGraph, ports: FakePorts, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="shared.archiver")
     now = utcnow()
     record = graph.add_record(now - timedelta(minutes=40))
     item = WorkItem.new(record.id, Source.NOTIFICATION)
@@ -102,6 +104,11 @@ async def test_the_grace_counts_from_the_first_refusal_then_the_403_parks(
     (parked,) = ports.work.poison
     assert parked["reason"] == "permanent error: Graph answered 403"
     assert "Unauthorized" in parked["error"] and "403" in parked["error"]
+    assert any(
+        r.name == "shared.archiver"
+        and "needs the application role CallRecords.Read.All" in r.message
+        for r in caplog.records
+    )
     problem = await _role_problem(ports)
     assert problem is not None and "the grace period is over: records are parked" in problem
     # Granted at last: the parked record, replayed, arrives.
