@@ -79,7 +79,8 @@ async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(
     graph: FakeGraph, ports: FakePorts
 ) -> None:
     first = await keep_subscription(ports)
-    assert first.action is SubscriptionAction.CREATED and not ports.work.queued
+    assert first.action is SubscriptionAction.CREATED and first.gap_since is None
+    assert not ports.work.queued
     known, etag = await ports.state.load(STATE_BLOB)
     assert known is not None
     known["aliveAt"] = (utcnow() - timedelta(days=5)).isoformat()  # a stopped app
