@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -16,7 +15,6 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from shared import archiver, handlers
-from shared.clock import utcnow
 from shared.messages import Source, WorkItem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,19 +68,6 @@ async def test_not_yet_available_goes_back_on_the_queue_then_arrives(runtime, si
     assert WorkItem.from_body(body).attempt == 2
     await handlers.queue_message(body, dequeue_count=1)  # published now
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
-
-
-async def test_never_published_goes_to_poison_with_its_reason(runtime, sim) -> None:
-    rid = sim.client.create_record(never_available=True, notify=False)["id"]
-    old = WorkItem(
-        id=rid, source=Source.NOTIFICATION, first_seen=utcnow() - timedelta(minutes=241), attempt=9
-    )
-    await handlers.queue_message(old.to_json().encode(), dequeue_count=1)
-    assert await _count(runtime.work.queue) == 0
-    _, body = await _next_message(runtime.work.poison)
-    parked = WorkItem.from_body(body)
-    assert parked.id == rid and "not available after 240 min" in (parked.reason or "")
-    assert "404" in (parked.last_error or "")
 
 
 async def test_short_faults_are_absorbed_in_place(runtime, sim) -> None:
