@@ -18,11 +18,13 @@ It serves what the app reads, in the shapes Microsoft documents:
 
 ``script`` queues answers for the next requests (``(429, 40.0)``: a 429 with Retry-After
 40 s); ``before`` runs before each request is answered (e.g. to publish a new version
-mid-fetch).
+mid-fetch); ``interleave`` lets other tasks run while a request is in flight, as they would
+during a network round trip (for tests of work done by several callers at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -91,6 +93,7 @@ class FakeGraph:
     unlisted: set[str] = field(default_factory=set[str])  # created, not listed yet
     script: list[tuple[int, float | None]] = field(default_factory=list[tuple[int, float | None]])
     before: Callable[[httpx.Request], None] | None = None
+    interleave: bool = False
     requests: list[str] = field(default_factory=list[str])
 
     # ---- setting the scene
@@ -101,12 +104,20 @@ class FakeGraph:
         return record
 
     def client(self, **kwargs: Any) -> GraphClient:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+        http = httpx.AsyncClient(transport=httpx.MockTransport(self._answer))
         credential = cast(AsyncTokenCredential, FakeCredential())
         tokens = TokenProvider(credential, "https://graph.microsoft.com/.default")
         return GraphClient(BASE, tokens, http, first_pace=FAST, next_pace=FAST, **kwargs)
 
     # ---- answering
+
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
+        if self.interleave:
+            await asyncio.sleep(0)  # the request is on its way: another caller's turn
+        response = self.handler(request)
+        if self.interleave:
+            await asyncio.sleep(0)  # and so is the answer
+        return response
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)

@@ -102,14 +102,23 @@ class FakeState:
         default_factory=dict[str, tuple[dict[str, Any], str]]
     )
     locks: dict[str, asyncio.Lock] = field(default_factory=dict[str, asyncio.Lock])
+    # Let other tasks run during each read and write, as during a request to Azure Storage:
+    # callers working at once then read the same ETag, as instances do.
+    interleave: bool = False
+
+    async def _turn(self) -> None:
+        if self.interleave:
+            await asyncio.sleep(0)
 
     async def load(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        await self._turn()
         if name not in self.values:
             return None, None
         value, etag = self.values[name]
         return orjson.loads(orjson.dumps(value)), etag
 
     async def save(self, name: str, value: dict[str, Any], etag: str | None = None) -> str | None:
+        await self._turn()
         current = self.values.get(name)
         if etag == "" and current is not None:
             return None
@@ -120,6 +129,7 @@ class FakeState:
         return new
 
     async def delete(self, name: str) -> None:
+        await self._turn()
         self.values.pop(name, None)
 
     def exclusive(self, name: str) -> asyncio.Lock:

@@ -1,6 +1,6 @@
 """The one pager and the client's in-place retry policy, over the in-memory Graph: every page,
 a continuation token, the host pinned, Retry-After honoured, read-ahead, a 200 that is not
-JSON."""
+JSON (a hard error, never retried), next links in the documentation's ``$metadata#`` form."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from shared.graph import BadPage, GraphError, Throttled, pages
+from shared.graph import BadPage, GraphError, Throttled, Unreachable, pages, resolve_link
 from shared.graph.retry import RetryPolicy
 from tests.fakes.graph import BASE, FakeGraph
 
@@ -87,14 +87,31 @@ async def test_short_throttles_are_waited_in_place_long_ones_go_up(graph: FakeGr
 async def test_a_200_that_is_not_json_is_a_bad_page(graph: FakeGraph) -> None:
     client = graph.client()
     await client._http.aclose()
-    client._http = httpx.AsyncClient(
-        transport=httpx.MockTransport(
-            lambda r: httpx.Response(
-                200, text="<edmx/>", headers={"Content-Type": "application/xml"}
-            )
-        )
-    )
-    with pytest.raises(BadPage):
+    asked: list[str] = []
+
+    def xml(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, text="<edmx/>", headers={"Content-Type": "application/xml"})
+
+    client._http = httpx.AsyncClient(transport=httpx.MockTransport(xml))
+    with pytest.raises(BadPage, match="not JSON") as caught:
         async for _ in pages(client, f"{BASE}/v1.0/$metadata"):
             pass
+    assert not isinstance(caught.value, Unreachable)  # a hard error, not a network fault
+    assert len(asked) == 1 and not client.retries  # so not retried in place
+    with pytest.raises(BadPage, match="not JSON"):
+        await client.get(f"{BASE}/v1.0/$metadata")
     await client._http.aclose()
+
+
+def test_metadata_links_become_resource_paths() -> None:
+    link = (
+        "https://graph.microsoft.com/v1.0/$metadata#communications/callRecords('e523d2ed-2966"
+        "-4b6b-925b-754a88034cc5')/sessions?$expand=segments&$skiptoken=abc"
+    )
+    assert resolve_link(link) == (
+        "https://graph.microsoft.com/v1.0/communications/callRecords('e523d2ed-2966"
+        "-4b6b-925b-754a88034cc5')/sessions?$expand=segments&$skiptoken=abc"
+    )
+    plain = "https://graph.microsoft.com/v1.0/communications/callRecords/x/sessions?$skiptoken=a"
+    assert resolve_link(plain) == plain

@@ -1,18 +1,30 @@
-"""Reconciliation against the in-memory ports: exactly the missing records are queued, a
-second run after they are archived queues nothing, a dry run queues nothing, a throttled List
-is waited out by the pager, a slice that meets a Graph outage comes back later."""
+"""Reconciliation against the in-memory ports: exactly the missing records are queued (a later
+version of an archived one included), a second run after they are archived queues nothing,
+runs before the queue drains queue twice and the archive still gets each once, a dry run
+queues nothing, the range is clamped to Graph's 30 days and cut at UTC midnights, a throttled
+List is waited out by the pager, a slice that meets a Graph outage comes back later."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.graph.retry import RetryPolicy
-from shared.messages import ControlAction, ControlItem, WorkItem
+from shared.messages import ControlAction, ControlItem, Source, WorkItem
 from shared.ratelimit import SlidingWindow
-from shared.reconcile import EmptyRange, queue_slices, reconcile, reconcile_slice
+from shared.reconcile import (
+    RETENTION,
+    EmptyRange,
+    Report,
+    days,
+    queue_slices,
+    reconcile,
+    reconcile_slice,
+    since_from_text,
+)
 from shared.recordfetch import fetch_record
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts
@@ -46,10 +58,65 @@ async def test_exactly_the_missing_are_queued_and_a_second_run_queues_nothing(
     assert again.queued == 0 and again.archived == 9 and not ports.work.queued
 
 
+async def test_a_backfill_of_30_days_queues_each_missing_record_once(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    ids = spread(graph, 36, days=30)
+    too_old = graph.add_record(utcnow() - timedelta(days=35))
+    pre = ids[::7]  # archived already; the first of them has since got a version 2
+    for rid in pre:
+        await fetch_record(ports, rid)
+    graph.records[pre[0]].version = 2
+    expected = (set(ids) - set(pre)) | {pre[0]}
+    seen: list[Report] = []
+    report = await reconcile(
+        ports,
+        utcnow() - timedelta(days=30),
+        source=Source.BACKFILL,
+        limiter=FAST,
+        progress=seen.append,
+    )
+    assert (report.listed, report.archived) == (36, len(pre) - 1)
+    assert report.queued == report.missing == len(expected)
+    assert seen[-1].fraction == 1.0 and len(seen) > 30  # progress for every day of the window
+    queued = [q.item for q in ports.work.take()]
+    assert all(isinstance(i, WorkItem) and i.source is Source.BACKFILL for i in queued)
+    assert sorted(i.id for i in queued if isinstance(i, WorkItem)) == sorted(expected)
+    assert too_old.id not in {i.id for i in queued if isinstance(i, WorkItem)}
+    for item in queued:
+        assert isinstance(item, WorkItem)
+        await fetch_record(ports, item.id)
+    names = list(ports.archive.blobs)
+    assert len(names) == len(ids) + 1  # every record, and v1 and v2 of the updated one
+    assert {n.rsplit("/", 1)[1] for n in names if pre[0] in n} == {"v1.json", "v2.json"}
+    again = await reconcile(ports, utcnow() - timedelta(days=30), limiter=FAST)
+    assert (again.listed, again.archived, again.queued) == (36, 36, 0)
+    assert not ports.work.queued
+
+
+async def test_runs_before_the_queue_drains_queue_twice_and_the_archive_gets_each_once(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """A queue cannot be searched, so nothing is deduplicated against it: the archive's
+    write-if-absent makes the duplicates harmless."""
+    ids = spread(graph, 4, days=29)
+    since = utcnow() - timedelta(days=30)
+    first = await reconcile(ports, since, source=Source.BACKFILL, limiter=FAST)
+    second = await reconcile(ports, since, source=Source.BACKFILL, limiter=FAST)
+    assert first.queued == second.queued == 4
+    queued = [q.item for q in ports.work.take()]
+    assert sorted(i.id for i in queued if isinstance(i, WorkItem)) == sorted(ids * 2)
+    for item in queued:
+        assert isinstance(item, WorkItem)
+        await archive_item(ports, item, dequeue_count=1)
+    assert len(ports.archive.blobs) == 4 and not ports.work.poison
+
+
 async def test_a_dry_run_counts_and_queues_nothing(graph: FakeGraph, ports: FakePorts) -> None:
     spread(graph, 4, days=2)
     report = await reconcile(ports, utcnow() - timedelta(days=3), limiter=FAST, dry_run=True)
-    assert report.missing == 4 and report.queued == 0 and not ports.work.queued
+    assert (report.listed, report.missing, report.queued) == (4, 4, 0)
+    assert not ports.work.queued
 
 
 async def test_a_throttled_list_is_waited_out_by_the_pager(graph: FakeGraph) -> None:
@@ -91,9 +158,35 @@ async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:
 
 
 async def test_a_range_is_clamped_to_the_30_days_graph_keeps(ports: FakePorts) -> None:
-    report = await reconcile(ports, utcnow() - timedelta(days=45), limiter=FAST, dry_run=True)
-    assert report.clamped and utcnow() - report.since < timedelta(days=30)
+    now = utcnow()
+    report = await reconcile(ports, now - timedelta(days=45), limiter=FAST, dry_run=True)
+    assert report.clamped
+    assert now - RETENTION < report.since < now - RETENTION + timedelta(minutes=10)
+    assert not (await reconcile(ports, now - RETENTION, dry_run=True, limiter=FAST)).clamped
     with pytest.raises(EmptyRange, match="before the oldest record Graph keeps"):
         await reconcile(ports, utcnow() - timedelta(days=60), utcnow() - timedelta(days=40))
     with pytest.raises(EmptyRange, match="empty range"):
         await reconcile(ports, utcnow(), utcnow() - timedelta(hours=1))
+
+
+def test_days_cut_the_range_at_utc_midnights() -> None:
+    since = datetime(2025, 6, 1, 22, 30, tzinfo=UTC)
+    until = datetime(2025, 6, 3, 1, 0, tzinfo=UTC)
+    cuts = list(days(since, until))
+    assert cuts == [
+        (since, datetime(2025, 6, 2, tzinfo=UTC)),
+        (datetime(2025, 6, 2, tzinfo=UTC), datetime(2025, 6, 3, tzinfo=UTC)),
+        (datetime(2025, 6, 3, tzinfo=UTC), until),
+    ]
+    assert list(days(until, until)) == []
+
+
+def test_since_from_text() -> None:
+    now = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
+    assert since_from_text("7d", now) == now - timedelta(days=7)
+    assert since_from_text("36h", now) == now - timedelta(hours=36)
+    assert since_from_text("90m", now) == now - timedelta(minutes=90)
+    assert since_from_text("2025-06-01", now) == datetime(2025, 6, 1, tzinfo=UTC)
+    assert since_from_text("2025-06-01T08:00:00+02:00", now) == datetime(2025, 6, 1, 6, tzinfo=UTC)
+    with pytest.raises(ValueError, match="neither a duration"):
+        since_from_text("yesterday", now)

@@ -113,7 +113,11 @@ async def test_a_record_not_published_yet_comes_back_later_and_is_parked_after_t
     assert later.delay_seconds == ports.settings.retry_base_seconds  # doubling from the base
     old = WorkItem(rid, first_seen=datetime(2026, 1, 1, tzinfo=UTC))
     await archive_item(ports, old, dequeue_count=1)
-    assert not ports.work.queued and "not available after" in ports.work.poison[0]["reason"]
+    assert not ports.work.queued
+    (parked,) = ports.work.poison
+    window = ports.settings.retry_window_minutes
+    assert parked["item"].id == rid and f"not available after {window} min" in parked["reason"]
+    assert "404" in parked["error"]
 
 
 async def test_a_national_cloud_archives_without_participants_v2(graph: FakeGraph) -> None:

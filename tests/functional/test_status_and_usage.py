@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.graph.retry import RetryPolicy
 from shared.messages import Source, WorkItem
@@ -110,3 +111,53 @@ async def test_a_refused_subscription_names_the_role_and_the_limit(
     graph.script = [(200, None), (403, None)]  # the listing, then the create
     with pytest.raises(SubscriptionError, match=r"CallRecords\.Read\.All"):
         await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
+
+
+async def test_a_fault_mid_range_keeps_the_watermark_at_the_last_whole_day(
+    graph: FakeGraph,
+) -> None:
+    ports = FakePorts(settings=settings(USAGE_LOGS_BACKFILL_DAYS="2"), graph=graph.client())
+    now = utcnow()
+    # Three rows a day, two pages a day (page_size 2), over the two days the first run reads.
+    graph.usage_rows["getPstnCalls"] = [
+        _row((now - timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"), h)
+        for h in (46, 40, 30, 20, 10, 2)
+    ]
+    # Day 1: pages 1 and 2; day 2: page 1, then a 503 whose Retry-After is too long to wait in
+    # place: the run ends there, day 2 half written, the watermark after day 1.
+    graph.script = [(200, None), (200, None), (200, None), (503, 30.0)]
+    (first,) = [r for r in await sync_usage_logs(ports) if r.kind is UsageKind.PSTN]
+    assert first.stopped and "throttled (503, Retry-After 30 s)" in first.stopped
+    mark = first.watermark
+    assert mark is not None and mark == first.since + timedelta(days=1)
+    assert first.pages == 3 and first.written == 3 + 2
+    assert len(ports.archive.blobs) == first.written
+
+    (second,) = [r for r in await sync_usage_logs(ports) if r.kind is UsageKind.PSTN]
+    assert second.stopped is None
+    # From the watermark, re-reading a week: the first run's full read did not complete.
+    assert second.since == mark - timedelta(days=7)
+    assert second.written == 1 and len(ports.archive.blobs) == 6
+    assert second.watermark is not None and second.watermark > mark
+    await ports.graph._http.aclose()  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_health_notices_a_listed_record_the_archive_lacks_until_it_is_archived(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """One List page of the last 24 h, each record published by now looked up in the archive."""
+    lost = graph.add_record(utcnow() - 5 * HOUR)
+    fresh = graph.add_record(utcnow() - timedelta(minutes=2))  # inside the grace: may be on its way
+    facts = await collect(ports)
+    assert facts.graph_sampled == 2
+    assert facts.sample_missing == [lost.id]
+    assert any(
+        p.startswith("Graph lists 1 call record(s)") and lost.id in p for p in facts.problems
+    )
+    assert facts.verdict is Verdict.UNHEALTHY
+
+    await archive_item(ports, WorkItem.new(lost.id, Source.RECONCILE), dequeue_count=1)
+    facts = await collect(ports)
+    assert facts.sample_missing == [] and facts.archived_last_24h == 1
+    assert not any(p.startswith("Graph lists") for p in facts.problems)
+    assert fresh.id not in facts.sample_missing

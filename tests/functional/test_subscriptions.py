@@ -1,19 +1,28 @@
 """Keeping the subscription, against the in-memory ports: create then keep, renew near
 expiry, the 409 rule (adopt the one Graph names), clientState rotation, a lost subscription
-closing its gap by reconciliation, and lifecycle actions."""
+closing its gap by reconciliation, lifecycle actions, and a recreate that fails still queueing
+the reconciliation of its gap."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from itertools import pairwise
 
+import pytest
+
+from shared import reconcile
+from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.lifecycle import GAP_MARGIN_HOURS, keep_subscription, run_control
-from shared.messages import ControlAction, ControlItem
+from shared.messages import ControlAction, ControlItem, Source, WorkItem
+from shared.ratelimit import SlidingWindow
 from shared.subscriptions import (
     CHANGE_TYPE,
     RESOURCE,
     STATE_BLOB,
     SubscriptionAction,
+    SubscriptionError,
     SubscriptionKeeper,
     fingerprint,
 )
@@ -79,7 +88,8 @@ async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(
     graph: FakeGraph, ports: FakePorts
 ) -> None:
     first = await keep_subscription(ports)
-    assert first.action is SubscriptionAction.CREATED and not ports.work.queued
+    assert first.action is SubscriptionAction.CREATED and first.gap_since is None
+    assert not ports.work.queued
     known, etag = await ports.state.load(STATE_BLOB)
     assert known is not None
     known["aliveAt"] = (utcnow() - timedelta(days=5)).isoformat()  # a stopped app
@@ -111,3 +121,32 @@ async def test_lifecycle_actions(graph: FakeGraph, ports: FakePorts) -> None:
         isinstance(q.item, ControlItem) and q.item.action is ControlAction.RECONCILE_SLICE
         for q in slices
     )
+
+
+async def test_a_recreate_that_fails_still_closes_the_gap(
+    graph: FakeGraph, ports: FakePorts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the subscription cannot be created again (a person must fix the URL), the missed
+    records are queued anyway, and the action fails so the queue retries it."""
+    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
+    lost = [graph.add_record(utcnow() - timedelta(hours=h)).id for h in (1, 20)]
+    graph.script = [(200, None), (400, None)]  # the listing, then the create: handshake failed
+    with pytest.raises(SubscriptionError, match="validation handshake"):
+        await run_control(ports, ControlItem(ControlAction.RECREATE, str(uuid.uuid4())))
+    slices = [q.item for q in ports.work.take()]
+    assert len(slices) in (48, 49)
+    assert all(
+        isinstance(s, ControlItem) and s.action is ControlAction.RECONCILE_SLICE for s in slices
+    )
+    starts = [s.since for s in slices if isinstance(s, ControlItem)]
+    assert all(a and b and a > b for a, b in pairwise(starts)), "newest first"
+    for item in slices:
+        assert isinstance(item, ControlItem)
+        await run_control(ports, item)
+    queued = [q.item for q in ports.work.take()]
+    assert sorted(i.id for i in queued if isinstance(i, WorkItem)) == sorted(lost)
+    assert {i.source for i in queued if isinstance(i, WorkItem)} == {Source.RECONCILE}
+    for item in queued:
+        assert isinstance(item, WorkItem)
+        await archive_item(ports, item, dequeue_count=1)
+    assert sorted(name.split("/")[3] for name in ports.archive.blobs) == sorted(lost)

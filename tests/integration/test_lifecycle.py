@@ -3,15 +3,10 @@ simulator sends the events to /api/lifecycle, and what was missed ends up archiv
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from shared.lifecycle import run_control
-from shared.messages import ControlAction, ControlItem, WorkItem, parse_message
-from shared.subscriptions import SubscriptionError
 from tests.integration.conftest import Host
 from tests.integration.helpers import blobs, wait_for
 
@@ -102,30 +97,3 @@ def test_subscription_removed_is_recreated_and_the_gap_closed(keeper_host, sim, 
     rid = sim.client.create_record(sessions=1, participants=2)["id"]
     wait_for(lambda: rid in archived_ids(app_env), what="a record notified to the new one")
     assert [s["id"] for s in sim.client.subscriptions()] == [new["id"]]
-
-
-async def test_recreate_that_fails_still_closes_the_gap(
-    fresh_sim, runtime, make_runtime, dead_url
-) -> None:
-    """If the subscription cannot be recreated (a person must fix the URL), the missed
-    records are queued anyway, and the action fails so the queue retries it."""
-    lost = [fresh_sim.client.create_record(sessions=1, notify=False)["id"] for _ in range(2)]
-    rt = make_runtime(NOTIFICATION_URL=dead_url)
-    with pytest.raises(SubscriptionError, match="validation handshake"):
-        await run_control(rt, ControlItem(ControlAction.RECREATE, str(uuid.uuid4())))
-    # The gap is queued as hourly slices (newest first); working them queues the records.
-    slices = []
-    while True:
-        batch = [m async for m in rt.work.queue.receive_messages(max_messages=32)]
-        if not batch:
-            break
-        for m in batch:
-            slices.append(parse_message(m.content))
-            await rt.work.queue.delete_message(m)
-    assert len(slices) in (48, 49) and {s.action for s in slices} == {ControlAction.RECONCILE_SLICE}
-    assert all(a.since > b.since for a, b in itertools.pairwise(slices)), "newest first"
-    for item in slices:
-        await run_control(rt, item)
-    queued = [WorkItem.from_body(m.content) for m in await rt.work.queue.peek_messages(32)]
-    assert sorted(i.id for i in queued) == sorted(lost)
-    assert {i.source for i in queued} == {"reconcile"}

@@ -1,5 +1,6 @@
-"""Next links in the form the documentation prints (``$metadata#...``), and a 200 that is not
-the JSON page asked for."""
+"""Next links in the form the documentation prints (``$metadata#...``) against the simulator:
+it serves both forms (and XML at ``$metadata`` itself), and a record paged by either is
+archived complete."""
 
 from __future__ import annotations
 
@@ -8,21 +9,8 @@ import orjson
 import pytest
 
 from shared.archiver import archive_record
-from shared.graph import BadPage, Unreachable, resolve_link
+from shared.graph import resolve_link
 from shared.messages import Source, WorkItem
-
-
-def test_metadata_links_become_resource_paths() -> None:
-    link = (
-        "https://graph.microsoft.com/v1.0/$metadata#communications/callRecords('e523d2ed-2966"
-        "-4b6b-925b-754a88034cc5')/sessions?$expand=segments&$skiptoken=abc"
-    )
-    assert resolve_link(link) == (
-        "https://graph.microsoft.com/v1.0/communications/callRecords('e523d2ed-2966"
-        "-4b6b-925b-754a88034cc5')/sessions?$expand=segments&$skiptoken=abc"
-    )
-    plain = "https://graph.microsoft.com/v1.0/communications/callRecords/x/sessions?$skiptoken=a"
-    assert resolve_link(plain) == plain
 
 
 def test_simulator_serves_both_forms_and_metadata_xml(sim) -> None:
@@ -58,12 +46,3 @@ async def test_record_with_either_link_form_is_archived_complete(runtime, sim, s
     assert result.written and result.pages == 5 + 3
     data = await (await runtime.archive.container.download_blob(result.blob)).readall()
     assert orjson.loads(data) == sim.client.expected(rid)
-
-
-async def test_a_non_json_200_is_a_hard_error_not_a_network_fault(runtime) -> None:
-    url = runtime.graph.url("$metadata")
-    retries = sum(runtime.graph.retries.values())
-    with pytest.raises(BadPage, match="not JSON") as caught:
-        await runtime.graph.get(url)
-    assert not isinstance(caught.value, Unreachable)
-    assert sum(runtime.graph.retries.values()) == retries  # not retried in place

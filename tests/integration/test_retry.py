@@ -7,21 +7,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import archiver, handlers, permission, status
-from shared.clock import utcnow
+from shared import archiver, handlers
 from shared.messages import Source, WorkItem
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_TRIES = 5  # host.json maxDequeueCount
 
 
 async def _blobs(rt) -> dict[str, dict]:
@@ -72,19 +68,6 @@ async def test_not_yet_available_goes_back_on_the_queue_then_arrives(runtime, si
     assert WorkItem.from_body(body).attempt == 2
     await handlers.queue_message(body, dequeue_count=1)  # published now
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
-
-
-async def test_never_published_goes_to_poison_with_its_reason(runtime, sim) -> None:
-    rid = sim.client.create_record(never_available=True, notify=False)["id"]
-    old = WorkItem(
-        id=rid, source=Source.NOTIFICATION, first_seen=utcnow() - timedelta(minutes=241), attempt=9
-    )
-    await handlers.queue_message(old.to_json().encode(), dequeue_count=1)
-    assert await _count(runtime.work.queue) == 0
-    _, body = await _next_message(runtime.work.poison)
-    parked = WorkItem.from_body(body)
-    assert parked.id == rid and "not available after 240 min" in (parked.reason or "")
-    assert "404" in (parked.last_error or "")
 
 
 async def test_short_faults_are_absorbed_in_place(runtime, sim) -> None:
@@ -139,59 +122,6 @@ async def test_connection_dropped_mid_pagination_never_writes_half(runtime, sim)
     retried = WorkItem.from_body(again)
     assert retried.attempt == 1 and "Unreachable" in (retried.last_error or "")
     await handlers.queue_message(again, dequeue_count=1)
-    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
-
-
-async def test_a_fresh_403_is_retried_not_parked_and_health_names_the_role(runtime, sim) -> None:
-    """Inside GRAPH_PERMISSION_GRACE_HOURS of the first 403 (a new app role can take about a
-    day to reach a managed identity's tokens) a refused record goes back on the queue with
-    a back-off, never to poison; health names the missing role from the first refusal."""
-    rid = sim.client.create_record(notify=False)["id"]
-    body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
-    sim.client.set_faults(forbidden=True)
-    try:
-        for dequeue_count in (1, MAX_TRIES):  # even on the host's last try
-            await handlers.queue_message(body, dequeue_count=dequeue_count)
-            _, body = await _next_message(runtime.work.queue)
-        facts = await status.collect(runtime, check_subscription=False)
-    finally:
-        sim.client.set_faults(reset=True)
-    assert await _count(runtime.work.poison) == 0
-    retried = WorkItem.from_body(body)
-    assert retried.attempt == 2 and "403" in (retried.last_error or "")
-    assert "403" in facts.problems[0] and "CallRecords.Read.All" in facts.problems[0]
-    assert "retried, not parked" in facts.problems[0]
-    await handlers.queue_message(body, dequeue_count=1)  # granted: archived, refusal over
-    assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
-    assert await permission.current_refusal(runtime.state) is None
-
-
-async def test_missing_app_role_after_the_grace_period_is_parked_then_replayed(
-    runtime, sim, caplog
-) -> None:
-    """Graph refusing since more than GRAPH_PERMISSION_GRACE_HOURS: the 403 is permanent,
-    parked on the first try with the reason, without waiting for the host's tries; replayed
-    once the role is granted."""
-    rid = sim.client.create_record(notify=False)["id"]
-    body = WorkItem.new(rid, Source.NOTIFICATION).to_json().encode()
-    long_ago = utcnow() - timedelta(hours=runtime.settings.permission_grace_hours + 1)
-    refusing = permission.Refusal(long_ago, utcnow(), "Graph 403 since yesterday")
-    await runtime.state.save(permission.PERMISSION_BLOB, refusing.to_json())
-    caplog.set_level(logging.ERROR, logger="shared.archiver")
-    sim.client.set_faults(script=["403", "403", "403", "403"])
-    try:
-        await handlers.queue_message(body, dequeue_count=1)  # no raise: parked now
-    finally:
-        sim.client.set_faults(reset=True)
-    assert "needs the application role CallRecords.Read.All" in caplog.text
-    assert await _count(runtime.work.queue) == 0
-    parked_message, parked_body = await _next_message(runtime.work.poison)
-    parked = WorkItem.from_body(parked_body)
-    assert parked.reason == "permanent error: Graph answered 403"
-    assert "Unauthorized" in (parked.last_error or "") and "403" in (parked.last_error or "")
-    assert parked_message.expires_on.year == 9999  # parked messages never expire
-    # Once the role is granted, the replayed item archives the record.
-    await handlers.queue_message(parked.replayed().to_json().encode(), dequeue_count=1)
     assert list((await _blobs(runtime)).values()) == [sim.client.expected(rid)]
 
 

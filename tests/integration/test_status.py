@@ -85,31 +85,6 @@ async def test_healthy_stack_then_each_fault_is_named(host, fresh_sim, make_runt
     assert not any(rt.settings.poison_queue_name in p for p in facts.problems), facts.problems
 
 
-async def test_health_notices_a_listed_record_the_archive_lacks(
-    fresh_sim, app_env, make_runtime
-) -> None:
-    """One List page of the last 24 h, each published record looked up in the archive."""
-    from datetime import UTC, datetime
-
-    rt = make_runtime(NOTIFICATION_URL="http://127.0.0.1:9/api/notifications")
-    await rt.work.ensure()
-    await rt.archive.container.create_container()
-    now = datetime.now(UTC)
-    lost = fresh_sim.client.create_record(sessions=1, start=now - timedelta(hours=5))["id"]
-    fresh = fresh_sim.client.create_record(sessions=1, notify=False)["id"]
-    facts = await collect(rt)
-    assert facts.graph_sampled == 2
-    assert facts.sample_missing == [lost]  # the fresh one is within the grace period
-    assert any(p.startswith("Graph lists 1 call record(s)") and lost in p for p in facts.problems)
-    assert facts.verdict == "unhealthy"
-
-    await archive_item(rt, WorkItem.new(lost, Source.RECONCILE), dequeue_count=1)
-    facts = await collect(rt)
-    assert facts.sample_missing == [] and facts.archived_last_24h == 1
-    assert not any(p.startswith("Graph lists") for p in facts.problems)
-    assert fresh not in facts.sample_missing
-
-
 async def test_without_notification_url_or_container_status_says_so(app_env, make_runtime) -> None:
     rt = make_runtime()
     await rt.work.ensure()

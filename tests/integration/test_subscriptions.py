@@ -9,14 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from devtools.stack import unique
 from shared.clock import utcnow
 from shared.graph import GraphError
 from shared.settings import SettingError, load_settings
 from shared.subscriptions import (
     LIFETIME,
     RESOURCE,
-    STATE_BLOB,
     Subscription,
     SubscriptionAction,
     SubscriptionError,
@@ -206,52 +204,3 @@ async def test_a_second_create_is_refused_409_whatever_the_url(rt, sim) -> None:
     (existing,) = sim.client.subscriptions()
     assert err.value.status == 409
     assert f"Subscription Id {existing['id']} already exists" in err.value.message
-
-
-async def test_client_state_rotation_ends_with_one_subscription_on_the_new_secret(
-    rt, sim, host, make_runtime
-):
-    old_secret = rt.settings.client_state
-    first = (await SubscriptionKeeper(rt.graph, rt.settings, rt.state).ensure()).subscription
-    new_secret = "rotated-" + old_secret[:20]
-    rt2 = make_runtime(
-        NOTIFICATION_URL=host.env["NOTIFICATION_URL"],
-        GRAPH_CLIENT_STATE=new_secret,
-        GRAPH_CLIENT_STATE_PREVIOUS=old_secret,
-    )
-    keeper = SubscriptionKeeper(rt2.graph, rt2.settings, rt2.state)
-    outcome = await keeper.ensure()
-    assert outcome.action == SubscriptionAction.REPLACED
-    (graph_side,) = sim.client.subscriptions()  # the control API shows the secret
-    assert graph_side["id"] == outcome.subscription.id != first.id
-    assert graph_side["clientState"] == new_secret
-    assert (await keeper.ensure()).action == SubscriptionAction.KEPT
-    # The state blob holds a fingerprint, never a secret.
-    raw = await (await rt2.state.container.download_blob(STATE_BLOB)).readall()
-    assert old_secret.encode() not in raw and new_secret.encode() not in raw
-    assert fingerprint(new_secret, outcome.subscription.id).encode() in raw
-
-
-async def test_a_lost_subscription_reconciles_from_when_it_was_last_alive(
-    host, fresh_sim, make_runtime
-) -> None:
-    from shared.lifecycle import GAP_MARGIN_HOURS, keep_subscription
-    from shared.messages import ControlAction, ControlItem, parse_message
-
-    sim = fresh_sim
-    # A queue the running host does not poll: the test reads the reconciliation it queues.
-    rt = make_runtime(NOTIFICATION_URL=host.env["NOTIFICATION_URL"], CALLRECORDS_QUEUE=unique("q"))
-
-    first = await keep_subscription(rt)
-    assert first.action == SubscriptionAction.CREATED and first.gap_since is None
-    # It was last seen alive five days ago (a stopped app), then Graph let it expire.
-    known, etag = await rt.state.load(STATE_BLOB)
-    known["aliveAt"] = (utcnow() - timedelta(days=5)).isoformat()
-    await rt.state.save(STATE_BLOB, known, etag)
-    sim.client.expire_subscription(first.subscription.id)
-
-    second = await keep_subscription(rt)
-    assert second.action == SubscriptionAction.CREATED
-    (item,) = [parse_message(m.content) async for m in rt.work.queue.receive_messages()]
-    assert isinstance(item, ControlItem) and item.action == ControlAction.RECONCILE
-    assert item.hours in (5 * 24 + GAP_MARGIN_HOURS, 5 * 24 + GAP_MARGIN_HOURS + 1)
