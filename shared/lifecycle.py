@@ -19,7 +19,7 @@ from shared.ids import is_guid
 from shared.messages import ControlAction, ControlItem, WorkItem
 from shared.notifications import Sorted, as_notification, same_secret
 from shared.ports import KeeperPorts, StatePort
-from shared.reconcile import queue_recent_slices, reconcile_slice
+from shared.reconcile import RETENTION, queue_recent_slices, reconcile_slice
 from shared.subscriptions import (
     Outcome,
     SubscriptionAction,
@@ -116,7 +116,7 @@ async def lifecycle_batch(ports: KeeperPorts, value: Sequence[object]) -> Sorted
     return Sorted(items, dropped, {"foreign": foreign, "debounced": debounced})
 
 
-MAX_RECONCILE_HOURS = 30 * 24  # Graph keeps call records for 30 days
+MAX_RECONCILE_HOURS = int(RETENTION / timedelta(hours=1))  # all Graph keeps
 # Calls that started this long before a gap may still have been published during it (a long
 # meeting, then up to 150 minutes until its record appears): the range reaches back this much.
 GAP_MARGIN_HOURS = 48
