@@ -45,6 +45,7 @@ from callrecords import _requires  # noqa: F401  # pyright: ignore[reportUnusedI
 from callrecords.analytics import commands as analytics
 from callrecords.analytics.buildings import BuildingFileError
 from callrecords.analytics.report import Dimension, NoTables
+from callrecords.arguments import add_outputs, add_range
 from callrecords.usage import commands as usage_commands
 from shared import poison
 from shared.analytics.rules import RuleSetName
@@ -54,7 +55,7 @@ from shared.graph import GraphError, NotFound, Unauthorized, Unreachable
 from shared.graph.retry import RESUME_PAUSED, RetryLater
 from shared.ids import is_guid, normalize_id
 from shared.messages import Source, WorkItem, for_terminal
-from shared.reconcile import QUEUE_CHUNK, EmptyRange, Report, reconcile, since_from_text
+from shared.reconcile import QUEUE_CHUNK, EmptyRange, Report, reconcile
 from shared.runtime import Runtime, build_runtime
 from shared.settings import SettingError, Settings, load_settings, local_settings_env
 from shared.status import Verdict, collect
@@ -462,13 +463,6 @@ async def cmd_quality(rt: Runtime | None, args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ wiring
 
 
-def _when_arg(text: str) -> datetime:
-    try:
-        return since_from_text(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -506,10 +500,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "older start is clamped, with a note) and queue the ones not archived yet. Safe to run "
         "again: archived records are skipped.",
     )
-    p.add_argument(
-        "--since", type=_when_arg, required=True, help="7d, 36h, 90m (ago) or an ISO date-time"
-    )
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    add_range(p)
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     p.set_defaults(handler=cmd_backfill)
 
@@ -552,8 +543,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "range touches, from the latest archived version of each record, into "
         "ANALYTICS_CONTAINER (Hive-partitioned by date). Safe to repeat.",
     )
-    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    add_range(p)
     p.set_defaults(handler=cmd_tabulate)
 
     p = sub.add_parser(
@@ -565,8 +555,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "streams and segments tables (fetched to a local cache, or --tables DIR). DuckDB does "
         "the work; --sql prints the same queries for Spark SQL or Data Explorer.",
     )
-    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    add_range(p)
     p.add_argument("--by", choices=[d.value for d in Dimension], default=Dimension.USER.value)
     p.add_argument("--rules", choices=[r.value for r in RuleSetName], default=RuleSetName.CQD.value)
     p.add_argument(
@@ -587,14 +576,10 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         choices=[d.value for d in analytics.SqlDialect],
         help="print the report's queries for this engine (no tables read) and stop",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
-    p.add_argument(
-        "--tables", type=Path, metavar="DIR", help="a local copy of the tables (no storage)"
-    )
+    add_outputs(p)
     p.add_argument("--cache", type=Path, metavar="DIR", help="where fetched tables are kept")
     p.set_defaults(handler=cmd_quality)
-    usage_commands.add_parser(sub, _when_arg)
+    usage_commands.add_parser(sub)
     return parser
 
 

@@ -8,11 +8,11 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from callrecords.arguments import add_outputs, add_range
 from callrecords.usage.sbc_health import TOP_SIP_CODES, sbc_health
 from callrecords.usage.sbc_page import render_health
 from callrecords.usage.tables import UsageTables, report
@@ -256,7 +256,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
+def add_parser(sub: Any) -> None:
     """Add ``usage backfill``, ``usage report`` and ``usage health`` to the subcommands."""
     usage = sub.add_parser(
         "usage",
@@ -274,8 +274,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
         "Prints a summary line per log: rows listed, written, already archived. "
         "Exit 1 if a log could not be read to the end.",
     )
-    p.add_argument("--since", type=when, required=True, help="90d, 36h, 90m (ago) or an ISO date")
-    p.add_argument("--until", type=when, default=None, help="same forms; default: now")
+    add_range(p)
     p.add_argument(
         "--kind", choices=("pstn", "directrouting", "all"), default="all", help="default: all"
     )
@@ -290,8 +289,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
         "summarise with DuckDB: PSTN minutes and charges by user and destination, Direct "
         "Routing minutes and failures by user, failed Direct Routing calls by SIP code.",
     )
-    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
-    p.add_argument("--until", type=when, default=None, help="default: now")
+    add_range(p, since_default="30d")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_usage_report)
 
@@ -305,12 +303,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
         "media bypass share (docs/usage-logs.md). Brings the direct_routing_calls table up to "
         "date with the archive first, as `usage report` does.",
     )
-    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
-    p.add_argument("--until", type=when, default=None, help="default: now")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
+    add_range(p, since_default="30d")
+    add_outputs(p)
     p.add_argument("--top", type=_positive, default=TOP_SIP_CODES, help="SIP codes per SBC (10)")
-    p.add_argument(
-        "--tables", type=Path, metavar="DIR", help="a local copy of the tables (no storage)"
-    )
     p.set_defaults(handler=cmd_usage_health)
