@@ -107,14 +107,19 @@ CALLS = pa.schema(
     ]
 )
 
+# Where a stream or segment row belongs: the record (at its version), session and segment.
+_SEGMENT_KEY: tuple[tuple[str, pa.DataType], ...] = (
+    ("call_record_id", pa.string()),
+    ("version", pa.int64()),
+    ("session_id", pa.string()),
+    ("segment_id", pa.string()),
+    ("segment_start", _TS),
+    ("segment_end", _TS),
+)
+
 STREAMS = pa.schema(
     [
-        ("call_record_id", pa.string()),
-        ("version", pa.int64()),
-        ("session_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_start", _TS),
-        ("segment_end", _TS),
+        *_SEGMENT_KEY,
         ("media_label", pa.string()),
         ("stream_kind", pa.string()),
         ("stream_id", pa.string()),
@@ -143,12 +148,7 @@ STREAMS = pa.schema(
 
 SEGMENTS = pa.schema(
     [
-        ("call_record_id", pa.string()),
-        ("version", pa.int64()),
-        ("session_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_start", _TS),
-        ("segment_end", _TS),
+        *_SEGMENT_KEY,
         *_CONTEXT_FIELDS,
         ("failure_reason", pa.string()),
         ("failure_from", pa.string()),  # segment or session: whose failureInfo counted
