@@ -73,6 +73,25 @@ def change_notification(
     }
 
 
+def lifecycle_notification(
+    subscription_id: str,
+    event: str,
+    client_state: str | None,
+    *,
+    expires: str = "2030-06-12T10:00:00.000+00:00",
+    tenant_id: str = EXAMPLE_TENANT,
+) -> dict[str, Any]:
+    """One lifecycle notification, as learn.microsoft.com/graph/change-notifications-lifecycle-events
+    shows it: the simulator's lifecycle POSTs use it, and so do tests that play Graph."""
+    return {
+        "subscriptionId": subscription_id,
+        "subscriptionExpirationDateTime": expires,
+        "tenantId": tenant_id,
+        "clientState": client_state,
+        "lifecycleEvent": event,
+    }
+
+
 def validation_token() -> str:
     """Like Graph's: words, spaces, a colon, plus characters that must be URL-encoded, and an
     opaque tail of any length up to a few KiB: the token's format "can change without notice"
@@ -348,17 +367,14 @@ class Notifier:
         ``subscriptionRemoved`` then deletes the subscription."""
         if not sub.lifecycle_notification_url:
             raise ValueError("the subscription has no lifecycleNotificationUrl")
-        body = {
-            "value": [
-                {
-                    "subscriptionId": sub.id,
-                    "subscriptionExpirationDateTime": graph_offset_time(sub.expiration),
-                    "tenantId": self.state.tenant_id,
-                    "clientState": sub.client_state,
-                    "lifecycleEvent": event,
-                }
-            ]
-        }
+        item = lifecycle_notification(
+            sub.id,
+            event,
+            sub.client_state,
+            expires=graph_offset_time(sub.expiration),
+            tenant_id=self.state.tenant_id,
+        )
+        body = {"value": [item]}
         if event == "subscriptionRemoved":
             self.state.subscriptions.pop(sub.id, None)
         timeout = self.state.config.delivery_timeout_seconds

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from devtools.graphsim.notifier import lifecycle_notification
 from shared import reconcile
 from shared.archiver import archive_item
 from shared.clock import utcnow
@@ -30,18 +31,6 @@ EVENTS = ("missed", "subscriptionRemoved", "reauthorizationRequired")
 @pytest.fixture(autouse=True)
 def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
-
-
-def _event(subscription_id: str, event: str, client_state: str) -> dict[str, str]:
-    """A lifecycle notification as learn.microsoft.com/graph/change-notifications-lifecycle-events
-    shows one."""
-    return {
-        "subscriptionId": subscription_id,
-        "subscriptionExpirationDateTime": "2026-12-06T00:00:00Z",
-        "tenantId": str(uuid.uuid4()),
-        "clientState": client_state,
-        "lifecycleEvent": event,
-    }
 
 
 async def _replaced(ports: FakePorts) -> tuple[str, str]:
@@ -72,7 +61,8 @@ async def _pass_debounce(ports: FakePorts) -> None:
 async def test_a_flood_of_foreign_ids_asks_for_nothing(graph: FakeGraph, ports: FakePorts) -> None:
     await _replaced(ports)
     flood = [
-        _event(str(uuid.uuid4()), EVENTS[i % 3], ports.settings.client_state) for i in range(1000)
+        lifecycle_notification(str(uuid.uuid4()), EVENTS[i % 3], ports.settings.client_state)
+        for i in range(1000)
     ]
     batch = await lifecycle_batch(ports, flood)
     assert batch.items == [] and len(batch.dropped) == 1000
@@ -88,10 +78,12 @@ async def test_one_action_of_each_kind_reconciliations_debounced_for_15_minutes(
     current, previous = await _replaced(ports)
     secret = ports.settings.client_state
     genuine = [
-        *[_event(current, "missed", secret) for _ in range(50)],
-        *[_event(str(uuid.uuid4()), "missed", secret) for _ in range(50)],
-        _event(previous.upper(), "subscriptionRemoved", secret),  # the one it replaced
-        _event(current, "missed", "forged"),
+        *[lifecycle_notification(current, "missed", secret) for _ in range(50)],
+        *[lifecycle_notification(str(uuid.uuid4()), "missed", secret) for _ in range(50)],
+        lifecycle_notification(
+            previous.upper(), "subscriptionRemoved", secret
+        ),  # the one it replaced
+        lifecycle_notification(current, "missed", "forged"),
     ]
     first = await lifecycle_batch(ports, genuine)
     assert _actions(first.items) == sorted([ControlAction.RECONCILE, ControlAction.RECREATE])
@@ -100,7 +92,7 @@ async def test_one_action_of_each_kind_reconciliations_debounced_for_15_minutes(
 
     # Within the 15 minutes: no reconciliation again; a reauthorization is not debounced.
     again = await lifecycle_batch(
-        ports, [*genuine, _event(current, "reauthorizationRequired", secret)]
+        ports, [*genuine, lifecycle_notification(current, "reauthorizationRequired", secret)]
     )
     assert _actions(again.items) == [ControlAction.REAUTHORIZE]
     assert again.counts == {"foreign": 50, "debounced": 2}
@@ -116,7 +108,9 @@ async def test_a_genuine_missed_gets_the_lost_records_archived(
 ) -> None:
     current, _ = await _replaced(ports)
     lost = [graph.add_record(utcnow() - timedelta(hours=h)) for h in (1, 5, 30)]
-    batch = await lifecycle_batch(ports, [_event(current, "missed", ports.settings.client_state)])
+    batch = await lifecycle_batch(
+        ports, [lifecycle_notification(current, "missed", ports.settings.client_state)]
+    )
     (missed,) = batch.items
     assert isinstance(missed, ControlItem) and missed.action is ControlAction.RECONCILE
     await run_control(ports, missed)

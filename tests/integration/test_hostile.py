@@ -24,6 +24,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from devtools.graphsim.notifier import lifecycle_notification
 from devtools.hostile import bodies
 from devtools.stack import disabled
 from shared import archiver, poison
@@ -104,16 +105,6 @@ def _remember_subscription(app_env: dict[str, str]) -> None:
     container.upload_blob(STATE_BLOB, json.dumps(known), overwrite=True)
 
 
-def _event(sub: str, event: str, state: str) -> dict[str, str]:
-    return {
-        "subscriptionId": sub,
-        "subscriptionExpirationDateTime": "2026-12-06T00:00:00Z",
-        "tenantId": str(uuid.uuid4()),
-        "clientState": state,
-        "lifecycleEvent": event,
-    }
-
-
 def _controls(app_env: dict[str, str]) -> list[ControlAction]:
     q = QueueClient.from_connection_string(
         app_env["AzureWebJobsStorage"], app_env["CALLRECORDS_QUEUE"]
@@ -131,7 +122,7 @@ def test_lifecycle_floods_queue_nothing_and_a_genuine_batch_one_of_each(
     url = f"{webhook_only.url}/api/lifecycle"
     events = ["missed", "subscriptionRemoved", "reauthorizationRequired"]
 
-    flood = [_event(str(uuid.uuid4()), events[i % 3], state) for i in range(1000)]
+    flood = [lifecycle_notification(str(uuid.uuid4()), events[i % 3], state) for i in range(1000)]
     r = httpx.post(url, content=batch(*flood), headers=JSON, timeout=60)
     assert r.status_code == 202
     assert r.json() == {"queued": 0, "dropped": 1000, "foreign": 1000, "debounced": 0}
@@ -139,9 +130,9 @@ def test_lifecycle_floods_queue_nothing_and_a_genuine_batch_one_of_each(
 
     # Genuine events (50 "missed" for ours, the replaced one removed) among foreign ones.
     genuine = [
-        *[_event(OURS, "missed", state) for _ in range(50)],
-        *[_event(str(uuid.uuid4()), "missed", state) for _ in range(50)],
-        _event(PREVIOUS, "subscriptionRemoved", state),
+        *[lifecycle_notification(OURS, "missed", state) for _ in range(50)],
+        *[lifecycle_notification(str(uuid.uuid4()), "missed", state) for _ in range(50)],
+        lifecycle_notification(PREVIOUS, "subscriptionRemoved", state),
     ]
     r = httpx.post(url, content=batch(*genuine), headers=JSON)
     assert r.status_code == 202
@@ -150,7 +141,7 @@ def test_lifecycle_floods_queue_nothing_and_a_genuine_batch_one_of_each(
 
     # The same again within the debounce: nothing more to reconcile; a reauthorization
     # (one PATCH, nothing reconciled) still goes through.
-    again = [*genuine, _event(OURS, "reauthorizationRequired", state)]
+    again = [*genuine, lifecycle_notification(OURS, "reauthorizationRequired", state)]
     r = httpx.post(url, content=batch(*again), headers=JSON)
     assert r.json() == {"queued": 1, "dropped": 50, "foreign": 50, "debounced": 2}
     assert _controls(app_env) == sorted(
