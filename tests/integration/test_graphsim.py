@@ -761,6 +761,22 @@ def test_a_granted_app_role_reaches_reads_only_after_24_scaled_hours(
     assert clean.stats()["faults"]["403"] >= 2
 
 
+def test_one_record_gets_the_documented_10_first_page_reads_in_20_seconds(
+    graph: httpx.Client, clean: SimClient
+) -> None:
+    """throttling-limits, "Cloud communication service limits": 10 requests / 20 s for one
+    record's first page (the defaults, not a test budget); the 11th is 429 with Retry-After,
+    and another record is unaffected."""
+    rid = clean.create_record(notify=False)["id"]
+    other = clean.create_record(notify=False)["id"]
+    for _ in range(10):
+        assert graph.get(f"/communications/callRecords/{rid}").status_code == 200
+    throttled = graph.get(f"/communications/callRecords/{rid}")
+    assert_graph_error(throttled, 429, "TooManyRequests")
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert graph.get(f"/communications/callRecords/{other}").status_code == 200
+
+
 def test_throttle_trips_at_the_configured_budget(graph: httpx.Client, clean: SimClient) -> None:
     rid = clean.create_record(notify=False)["id"]
     other = clean.create_record(notify=False)["id"]
