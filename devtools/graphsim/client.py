@@ -65,6 +65,7 @@ class SimClient:
         segments_per_session: int = 1,
         start: datetime | str | None = None,
         available_after_fetches: int = 0,
+        available_after_minutes: int = 0,
         never_available: bool = False,
         notify: bool = True,
         duplicate_session_ids: bool = False,
@@ -80,6 +81,7 @@ class SimClient:
             "participants": participants,
             "segments_per_session": segments_per_session,
             "available_after_fetches": available_after_fetches,
+            "available_after_minutes": available_after_minutes,
             "never_available": never_available,
             "notify": notify,
             "duplicate_session_ids": duplicate_session_ids,
@@ -118,10 +120,13 @@ class SimClient:
         start: datetime | str,
         end: datetime | str,
         correlation_ids: list[str] | None = None,
+        visible_after_hours: float = 0,
     ) -> list[str]:
-        """Add ``count`` generated rows starting evenly over [start, end); returns their ids."""
+        """Add ``count`` generated rows starting evenly over [start, end); returns their ids.
+        ``visible_after_hours`` (0-48, at the simulator's time_scale): rows that come late."""
         body: dict[str, Any] = {
             "count": count,
+            "visible_after_hours": visible_after_hours,
             "start": start.isoformat() if isinstance(start, datetime) else start,
             "end": end.isoformat() if isinstance(end, datetime) else end,
         }

@@ -115,6 +115,8 @@ class Control:
                 "segments_per_session": _int(data, "segments_per_session", 1, 1, 1000),
                 "start": parse_time(start) if isinstance(start, str) else None,
                 "available_after_fetches": _int(data, "available_after_fetches", 0, 0, 1_000_000),
+                # 150: the documented latest publication (api/callrecords-callrecord-get)
+                "available_after_minutes": _int(data, "available_after_minutes", 0, 0, 150),
                 "never_available": _bool(data, "never_available", False),
                 "duplicate_session_ids": _bool(data, "duplicate_session_ids", False),
                 "link_style": str(data.get("link_style") or ""),
@@ -167,7 +169,11 @@ class Control:
             data = await _body(request)
             if data.pop("reset", False):
                 self.sim.faults.reset()
+            grant = data.pop("grant_role", False)
             self.sim.faults.config.update(data)
+            if grant:
+                hours = self.sim.faults.config.role_delay_hours
+                self.sim.faults.grant_role(self.sim.state.config.scaled(hours * 3600))
         except (ValueError, orjson.JSONDecodeError) as exc:
             return _bad(str(exc))
         return web.json_response(self.sim.faults.config.to_json())

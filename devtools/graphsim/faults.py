@@ -64,6 +64,12 @@ class FaultConfig:
     # The app role missing (or not yet in the identity's tokens): every Graph read is 403
     # Authorization_RequestDenied, as for an app without CallRecords.Read.All.
     forbidden: bool = False
+    # A new app role reaches a managed identity's tokens only when the cached token is
+    # renewed: up to 24 hours (learn.microsoft.com/entra/identity/managed-identities-azure-resources/
+    # managed-identity-best-practice-recommendations, "Limitation of using managed identities for
+    # authorization": tokens are cached for 24 hours). ``grant_role`` with this many Graph hours
+    # answers every read 403 until they pass, at SimConfig.time_scale (0.001: 24 h -> 86.4 s).
+    role_delay_hours: float = 24.0
     script: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -134,12 +140,19 @@ class FaultInjector:
         self.usage_app = SlidingWindow()
         self.usage_logs: dict[str, SlidingWindow] = {}
         self.record_pages: dict[tuple[str, bool], SlidingWindow] = {}
+        self.forbidden_until = 0.0  # monotonic: the granted role not yet in the tokens
+
+    def grant_role(self, real_delay: float) -> None:
+        """The app role was just granted: reads stay 403 for ``real_delay`` real seconds."""
+        self.config.forbidden = False
+        self.forbidden_until = time.monotonic() + real_delay
 
     def reset(self) -> None:
         self.config = FaultConfig()
         self.app, self.list, self.records = SlidingWindow(), SlidingWindow(), {}
         self.usage_app, self.usage_logs = SlidingWindow(), {}
         self.record_pages = {}
+        self.forbidden_until = 0.0
 
     def _record_limit(self, record_id: str, following: bool) -> Fault | None:
         """Graph's per-record windows: first pages (no $skiptoken) and following pages."""
@@ -198,11 +211,13 @@ class FaultInjector:
             scripted = c.script.pop(0)
             if scripted != "ok":
                 return self._make(scripted)
-        if c.forbidden:
+        if c.forbidden or time.monotonic() < self.forbidden_until:
             return self._make("403")
         if c.outage:
             return Fault(f"outage_{c.outage}", c.outage)
-        if c.record_limits and record_id and kind != "list":
+        # One call record's limits: not the list, nor the PSTN / Direct Routing functions,
+        # whose route carries the function call where a record id would be.
+        if c.record_limits and record_id and kind != "list" and kind not in USAGE_KINDS:
             fault = self._record_limit(record_id, following)
             if fault:
                 return fault

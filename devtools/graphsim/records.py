@@ -92,6 +92,10 @@ class RecordSpec:
     extra_sessions: int = 0
     extra_participants: int = 0
     available_after_fetches: int = 0
+    # Graph minutes after creation before the first version can be read: a record is published
+    # on average 30 and at most 150 minutes after the call ends (api/callrecords-callrecord-get,
+    # callrecords-api-faq); run at SimConfig.time_scale (0.001: 150 min -> 9 s).
+    available_after_minutes: float = 0.0
     never_available: bool = False
     fetches: int = 0
     created_at: float = 0.0

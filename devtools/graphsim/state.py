@@ -242,6 +242,9 @@ class SimState:
             return Availability.EXPIRED
         if spec.fetches < spec.available_after_fetches:
             return Availability.PENDING
+        publish_at = spec.created_at + self.config.scaled(spec.available_after_minutes * 60)
+        if time.time() < publish_at:
+            return Availability.PENDING
         return Availability.AVAILABLE
 
     def add_record(
@@ -253,6 +256,7 @@ class SimState:
         segments_per_session: int = 1,
         start: datetime | None = None,
         available_after_fetches: int = 0,
+        available_after_minutes: float = 0.0,
         never_available: bool = False,
         duplicate_session_ids: bool = False,
         link_style: str = "",
@@ -276,6 +280,7 @@ class SimState:
             created_at=time.time(),
         )
         spec.link_style = link_style
+        spec.available_after_minutes = available_after_minutes
         spec.bump_after_requests = bump_after_requests
         self.records[rid] = spec
         return spec

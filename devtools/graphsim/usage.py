@@ -25,6 +25,12 @@ What the documentation says, and what is served here:
   call record of that call.
 - Throttling (learn.microsoft.com/graph/throttling-limits, PSTN and Direct Routing logs):
   200 requests / 60 s per app per tenant and 50 / 60 s per collection; see faults.py.
+- Late rows: neither function's page states when a call's row appears. The Teams admin
+  center's usage reports "usually reflect a 24 to 48 hour latency from time of activity"
+  (learn.microsoft.com/microsoftteams/teams-analytics-and-reports/pstn-minute-pools-report);
+  taking that as the logs' latency is an assumption, kept as the limit here: rows added
+  with ``visible_after_hours`` (0-48, MAX_LATENCY_HOURS) are served only once that many
+  Graph hours have passed, at SimConfig.time_scale (0.001: 48 h -> 172.8 s).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
 
 PAGE = 1000
 MAX_RANGE = timedelta(days=90)
+MAX_LATENCY_HOURS = 48  # an assumption: see "Late rows" above
 KINDS = ("pstn", "directrouting")
 ROUTE_KINDS = {"pstn": "pstn_calls", "directrouting": "direct_routing_calls"}
 FUNCTIONS = {"getpstncalls": "pstn", "getdirectroutingcalls": "directrouting"}
@@ -176,10 +184,19 @@ class UsageLogs:
             k: [] for k in KINDS
         }
         self.added = 0
+        self.visible_at: dict[int, float] = {}  # insertion number -> time.time() it shows
 
     def clear(self) -> None:
         for rows in self.rows.values():
             rows.clear()
+        self.visible_at.clear()
+
+    def _hide_since(self, first: int, hours: float) -> None:
+        """Rows from insertion number ``first`` on stay out of answers for ``hours``."""
+        if hours > 0:
+            at = time.time() + self.sim.state.config.scaled(hours * 3600)
+            for number in range(first, self.added + 1):
+                self.visible_at[number] = at
 
     def add(self, kind: str, row: dict[str, Any]) -> None:
         start = parse_time(str(row["startDateTime"]))
@@ -339,7 +356,8 @@ class UsageLogs:
             last = bisect.bisect_right(rows, (call.until, "\uffff"))
         else:  # toDateTime exclusive
             last = bisect.bisect_left(rows, (call.until,))
-        selected = rows[first:last]
+        now = time.time()
+        selected = [r for r in rows[first:last] if self.visible_at.get(r[2], 0.0) <= now]
         page = [row for _, _, _, row in selected[skip : skip + PAGE]]
         base = self.sim.base_url
         kind_type = "pstnCallLogRow" if call.kind == "pstn" else "directRoutingLogRow"
@@ -387,6 +405,12 @@ class UsageLogs:
             data = orjson.loads(await request.read() or b"{}")
             if not isinstance(data, dict):
                 raise ValueError("the body must be a JSON object")
+            late = data.get("visible_after_hours", 0)
+            if isinstance(late, bool) or not isinstance(late, (int, float)):
+                raise ValueError("visible_after_hours must be a number")
+            if not 0 <= late <= MAX_LATENCY_HOURS:
+                raise ValueError(f"visible_after_hours must be from 0 to {MAX_LATENCY_HOURS}")
+            first_new = self.added + 1
             if "rows" in data:
                 rows = data["rows"]
                 if not isinstance(rows, list):
@@ -395,6 +419,7 @@ class UsageLogs:
                     if not isinstance(row, dict) or "startDateTime" not in row or "id" not in row:
                         raise ValueError("each row needs id and startDateTime")
                     self.add(kind, row)
+                self._hide_since(first_new, late)
                 return web.json_response({"added": len(rows)}, status=201)
             count = data.get("count", 1)
             if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1_000_000:
@@ -413,6 +438,7 @@ class UsageLogs:
                 {"error": {"code": "BadRequest", "message": str(exc)}}, status=400
             )
         made = self.generate(kind, count, start, end, cids)
+        self._hide_since(first_new, late)
         return web.json_response({"added": len(made), "ids": [r["id"] for r in made]}, status=201)
 
     async def control_list(self, request: web.Request) -> web.Response:

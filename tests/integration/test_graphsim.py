@@ -371,6 +371,55 @@ def test_record_404s_for_its_first_fetches_then_appears(
     assert_graph_error(graph.get(f"/communications/callRecords/{unknown}"), 404)
 
 
+def test_a_record_is_published_up_to_150_scaled_minutes_after_the_call_and_kept_30_days(
+    graph: httpx.Client, clean: SimClient
+) -> None:
+    """A first version appears at most 150 minutes after the call ends, 404 until then
+    (api/callrecords-callrecord-get, callrecords-api-faq); records are kept 30 days
+    (api/resources/callrecords-api-overview). 150 minutes run here as 2 s."""
+    clean.set_config(time_scale=2 / (150 * 60))
+    rid = clean.create_record(available_after_minutes=150)["id"]  # its notification comes now
+    url = f"/communications/callRecords/{rid}"
+    assert_graph_error(graph.get(url), 404)
+    # polled through the control API: Graph's 10 reads / 20 s for one record would trip
+    wait_for(
+        lambda: any(r["id"] == rid and r["available"] == "available" for r in clean.records()),
+        timeout=10,
+    )
+    assert graph.get(url).json()["id"] == rid
+    with pytest.raises(SimError, match="available_after_minutes"):
+        clean.create_record(available_after_minutes=151, notify=False)  # beyond the documented
+    kept = clean.create_record(start=datetime.now(UTC) - timedelta(days=29), notify=False)["id"]
+    assert graph.get(f"/communications/callRecords/{kept}").status_code == 200
+
+
+def test_late_usage_rows_appear_only_after_their_scaled_latency(
+    graph: httpx.Client, clean: SimClient
+) -> None:
+    """No Graph page states when a PSTN or Direct Routing row appears; the Teams admin center's
+    usage reports "usually reflect a 24 to 48 hour latency" (pstn-minute-pools-report), taken
+    as the limit: 48 hours run here as 2 s, and more than 48 is refused."""
+    clean.set_config(time_scale=2 / (48 * 3600))
+    clean.set_faults(usage_collection_limit=100_000)  # the polling below: past 50 / 60 s a log
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    on_time = clean.add_usage_rows("pstn", 2, day, day + timedelta(hours=1))
+    late = clean.add_usage_rows("pstn", 3, day, day + timedelta(hours=1), visible_after_hours=48)
+    url = (
+        "/communications/callRecords/getPstnCalls("
+        f"fromDateTime={day.date().isoformat()},toDateTime={(day + timedelta(days=1)).date()})"
+    )
+
+    def ids() -> set[str]:
+        response = graph.get(url)
+        assert response.status_code == 200, response.text
+        return {row["id"] for row in response.json()["value"]}
+
+    assert ids() == set(on_time)
+    wait_for(lambda: ids() == set(on_time) | set(late), timeout=10)
+    with pytest.raises(SimError, match="visible_after_hours"):
+        clean.add_usage_rows("pstn", 1, day, day + timedelta(hours=1), visible_after_hours=49)
+
+
 def test_versions_change_the_document_and_are_deterministic(
     graph: httpx.Client, clean: SimClient
 ) -> None:
@@ -692,6 +741,40 @@ def test_faults_429_503_drop_and_latency_on_graph_routes_only(
     faults = clean.stats()["faults"]
     assert faults["429"] == 1 and faults["503"] == 1
     assert faults["drop_partial"] == 1 and faults["drop_silent"] == 1
+
+
+def test_a_granted_app_role_reaches_reads_only_after_24_scaled_hours(
+    graph: httpx.Client, clean: SimClient
+) -> None:
+    """Without the app role every read is 403; once granted, the managed identity's cached
+    token keeps it out for up to 24 hours (managed-identity-best-practice-recommendations,
+    "Limitation of using managed identities for authorization"), scaled here to about 2 s."""
+    rid = clean.create_record(notify=False)["id"]
+    url = f"/communications/callRecords/{rid}"
+    clean.set_faults(forbidden=True)
+    assert_graph_error(graph.get(url), 403, "Authorization_RequestDenied")
+    clean.set_config(time_scale=2 / (24 * 3600))  # 24 hours -> 2 s
+    assert clean.set_faults(grant_role=True)["forbidden"] is False
+    assert_graph_error(graph.get(url), 403, "Authorization_RequestDenied")
+    wait_for(lambda: graph.get(url).status_code == 200, timeout=10)
+    assert graph.get(url).json()["id"] == rid  # the data arrives once the role is in the token
+    assert clean.stats()["faults"]["403"] >= 2
+
+
+def test_one_record_gets_the_documented_10_first_page_reads_in_20_seconds(
+    graph: httpx.Client, clean: SimClient
+) -> None:
+    """throttling-limits, "Cloud communication service limits": 10 requests / 20 s for one
+    record's first page (the defaults, not a test budget); the 11th is 429 with Retry-After,
+    and another record is unaffected."""
+    rid = clean.create_record(notify=False)["id"]
+    other = clean.create_record(notify=False)["id"]
+    for _ in range(10):
+        assert graph.get(f"/communications/callRecords/{rid}").status_code == 200
+    throttled = graph.get(f"/communications/callRecords/{rid}")
+    assert_graph_error(throttled, 429, "TooManyRequests")
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert graph.get(f"/communications/callRecords/{other}").status_code == 200
 
 
 def test_throttle_trips_at_the_configured_budget(graph: httpx.Client, clean: SimClient) -> None:
