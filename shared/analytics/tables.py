@@ -84,6 +84,16 @@ _CONTEXT_FIELDS = (
     ("failure_stage", pa.string()),  # the segment's failureInfo.stage, else its session's
 )
 
+# The columns that name one segment of one record version, first in the per-segment tables.
+_SEGMENT_KEY_FIELDS = (
+    ("call_record_id", pa.string()),
+    ("version", pa.int64()),
+    ("session_id", pa.string()),
+    ("segment_id", pa.string()),
+    ("segment_start", _TS),
+    ("segment_end", _TS),
+)
+
 CALLS = pa.schema(
     [
         ("call_record_id", pa.string()),
@@ -109,12 +119,7 @@ CALLS = pa.schema(
 
 STREAMS = pa.schema(
     [
-        ("call_record_id", pa.string()),
-        ("version", pa.int64()),
-        ("session_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_start", _TS),
-        ("segment_end", _TS),
+        *_SEGMENT_KEY_FIELDS,
         ("media_label", pa.string()),
         ("stream_kind", pa.string()),
         ("stream_id", pa.string()),
@@ -143,12 +148,7 @@ STREAMS = pa.schema(
 
 SEGMENTS = pa.schema(
     [
-        ("call_record_id", pa.string()),
-        ("version", pa.int64()),
-        ("session_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_start", _TS),
-        ("segment_end", _TS),
+        *_SEGMENT_KEY_FIELDS,
         *_CONTEXT_FIELDS,
         ("failure_reason", pa.string()),
         ("failure_from", pa.string()),  # segment or session: whose failureInfo counted
