@@ -256,6 +256,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _report_options(p: argparse.ArgumentParser, when: Callable[[str], datetime]) -> None:
+    """The range and output options `usage report` and `usage health` share."""
+    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
+    p.add_argument("--until", type=when, default=None, help="default: now")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     """Add ``usage backfill``, ``usage report`` and ``usage health`` to the subcommands."""
     usage = sub.add_parser(
@@ -290,9 +297,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
         "summarise with DuckDB: PSTN minutes and charges by user and destination, Direct "
         "Routing minutes and failures by user, failed Direct Routing calls by SIP code.",
     )
-    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
-    p.add_argument("--until", type=when, default=None, help="default: now")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _report_options(p, when)
     p.set_defaults(handler=cmd_usage_report)
 
     p = actions.add_parser(
@@ -305,9 +310,7 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
         "media bypass share (docs/usage-logs.md). Brings the direct_routing_calls table up to "
         "date with the archive first, as `usage report` does.",
     )
-    p.add_argument("--since", type=when, default="30d", help="30d (default), 36h, or an ISO date")
-    p.add_argument("--until", type=when, default=None, help="default: now")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _report_options(p, when)
     p.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
     p.add_argument("--top", type=_positive, default=TOP_SIP_CODES, help="SIP codes per SBC (10)")
     p.add_argument(
