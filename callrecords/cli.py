@@ -469,6 +469,14 @@ def _when_arg(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _range_options(p: argparse.ArgumentParser) -> None:
+    """The required range of backfill, tabulate and quality; every form _when_arg reads."""
+    p.add_argument(
+        "--since", type=_when_arg, required=True, help="7d, 36h, 90m (ago) or an ISO date-time"
+    )
+    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+
+
 def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -506,10 +514,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "older start is clamped, with a note) and queue the ones not archived yet. Safe to run "
         "again: archived records are skipped.",
     )
-    p.add_argument(
-        "--since", type=_when_arg, required=True, help="7d, 36h, 90m (ago) or an ISO date-time"
-    )
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    _range_options(p)
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     p.set_defaults(handler=cmd_backfill)
 
@@ -552,8 +557,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "range touches, from the latest archived version of each record, into "
         "ANALYTICS_CONTAINER (Hive-partitioned by date). Safe to repeat.",
     )
-    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    _range_options(p)
     p.set_defaults(handler=cmd_tabulate)
 
     p = sub.add_parser(
@@ -565,8 +569,7 @@ def build_parser(prog: str = "callrecords") -> argparse.ArgumentParser:
         "streams and segments tables (fetched to a local cache, or --tables DIR). DuckDB does "
         "the work; --sql prints the same queries for Spark SQL or Data Explorer.",
     )
-    p.add_argument("--since", type=_when_arg, required=True, help="7d, 36h (ago) or an ISO date")
-    p.add_argument("--until", type=_when_arg, default=None, help="same forms; default: now")
+    _range_options(p)
     p.add_argument("--by", choices=[d.value for d in Dimension], default=Dimension.USER.value)
     p.add_argument("--rules", choices=[r.value for r in RuleSetName], default=RuleSetName.CQD.value)
     p.add_argument(
