@@ -27,25 +27,31 @@ async def fetch_tables(
 ) -> FetchResult:
     """Mirror ``{table}/date=D/`` of each day into ``directory`` (same layout)."""
     result = FetchResult()
+    # One listing gives every day's ETag: not a properties request per day of the range.
+    etags: dict[str, str] = {}
+    try:
+        async for blob in tables.list_blobs(name_starts_with=f"{table}/"):
+            etags[blob.name] = str(blob.etag)
+    except ResourceNotFoundError:
+        pass  # no container yet: no day has a table
     for day in days:
         name = table_blob(table, day)
         local = directory / name
         tag = local.with_name(local.name + ".etag")
-        blob = tables.get_blob_client(name)
-        try:
-            props = await blob.get_blob_properties()
-        except ResourceNotFoundError:
+        etag = etags.get(name)
+        if etag is None:
             local.unlink(missing_ok=True)  # the day has no table (any more)
             tag.unlink(missing_ok=True)
             continue
         result.days += 1
-        etag = str(props.etag)
         if local.exists() and tag.exists() and tag.read_text() == etag:
             result.cached += 1
             continue
         local.parent.mkdir(parents=True, exist_ok=True)
         partial = local.with_name(local.name + ".partial")
-        stream = await blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        stream = await tables.download_blob(
+            name, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
         with partial.open("wb") as out:
             async for chunk in stream.chunks():
                 out.write(chunk)

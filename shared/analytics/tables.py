@@ -84,6 +84,16 @@ _CONTEXT_FIELDS = (
     ("failure_stage", pa.string()),  # the segment's failureInfo.stage, else its session's
 )
 
+# The columns that name one segment of one record version, first in the per-segment tables.
+_SEGMENT_KEY_FIELDS = (
+    ("call_record_id", pa.string()),
+    ("version", pa.int64()),
+    ("session_id", pa.string()),
+    ("segment_id", pa.string()),
+    ("segment_start", _TS),
+    ("segment_end", _TS),
+)
+
 CALLS = pa.schema(
     [
         ("call_record_id", pa.string()),
@@ -107,19 +117,9 @@ CALLS = pa.schema(
     ]
 )
 
-# Where a stream or segment row belongs: the record (at its version), session and segment.
-_SEGMENT_KEY: tuple[tuple[str, pa.DataType], ...] = (
-    ("call_record_id", pa.string()),
-    ("version", pa.int64()),
-    ("session_id", pa.string()),
-    ("segment_id", pa.string()),
-    ("segment_start", _TS),
-    ("segment_end", _TS),
-)
-
 STREAMS = pa.schema(
     [
-        *_SEGMENT_KEY,
+        *_SEGMENT_KEY_FIELDS,
         ("media_label", pa.string()),
         ("stream_kind", pa.string()),
         ("stream_id", pa.string()),
@@ -148,7 +148,7 @@ STREAMS = pa.schema(
 
 SEGMENTS = pa.schema(
     [
-        *_SEGMENT_KEY,
+        *_SEGMENT_KEY_FIELDS,
         *_CONTEXT_FIELDS,
         ("failure_reason", pa.string()),
         ("failure_from", pa.string()),  # segment or session: whose failureInfo counted
