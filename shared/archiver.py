@@ -16,7 +16,7 @@ import orjson
 from shared import permission
 from shared.clock import utcnow
 from shared.graph import GraphError, NotFound, Unauthorized
-from shared.graph.retry import Fault, RetryLater, classify_fault, not_yet, transient
+from shared.graph.retry import Fault, RetryLater, classify_fault, not_yet, refused, transient
 from shared.ids import normalize_id
 from shared.messages import WorkItem
 from shared.ports import ArchiverPorts
@@ -140,9 +140,9 @@ async def retry_later(
 
 
 async def retry_refused(ports: ArchiverPorts, item: WorkItem, error: Exception) -> None:
-    """A 403 inside the permission grace period: back on the queue with the transient
+    """A 403 inside the permission grace period: back on the queue with the refusal's long
     back-off, never parked (shared/permission.py); the grace, not the give-up time, bounds it."""
-    delay = int(transient(ports.settings).delay(item.attempt))
+    delay = int(refused(ports.settings).delay(item.attempt))
     await ports.work.put([item.retried(describe(error))], delay_seconds=delay)
     log.warning(
         "record %s: Graph 403 (no %s yet), fetching again in %d s (attempt %d)",

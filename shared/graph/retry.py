@@ -34,6 +34,8 @@ The uses, each one instance below or built from settings by a function below:
                             doubling, for ARCHIVE_RETRY_WINDOW_MINUTES
 ``transient(settings)``     a transient fault of one archiving attempt: again later with full
                             jitter, for ARCHIVE_GIVE_UP_HOURS
+``refused(settings)``       a 403 inside the permission grace: doubling up to 6 h, for
+                            GRAPH_PERMISSION_GRACE_HOURS
 ``slice_again(settings)``   a reconciliation slice that met a transient fault
 ==========================  ==================================================================
 """
@@ -334,6 +336,32 @@ def transient(settings: Settings) -> RetryPolicy:
         retry_after=RetryAfter.AT_LEAST,
         give_up_after=settings.give_up_hours * 3600,
         exceptions=(Exception,),  # what classify_fault calls TRANSIENT
+    )
+
+
+# A refusal outlasts a transient fault by far: up to a day for a new app role to reach a
+# managed identity's tokens, plus however long the grant takes (GRAPH_PERMISSION_GRACE_HOURS).
+REFUSED_CAP_FACTOR = 12  # times ARCHIVE_RETRY_MAX_SECONDS: 6 hours by default
+
+
+def refused(settings: Settings) -> RetryPolicy:
+    """A 403 inside the permission grace (shared/permission.py). The refusal is the app's,
+    not the record's, and lasts hours, so each refused record backs off much further than
+    from a transient fault: doubling from ARCHIVE_RETRY_BASE_SECONDS up to 12 times
+    ARCHIVE_RETRY_MAX_SECONDS (6 h), +/-50%. Over a 48-hour refusal that is about 18 Graph
+    requests per record instead of the transient policy's ~200 (a unit test counts them);
+    records notified meanwhile try within minutes, so the grant is noticed at once, and a
+    waiting record is fetched at most 9 h after it."""
+    return RetryPolicy(
+        "permission refused",
+        tries=None,
+        backoff=settings.retry_base_seconds,
+        cap=min(REFUSED_CAP_FACTOR * settings.retry_max_seconds, MAX_QUEUE_DELAY),
+        jitter=Jitter.EQUAL,
+        floor=1.0,
+        limit=MAX_QUEUE_DELAY,
+        retry_after=RetryAfter.IGNORE,
+        exceptions=(Exception,),  # what permission.within_grace accepts
     )
 
 

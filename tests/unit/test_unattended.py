@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -239,3 +240,30 @@ def test_every_named_policy_keeps_its_documented_shape() -> None:
     assert (linear.backoff, linear.random_jitter_range, linear.total_retries) == (0.2, 0.1, 2)
     # A paused fetch asks to be run again: the CLI waits exactly what it asked.
     assert RESUME_PAUSED.next_wait(RetryLater("paused", 42.0), 7) == 42.0
+
+
+def _tries_within(policy_delay: Callable[[int], float], hours: float) -> tuple[int, float]:
+    """How many fetches a record makes while a fault lasts ``hours``, and the longest wait."""
+    elapsed, tries, longest = 0.0, 0, 0.0
+    while elapsed < hours * 3600:
+        wait = policy_delay(tries)
+        elapsed, tries, longest = elapsed + wait, tries + 1, max(longest, wait)
+    return tries, longest
+
+
+def test_a_48_hour_refusal_costs_each_record_few_requests_and_a_grant_is_seen_within_9_hours() -> (
+    None
+):
+    """A 403 lasts hours (a new role takes up to 24 h to reach the tokens, the grace is 48 h):
+    every refused record polling Graph on the transient policy would, at 100,000 calls a day,
+    make tens of millions of refused requests."""
+    import random
+
+    from shared.graph.retry import refused
+
+    settings = _settings(60, 1800)
+    rng = random.Random(7)
+    tries, longest = _tries_within(lambda n: refused(settings).delay(n, rng=rng), 48)
+    assert tries <= 20 and longest <= 9 * 3600
+    transient_tries, _ = _tries_within(lambda n: transient(settings).delay(n, rng=rng), 48)
+    assert transient_tries > 5 * tries  # what the refusal policy saves, per record
