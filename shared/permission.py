@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 
 PERMISSION_BLOB = "graph-permission.json"
 REQUIRED_ROLE = "CallRecords.Read.All"
-# Longer than ARCHIVE_RETRY_MAX_SECONDS (30 min): records meeting a steady 403 come back
-# at least that often, so lastSeen stays fresh while the refusal lasts.
-EPISODE_GAP = timedelta(hours=2)
+# Longer than the longest wait of retry.refused (6 h + 50% = 9 h at the default settings):
+# records meeting a steady 403 come back at least that often, even in a tenant with no new
+# calls overnight, so lastSeen stays fresh and the grace is not started again while the
+# refusal lasts. A unit test keeps the two in step.
+EPISODE_GAP = timedelta(hours=12)
 # lastSeen is rewritten at most this often: a burst of refused records is one write.
 TOUCH_EVERY = timedelta(minutes=1)
 

@@ -121,7 +121,8 @@ async def test_a_refusal_not_seen_for_hours_is_over_and_a_new_403_starts_a_new_g
 ) -> None:
     now = utcnow()
     record = graph.add_record(now - timedelta(minutes=40))
-    stale = permission.Refusal(now - timedelta(days=3), now - timedelta(hours=3), "403")
+    last = now - permission.EPISODE_GAP - timedelta(hours=1)
+    stale = permission.Refusal(now - timedelta(days=3), last, "403")
     await ports.state.save(permission.PERMISSION_BLOB, stale.to_json())
     assert await _role_problem(ports) is None  # an episode long over is not shown
     graph.script = list(REFUSED)

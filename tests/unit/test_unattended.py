@@ -267,3 +267,13 @@ def test_a_48_hour_refusal_costs_each_record_few_requests_and_a_grant_is_seen_wi
     assert tries <= 20 and longest <= 9 * 3600
     transient_tries, _ = _tries_within(lambda n: transient(settings).delay(n, rng=rng), 48)
     assert transient_tries > 5 * tries  # what the refusal policy saves, per record
+
+
+def test_a_steady_refusal_stays_one_episode_between_a_records_tries() -> None:
+    """A refused record's longest wait (retry.refused, +50% jitter) is shorter than the gap
+    after which a refusal counts as over: else a quiet tenant would start the grace again."""
+    from shared.graph.retry import refused
+    from shared.permission import EPISODE_GAP
+
+    policy = refused(_settings(60, 1800))
+    assert 1.5 * policy.cap < EPISODE_GAP.total_seconds()
