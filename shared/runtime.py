@@ -7,7 +7,7 @@ invocation in the process: one token per lifetime, kept-alive connections, no pe
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -44,6 +44,9 @@ class Runtime:
     # block being filled and its participants (archiver.archive_record).
     large_fetches: asyncio.Semaphore
     host_credential: AsyncTokenCredential | None = None  # None with a connection string
+    # The poison queue undecoded, for health's peek: made on first use, kept, so a monitor
+    # polling /api/health every minute does not build a client (and a connection) each time.
+    _poison_peeker: QueueClient | None = field(default=None, repr=False)
 
     def raw_poison(self) -> QueueClient:
         """A client of the poison queue that does not decode (poison.replay, keep_forever):
@@ -57,11 +60,9 @@ class Runtime:
 
     async def peek_poison(self, count: int) -> list[Any]:
         """Up to ``count`` poison messages as stored (not decoded), oldest first."""
-        raw = self.raw_poison()
-        try:
-            return list(await raw.peek_messages(max_messages=count))
-        finally:
-            await raw.close()
+        if self._poison_peeker is None:
+            self._poison_peeker = self.raw_poison()
+        return list(await self._poison_peeker.peek_messages(max_messages=count))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -71,6 +72,8 @@ class Runtime:
         await self.tables.close()
         await self.state.container.close()
         await self.activity.container.close()
+        if self._poison_peeker is not None:
+            await self._poison_peeker.close()
         for credential in self.credentials:
             await credential.close()
 
