@@ -169,6 +169,9 @@ class Control:
             data = await _body(request)
             if data.pop("reset", False):
                 self.sim.faults.reset()
+            # A role granted now reaches the managed identity's tokens only after up to 24 h
+            # (learn.microsoft.com/entra/identity/managed-identities-azure-resources/
+            # managed-identity-best-practice-recommendations): 403 until then, scaled.
             grant = data.pop("grant_role", False)
             self.sim.faults.config.update(data)
             if grant:

@@ -215,8 +215,10 @@ class FaultInjector:
             return self._make("403")
         if c.outage:
             return Fault(f"outage_{c.outage}", c.outage)
-        # One call record's limits: not the list, nor the PSTN / Direct Routing functions,
-        # whose route carries the function call where a record id would be.
+        # One call record's limits (learn.microsoft.com/graph/throttling-limits, "Cloud
+        # communication service limits": per call record): not the list, nor the PSTN / Direct
+        # Routing functions, whose route carries the function call where a record id would be
+        # and whose limits are the page's per-app and per-collection ones.
         if c.record_limits and record_id and kind != "list" and kind not in USAGE_KINDS:
             fault = self._record_limit(record_id, following)
             if fault:

@@ -242,6 +242,10 @@ class SimState:
             return Availability.EXPIRED
         if spec.fetches < spec.available_after_fetches:
             return Availability.PENDING
+        # Up to 150 minutes after the call ends (learn.microsoft.com/graph/api/
+        # callrecords-callrecord-get), counted here from when the record was created, i.e.
+        # when its notification went out: the stricter reading, a notification can come
+        # before the record is readable.
         publish_at = spec.created_at + self.config.scaled(spec.available_after_minutes * 60)
         if time.time() < publish_at:
             return Availability.PENDING
