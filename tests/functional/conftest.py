@@ -4,10 +4,11 @@ Azurite, no simulator, no subprocess, no socket."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from shared.messages import ControlItem, WorkItem
 from shared.settings import Settings, load_settings
 from tests.fakes.graph import BASE, FakeGraph
 from tests.fakes.storage import FakePorts
@@ -34,3 +35,24 @@ async def ports(graph: FakeGraph) -> AsyncIterator[FakePorts]:
     client = graph.client()
     yield FakePorts(settings=settings(), graph=client)
     await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
+
+
+async def drain(ports: FakePorts, controls: Sequence[ControlItem] = ()) -> list[str]:
+    """Work ``controls`` as the queue would, then every record queued by then (due or not):
+    the ids archived. What a fault test ends with, to show the data still arrives."""
+    from shared.archiver import archive_item
+    from shared.lifecycle import run_control
+
+    for item in controls:
+        await run_control(ports, item)
+    ids: list[str] = []
+    for queued in ports.work.take():
+        if isinstance(queued.item, WorkItem):
+            ids.append(queued.item.id)
+            await archive_item(ports, queued.item, dequeue_count=1)
+    return ids
+
+
+def archived_ids(ports: FakePorts) -> set[str]:
+    """The record ids with a blob in the archive."""
+    return {name.split("/")[3] for name in ports.archive.blobs if name.count("/") == 4}

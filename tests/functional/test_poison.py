@@ -10,8 +10,9 @@ from shared import poison
 from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.messages import ControlItem, Source, WorkItem
-from tests.fakes.graph import FakeGraph
+from tests.fakes.graph import FakeGraph, FakeRecord
 from tests.fakes.storage import FakePorts
+from tests.functional.conftest import archived_ids
 
 RID = "e523d2ed-2966-4b6b-925b-754a88034cc5"
 
@@ -41,6 +42,11 @@ async def test_parked_with_the_reason_then_replayed_once(
     assert isinstance(again.item, WorkItem) and again.item.id == RID and again.item.attempt == 0
     assert len(ports.work.raw_poison.messages) == 2  # the other two stay, visible again
     assert all(m.leased_until <= time.monotonic() for m in ports.work.raw_poison.messages)
+    # Graph answers it now: the replayed message archives the record.
+    graph.records[RID] = FakeRecord(RID, utcnow() - timedelta(hours=1), 1, 1, 1)
+    assert isinstance(again.item, WorkItem)
+    await archive_item(ports, again.item, dequeue_count=1)
+    assert RID in archived_ids(ports)
 
 
 async def test_the_hosts_copies_are_kept_forever(ports: FakePorts) -> None:

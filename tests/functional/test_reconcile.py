@@ -28,7 +28,7 @@ from shared.reconcile import (
 from shared.recordfetch import fetch_record
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts
-from tests.functional.conftest import settings
+from tests.functional.conftest import archived_ids, drain, settings
 
 FAST = SlidingWindow(limit=10_000, period=1.0)
 
@@ -125,11 +125,13 @@ async def test_a_throttled_list_is_waited_out_by_the_pager(graph: FakeGraph) -> 
     ports = FakePorts(settings=settings(), graph=client)
     ids = spread(graph, 5, days=1)
     graph.script = [(200, None), (429, 0.01), (429, 0.01)]
-    report = await reconcile(ports, utcnow() - timedelta(days=2), limiter=FAST)
-    assert report.queued == 5
-    assert {q.item.id for q in ports.work.take() if isinstance(q.item, WorkItem)} == set(ids)
-    assert sum(1 for r in graph.requests if "callRecords?" in r) == report.pages + 2
-    await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
+    try:
+        report = await reconcile(ports, utcnow() - timedelta(days=2), limiter=FAST)
+        assert report.queued == 5
+        assert sum(1 for r in graph.requests if "callRecords?" in r) == report.pages + 2
+        assert set(await drain(ports)) == set(ids) == archived_ids(ports)
+    finally:
+        await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
 
 
 async def test_a_slice_that_meets_an_outage_comes_back_later(
@@ -137,6 +139,7 @@ async def test_a_slice_that_meets_an_outage_comes_back_later(
 ) -> None:
     spread(graph, 2, days=1)
     now = utcnow()
+    inside = graph.add_record(now - timedelta(minutes=30))
     item = ControlItem.reconcile_slice(now - timedelta(hours=1), now)
     graph.script = [(500, None)]
     assert await reconcile_slice(ports, item) is None
@@ -145,6 +148,10 @@ async def test_a_slice_that_meets_an_outage_comes_back_later(
         isinstance(again.item, ControlItem) and again.item.action is ControlAction.RECONCILE_SLICE
     )
     assert again.delay_seconds == ports.settings.retry_max_seconds
+    # Graph is back when the slice comes round again: its record arrives.
+    assert isinstance(again.item, ControlItem)
+    await drain(ports, [again.item])
+    assert inside.id in archived_ids(ports)
 
 
 async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:

@@ -14,9 +14,9 @@ from shared.graph import Throttled
 from shared.graph.retry import Fault, classify_fault
 from shared.messages import Source, WorkItem
 from shared.recordfetch import Paused, checkpoint_name, fetch_record
-from tests.fakes.graph import FakeGraph
+from tests.fakes.graph import FakeGraph, FakeRecord
 from tests.fakes.storage import FakePorts
-from tests.functional.conftest import settings
+from tests.functional.conftest import archived_ids, settings
 
 START = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
 
@@ -73,6 +73,11 @@ async def test_the_time_budget_pauses_the_fetch_as_retry_later(
     assert isinstance(again.item, WorkItem) and again.item.id == record.id
     assert again.delay_seconds is not None
     assert not ports.work.poison
+    # The next attempt, with a budget, continues from the checkpoint and archives it.
+    ports.settings = settings()
+    assert isinstance(again.item, WorkItem)
+    await archive_item(ports, again.item, dequeue_count=1)
+    assert record.id in archived_ids(ports)
 
 
 async def test_a_version_published_mid_fetch_is_fetched_again_at_the_new_version(
@@ -105,7 +110,7 @@ async def test_lost_staged_blocks_start_the_record_again(
 
 
 async def test_a_record_not_published_yet_comes_back_later_and_is_parked_after_the_window(
-    ports: FakePorts,
+    graph: FakeGraph, ports: FakePorts
 ) -> None:
     rid = "e523d2ed-2966-4b6b-925b-754a88034cc5"
     await archive_item(ports, WorkItem.new(rid, Source.NOTIFICATION), dequeue_count=1)
@@ -118,6 +123,10 @@ async def test_a_record_not_published_yet_comes_back_later_and_is_parked_after_t
     window = ports.settings.retry_window_minutes
     assert parked["item"].id == rid and f"not available after {window} min" in parked["reason"]
     assert "404" in parked["error"]
+    # Published after all (a person replays it): it arrives.
+    graph.records[rid] = FakeRecord(rid, START, 1, 1, 1)
+    await archive_item(ports, parked["item"].replayed(), dequeue_count=1)
+    assert rid in archived_ids(ports)
 
 
 async def test_a_national_cloud_archives_without_participants_v2(graph: FakeGraph) -> None:

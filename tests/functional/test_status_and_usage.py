@@ -12,7 +12,7 @@ from shared.graph.retry import RetryPolicy
 from shared.messages import Source, WorkItem
 from shared.recordfetch import fetch_record
 from shared.status import Verdict, collect
-from shared.subscriptions import SubscriptionError, SubscriptionKeeper
+from shared.subscriptions import SubscriptionAction, SubscriptionError, SubscriptionKeeper
 from shared.usage.kinds import UsageKind
 from shared.usage.sync import copy_range, sync_usage_logs
 from shared.usage.watermark import WatermarkStore
@@ -66,6 +66,7 @@ async def test_usage_rows_copied_once_and_the_watermark_moves_day_by_day(
     again = await sync_usage_logs(ports)  # the overlap is read again, nothing written twice
     assert next(r for r in again if r.kind is UsageKind.PSTN).written == 0
     assert len([n for n in ports.archive.blobs if "row-" in n or "pstn" in n.lower()]) >= 15
+    assert sum(1 for n in ports.archive.blobs if n.startswith(UsageKind.PSTN.prefix)) == 15
 
 
 async def test_a_throttle_stops_the_hourly_sync_and_a_backfill_waits_it_out(
@@ -77,15 +78,19 @@ async def test_a_throttle_stops_the_hourly_sync_and_a_backfill_waits_it_out(
     graph.usage_rows["getDirectRoutingCalls"] = [
         _row((start + (n + 1) * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ"), n) for n in range(6)
     ]
-    graph.script = [(429, 0.01)]
-    stopped = await copy_range(ports, UsageKind.DIRECT_ROUTING, start, utcnow())
-    assert stopped.stopped and "throttled" in stopped.stopped and stopped.written == 0
-    graph.script = [(429, 0.01), (429, 0.01)]
-    done = await copy_range(
-        ports, UsageKind.DIRECT_ROUTING, start, utcnow(), wait_long_throttles=True
-    )
-    assert done.stopped is None and done.written == 6
-    await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
+    try:
+        graph.script = [(429, 0.01)]
+        stopped = await copy_range(ports, UsageKind.DIRECT_ROUTING, start, utcnow())
+        assert stopped.stopped and "throttled" in stopped.stopped and stopped.written == 0
+        graph.script = [(429, 0.01), (429, 0.01)]
+        done = await copy_range(
+            ports, UsageKind.DIRECT_ROUTING, start, utcnow(), wait_long_throttles=True
+        )
+        assert done.stopped is None and done.written == 6
+        prefix = UsageKind.DIRECT_ROUTING.prefix
+        assert sum(1 for n in ports.archive.blobs if n.startswith(prefix)) == 6  # all arrived
+    finally:
+        await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
 
 
 async def test_the_time_budget_ends_the_run_and_the_next_one_resumes(
@@ -111,6 +116,9 @@ async def test_a_refused_subscription_names_the_role_and_the_limit(
     graph.script = [(200, None), (403, None)]  # the listing, then the create
     with pytest.raises(SubscriptionError, match=r"CallRecords\.Read\.All"):
         await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
+    # Once the role is granted the next hourly run creates it.
+    outcome = await SubscriptionKeeper(ports.graph, ports.settings, ports.state).ensure()
+    assert outcome.action is SubscriptionAction.CREATED and graph.subscriptions
 
 
 async def test_a_fault_mid_range_keeps_the_watermark_at_the_last_whole_day(
