@@ -45,6 +45,16 @@ async def _role_problem(ports: FakePorts) -> str | None:
     return next((p for p in problems if permission.REQUIRED_ROLE in p), None)
 
 
+async def _refused_once(
+    graph: FakeGraph, ports: FakePorts, source: Source = Source.NOTIFICATION
+) -> FakeRecord:
+    """A record published 40 minutes ago, fetched once while Graph refuses the app."""
+    record = graph.add_record(utcnow() - timedelta(minutes=40))
+    graph.script = list(REFUSED)
+    await archive_item(ports, WorkItem.new(record.id, source), dequeue_count=1)
+    return record
+
+
 async def _arrives(graph: FakeGraph, ports: FakePorts, record: FakeRecord, item: WorkItem) -> None:
     """Graph accepts the app again: the item archives the record and the refusal is over."""
     graph.script = []
@@ -120,13 +130,11 @@ async def test_a_refusal_not_seen_for_hours_is_over_and_a_new_403_starts_a_new_g
     graph: FakeGraph, ports: FakePorts
 ) -> None:
     now = utcnow()
-    record = graph.add_record(now - timedelta(minutes=40))
     last = now - permission.EPISODE_GAP - timedelta(hours=1)
     stale = permission.Refusal(now - timedelta(days=3), last, "403")
     await ports.state.save(permission.PERMISSION_BLOB, stale.to_json())
     assert await _role_problem(ports) is None  # an episode long over is not shown
-    graph.script = list(REFUSED)
-    await archive_item(ports, WorkItem.new(record.id, Source.RECONCILE), dequeue_count=1)
+    record = await _refused_once(graph, ports, Source.RECONCILE)
     item = _requeued(ports)
     refusal = await permission.current_refusal(ports.state)
     assert refusal is not None and refusal.first_seen >= now  # counted from now, not 3 days ago
@@ -137,9 +145,7 @@ async def test_with_no_grace_the_first_403_parks_and_the_replay_arrives(
     graph: FakeGraph, ports: FakePorts
 ) -> None:
     ports.settings = settings(GRAPH_PERMISSION_GRACE_HOURS="0")
-    record = graph.add_record(utcnow() - timedelta(minutes=40))
-    graph.script = list(REFUSED)
-    await archive_item(ports, WorkItem.new(record.id, Source.NOTIFICATION), dequeue_count=1)
+    record = await _refused_once(graph, ports)
     (parked,) = ports.work.poison
     assert parked["reason"] == "permanent error: Graph answered 403" and not ports.work.queued
     await _arrives(graph, ports, record, parked["item"].replayed())
