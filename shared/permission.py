@@ -8,8 +8,9 @@ authorization": learn.microsoft.com/entra/identity/managed-identities-azure-reso
 Parking every record of that day would turn a waiting game into a replay for a person.
 
 So for ``GRAPH_PERMISSION_GRACE_HOURS`` after a 403 is first seen, the records
-and reconcile slices that meet it are put back on the queue with a back-off like any
-transient fault; only after that is a 403 permanent. When the refusal was first seen is
+and reconcile slices that meet it are put back on the queue (records with the long
+``retry.refused`` back-off, slices as after any transient fault); only after that is a 403
+permanent. When the refusal was first seen is
 kept in the state store (one small blob), so every instance and every restart counts from
 the same moment, and health names the missing permission from the first refusal on.
 A refusal episode ends when a Graph read succeeds again, or when no 403 has been seen for
