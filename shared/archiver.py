@@ -139,15 +139,24 @@ async def retry_later(
     )
 
 
-async def retry_refused(ports: ArchiverPorts, item: WorkItem, error: Exception) -> None:
+async def retry_refused(
+    ports: ArchiverPorts, item: WorkItem, error: Exception, verdict: permission.Verdict
+) -> None:
     """A 403 inside the permission grace period: back on the queue with the refusal's long
-    back-off, never parked (shared/permission.py); the grace, not the give-up time, bounds it."""
-    delay = int(refused(ports.settings).delay(item.attempt))
+    back-off, never parked (shared/permission.py); the grace, not the give-up time, bounds it.
+    A stale 403 (sent before another read here succeeded: the grant has arrived) is tried
+    again after the transient back-off's first step, whatever the record's age."""
+    if verdict is permission.Verdict.STALE:
+        delay = int(transient(ports.settings).delay(0))
+    else:
+        delay = int(refused(ports.settings).delay(item.attempt))
     await ports.work.put([item.retried(describe(error))], delay_seconds=delay)
     log.warning(
-        "record %s: Graph 403 (no %s yet), fetching again in %d s (attempt %d)",
+        "record %s: Graph 403 (%s), fetching again in %d s (attempt %d)",
         item.id,
-        permission.REQUIRED_ROLE,
+        "sent before the grant arrived"
+        if verdict is permission.Verdict.STALE
+        else f"no {permission.REQUIRED_ROLE} yet",
         delay,
         item.attempt + 1,
     )
@@ -163,21 +172,32 @@ def max_dequeue_count() -> int:
 
 async def archive_item(ports: ArchiverPorts, item: WorkItem, dequeue_count: int) -> None:
     """Archive the record a queue message names, applying the retry policy (classify_fault)."""
+    sent = permission.sent_now()
     try:
         result = await archive_record(ports, item)
     except Exception as exc:
-        await settle(ports, item, exc, dequeue_count)
+        await settle(ports, item, exc, dequeue_count, sent)
         return
     await permission.note_success(ports.state)
     if result.written:
         await ports.activity.archived(result.blob)
 
 
-async def settle(ports: ArchiverPorts, item: WorkItem, exc: Exception, dequeue_count: int) -> None:
-    """What a failed attempt leads to: later, now parked, or the host's retry."""
-    if await permission.within_grace(ports.state, exc, ports.settings.permission_grace_hours):
-        await retry_refused(ports, item, exc)
-        return
+async def settle(
+    ports: ArchiverPorts,
+    item: WorkItem,
+    exc: Exception,
+    dequeue_count: int,
+    sent: float | None = None,
+) -> None:
+    """What a failed attempt (begun at ``sent``) leads to: later, now parked, or the host's
+    retry."""
+    if permission.is_refusal(exc):
+        grace = ports.settings.permission_grace_hours
+        verdict = await permission.judge(ports.state, exc, grace, sent)
+        if verdict is not permission.Verdict.OVER:
+            await retry_refused(ports, item, exc, verdict)
+            return
     fault = classify_fault(exc)
     if fault is Fault.NOT_YET or fault is Fault.TRANSIENT:
         retry_after = exc.retry_after if isinstance(exc, GraphError | RetryLater) else None

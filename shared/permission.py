@@ -16,6 +16,15 @@ the same moment, and health names the missing permission from the first refusal 
 A refusal episode ends when a Graph read succeeds again, or when no 403 has been seen for
 ``EPISODE_GAP`` (longer than the longest back-off, so a steady refusal never looks new).
 
+Reads run concurrently, so the moment of the grant has two races, both of which would leave
+health naming a refusal that is over (for up to ``EPISODE_GAP``):
+- a 403 to a request sent before another read of this instance succeeded is stale: the grant
+  has reached this instance's token. It is not noted, and the record is retried soon
+  (``Verdict.STALE``), not after the refusal's long back-off;
+- a success on one instance must end a refusal another instance noted (that one may have
+  been recycled since): a success deletes the note whenever this instance saw a refusal, and
+  at most once every ``CLEAR_EVERY`` otherwise.
+
 The default grace is 48 hours, not the documented 24: the clock starts at the first 403,
 which can come before anyone has granted the role (a deployment without Privileged Role
 Administrator grants it by hand, infra/README.md), and the 24 hours of token caching start
@@ -25,8 +34,10 @@ only at the grant. A day to grant, a day to propagate.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -46,8 +57,31 @@ REQUIRED_ROLE = "CallRecords.Read.All"
 EPISODE_GAP = timedelta(hours=12)
 # lastSeen is rewritten at most this often: a burst of refused records is one write.
 TOUCH_EVERY = timedelta(minutes=1)
+# A success with no refusal seen here still clears another instance's note this often.
+CLEAR_EVERY = timedelta(minutes=1)
 
-_refusal_known = False  # this process saw a refusal: the next success clears the blob
+
+class Verdict(Enum):
+    """What a 403 leads to."""
+
+    STALE = "stale"  # sent before a later read succeeded here: retry soon, note nothing
+    WAIT = "wait"  # inside the grace: the refusal's long back-off, never parked
+    OVER = "over"  # past the grace, or no grace configured: permanent
+
+
+@dataclass
+class _ProcessView:
+    """What this process knows, between the state blob's reads (monotonic seconds)."""
+
+    refusal_seen: bool = False  # the next success deletes the note
+    last_success: float | None = None
+    last_clear: float | None = None
+
+    def stale(self, sent: float | None) -> bool:
+        return sent is not None and self.last_success is not None and self.last_success > sent
+
+
+_view = _ProcessView()
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -93,15 +127,29 @@ async def current_refusal(state: StatePort, now: datetime | None = None) -> Refu
     return refusal if refusal and refusal.current(now or utcnow()) else None
 
 
+def sent_now() -> float:
+    """The moment a Graph read is sent, for ``note_refusal``'s and ``judge``'s ``sent``."""
+    return time.monotonic()
+
+
 async def note_refusal(
-    state: StatePort, exc: BaseException, now: datetime | None = None
-) -> Refusal:
-    """Record a 403 seen now; the episode it belongs to (with when it was first seen)."""
-    global _refusal_known
-    _refusal_known = True
-    now = now or utcnow()
-    detail = str(exc)[:300]
+    state: StatePort, exc: BaseException, sent: float | None = None, now: datetime | None = None
+) -> Refusal | None:
+    """Record a 403 to a read sent at ``sent`` (``sent_now()``); the episode it belongs to,
+    with when it was first seen, or None when the 403 is stale (see the module docstring)."""
+    if _view.stale(sent):
+        return None
+    try:
+        return await _note(state, str(exc)[:300], now or utcnow(), sent)
+    finally:
+        # After the awaits: a success clearing the note meanwhile must not forget this one.
+        _view.refusal_seen = True
+
+
+async def _note(state: StatePort, detail: str, now: datetime, sent: float | None) -> Refusal | None:
     data, etag = await state.load(PERMISSION_BLOB)
+    if _view.stale(sent):  # a read succeeded (and cleared the note) while this one loaded it
+        return None
     known = Refusal.from_json(data)
     if known is not None and known.current(now):
         if now - known.last_seen >= TOUCH_EVERY:
@@ -124,27 +172,41 @@ async def note_refusal(
 
 
 async def note_success(state: StatePort) -> None:
-    """A Graph read succeeded: a refusal this process saw is over (cheap when there was none)."""
-    global _refusal_known
-    if not _refusal_known:
-        return
+    """A Graph read succeeded: a refusal is over. Free when this process saw none and cleared
+    the note less than ``CLEAR_EVERY`` ago; otherwise one delete."""
+    now = time.monotonic()
+    _view.last_success = now
+    seen = _view.refusal_seen
+    if not seen and _view.last_clear is not None:
+        if now - _view.last_clear < CLEAR_EVERY.total_seconds():
+            return
+    # Before the await: a refusal noted during the delete sets it again (note_refusal).
+    _view.refusal_seen, _view.last_clear = False, now
     try:
         await state.delete(PERMISSION_BLOB)
     except AzureError as exc:  # the record is archived all the same; the next success retries
         log.warning("could not clear the refusal note: %s", type(exc).__name__)
+        _view.refusal_seen, _view.last_clear = _view.refusal_seen or seen, None
         return
-    _refusal_known = False
-    log.info("Graph accepts the app again: the %s refusal is over", REQUIRED_ROLE)
+    if seen:
+        log.info("Graph accepts the app again: the %s refusal is over", REQUIRED_ROLE)
 
 
-async def within_grace(
-    state: StatePort, exc: BaseException, grace_hours: float, now: datetime | None = None
-) -> bool:
-    """True when ``exc`` is a 403 still inside the grace period (retry it, never park it)."""
-    if not is_refusal(exc) or grace_hours <= 0:
-        return False
+async def judge(
+    state: StatePort,
+    exc: BaseException,
+    grace_hours: float,
+    sent: float | None = None,
+    now: datetime | None = None,
+) -> Verdict:
+    """What the 403 ``exc`` to a read sent at ``sent`` leads to (noting it for health)."""
     now = now or utcnow()
-    return (await note_refusal(state, exc, now)).in_grace(now, grace_hours)
+    refusal = await note_refusal(state, exc, sent, now)
+    if refusal is None or _view.stale(sent):  # a read succeeded while this one was noted
+        return Verdict.STALE
+    if grace_hours <= 0 or not refusal.in_grace(now, grace_hours):
+        return Verdict.OVER
+    return Verdict.WAIT
 
 
 def health_problem(

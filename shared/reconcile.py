@@ -280,6 +280,7 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
     Graph's 30 days meanwhile is done: there is nothing left to list."""
     if item.since is None or item.until is None:
         raise ValueError("a reconcile slice needs since and until")
+    sent = permission.sent_now()
     try:
         report = await reconcile(ports, item.since, item.until, limiter=list_limiter())
     except EmptyRange as exc:
@@ -290,7 +291,7 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
         if refused:
             # Never parked on 403 (a new grant takes up to a day to reach the tokens, and a
             # slice is cheap to try again): noted for health, then outlived like the rest.
-            await permission.note_refusal(ports.state, exc)
+            await permission.note_refusal(ports.state, exc, sent)
         elif classify_fault(exc) is not Fault.TRANSIENT:
             raise
         # Outlived like a record (the host's five tries would park it within minutes of a

@@ -361,7 +361,7 @@ def refused(settings: Settings) -> RetryPolicy:
         floor=1.0,
         limit=MAX_QUEUE_DELAY,
         retry_after=RetryAfter.IGNORE,
-        exceptions=(Exception,),  # what permission.within_grace accepts
+        exceptions=(Exception,),  # what permission.judge accepts
     )
 
 

@@ -274,11 +274,12 @@ async def sync_usage_logs(
     store = WatermarkStore(ports)
     reports: list[KindReport] = []
     for kind in configured_kinds(ports):
+        sent = permission.sent_now()
         try:
             report = await sync_kind(ports, store, kind, deadline, step)
         except GraphError as exc:
             if permission.is_refusal(exc):  # health names the missing role (shared/permission.py)
-                await permission.note_refusal(ports.state, exc)
+                await permission.note_refusal(ports.state, exc, sent)
             raise
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"

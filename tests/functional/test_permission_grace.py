@@ -8,29 +8,39 @@ stops refusing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from shared import permission, reconcile
-from shared.archiver import archive_item, max_dequeue_count
+from shared.archiver import archive_item, max_dequeue_count, settle
 from shared.clock import utcnow
+from shared.graph import Unauthorized
 from shared.messages import ControlItem, Source, WorkItem
 from shared.ratelimit import SlidingWindow
 from shared.reconcile import reconcile_slice
 from shared.status import collect
 from tests.fakes.graph import FakeGraph, FakeRecord
-from tests.fakes.storage import FakePorts
-from tests.functional.conftest import settings
+from tests.fakes.storage import FakePorts, FakeState
+from tests.functional.conftest import archived_ids, drain, settings
 
 IDENTITY = "5a3c0f4e-8f3e-4d6b-9c1a-2b7d9e0f1a2b"
-REFUSED = [(403, None)]  # the next request: Graph's 403
+REFUSED: list[tuple[int, float | None]] = [(403, None)]  # the next request: a 403
 
 
 @pytest.fixture(autouse=True)
 def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
+
+
+@pytest.fixture(autouse=True)
+def new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test is an instance just started: it has seen no refusal and no success yet."""
+    fresh = permission._ProcessView()  # pyright: ignore[reportPrivateUsage]
+    monkeypatch.setattr(permission, "_view", fresh)
 
 
 def _requeued(ports: FakePorts) -> WorkItem:
@@ -169,3 +179,94 @@ async def test_a_refused_reconcile_slice_comes_back_and_its_records_arrive(
     (queued,) = ports.work.take()
     assert isinstance(queued.item, WorkItem) and queued.item.id == record.id
     await _arrives(graph, ports, record, queued.item)
+
+
+async def test_a_403_sent_before_a_success_is_stale_retried_soon_and_not_noted(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """At the grant, a 403 to a request sent before another read of this instance succeeded
+    says nothing about now: noting it would show a refusal that is over for EPISODE_GAP, and
+    the refusal's back-off would hold the record for hours."""
+    now = utcnow()
+    late, other = graph.add_record(now - timedelta(minutes=40)), graph.add_record(now)
+    item = WorkItem.new(late.id, Source.NOTIFICATION).retried("403")
+    for _ in range(6):  # deep in the refusal's back-off
+        item = item.retried("403")
+    sent = permission.sent_now()
+    await archive_item(ports, WorkItem.new(other.id, Source.NOTIFICATION), dequeue_count=1)
+    refused = Unauthorized(403, "Authorization_RequestDenied", "Insufficient privileges")
+    await settle(ports, item, refused, dequeue_count=1, sent=sent)
+    (queued,) = ports.work.take()
+    assert isinstance(queued.item, WorkItem) and queued.item.id == late.id
+    assert queued.item.attempt == item.attempt + 1 and queued.delay_seconds is not None
+    assert queued.delay_seconds <= max(ports.settings.retry_base_seconds, 1.0)
+    assert await permission.current_refusal(ports.state) is None and not ports.work.poison
+    await archive_item(ports, queued.item, dequeue_count=1)
+    assert archived_ids(ports) == {late.id, other.id} and not ports.work.queued
+    assert await _role_problem(ports) is None
+
+
+async def test_a_success_here_ends_a_refusal_another_instance_noted(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """The instance that saw the 403 may have been recycled before any success of its own."""
+    now = utcnow()
+    elsewhere = permission.Refusal(now - timedelta(hours=2), now, "403 on another instance")
+    await ports.state.save(permission.PERMISSION_BLOB, elsewhere.to_json())
+    assert await _role_problem(ports) is not None
+    record = graph.add_record(now - timedelta(minutes=40))
+    await _arrives(graph, ports, record, WorkItem.new(record.id, Source.NOTIFICATION))
+
+
+class NoteHeldUntilCleared(FakeState):
+    """A state store whose read of the refusal note, once armed, returns only after the
+    note is deleted: a refused read's note, slow, overtaken by another read's success."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.cleared = asyncio.Event()
+
+    async def load(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        if self.armed and name == permission.PERMISSION_BLOB:
+            self.armed = False
+            await self.cleared.wait()
+        return await super().load(name)
+
+    async def delete(self, name: str) -> None:
+        await super().delete(name)
+        if name == permission.PERMISSION_BLOB:
+            self.cleared.set()
+
+
+async def test_a_success_while_a_403_is_noted_leaves_no_refusal_behind(graph: FakeGraph) -> None:
+    """The moment of the grant, with reads in flight at once: one record meets the last 403
+    and, while its note is being read, another record's read succeeds and ends the refusal.
+    The late note must not bring the refusal back (health would name it for EPISODE_GAP),
+    and both records arrive."""
+    state = NoteHeldUntilCleared()
+    client = graph.client()
+    ports = FakePorts(settings=settings(), graph=client, state=state)
+    try:
+        now = utcnow()
+        late, other = (graph.add_record(now - timedelta(minutes=40 + i)) for i in range(2))
+        graph.script = list(REFUSED)
+        await archive_item(ports, WorkItem.new(late.id, Source.NOTIFICATION), dequeue_count=1)
+        item = _requeued(ports)  # the refusal, noted, before the grant
+        assert await _role_problem(ports) is not None
+        graph.script, state.armed = list(REFUSED), True  # the last 403, then the grant
+        await asyncio.gather(
+            archive_item(ports, item, dequeue_count=1),
+            archive_item(ports, WorkItem.new(other.id, Source.NOTIFICATION), dequeue_count=1),
+        )
+        assert not graph.script and archived_ids(ports) == {other.id}
+        assert await permission.current_refusal(ports.state) is None
+        assert await _role_problem(ports) is None
+        (again,) = ports.work.queued  # the stale 403: tried again soon, not hours later
+        assert again.delay_seconds is not None
+        assert again.delay_seconds <= max(ports.settings.retry_base_seconds, 1.0)
+        await drain(ports)
+        assert archived_ids(ports) == {late.id, other.id} and not ports.work.poison
+        assert await permission.current_refusal(ports.state) is None
+    finally:
+        await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
