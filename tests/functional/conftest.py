@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from shared import permission, reconcile
 from shared.messages import ControlItem, WorkItem
+from shared.ratelimit import SlidingWindow
 from shared.settings import Settings, load_settings
 from tests.fakes.graph import BASE, FakeGraph
 from tests.fakes.storage import FakePorts
@@ -23,6 +25,17 @@ ENV = {
 
 def settings(**env: str) -> Settings:
     return load_settings({**ENV, **env})
+
+
+@pytest.fixture(autouse=True)
+def new_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs as an instance just started: no refusal or success seen yet
+    (shared/permission.py), and a List callRecords pace of its own, lifted (the slice
+    workers share one per process; tests/functional/test_reconcile.py checks pacing with a
+    limiter of its own)."""
+    view = permission._ProcessView()  # pyright: ignore[reportPrivateUsage]
+    monkeypatch.setattr(permission, "_view", view)
+    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
 
 
 @pytest.fixture

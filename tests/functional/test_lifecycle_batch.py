@@ -10,15 +10,11 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta
 
-import pytest
-
 from devtools.graphsim.notifier import lifecycle_notification
-from shared import reconcile
 from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.lifecycle import DEBOUNCE, claim, debounce_blob, lifecycle_batch, run_control
 from shared.messages import ControlAction, ControlItem, WorkItem
-from shared.ratelimit import SlidingWindow
 from shared.subscriptions import SubscriptionAction, SubscriptionKeeper
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts, FakeState
@@ -26,11 +22,6 @@ from tests.functional.conftest import settings
 
 ROTATED = "rotated-secret-0123456789abcdef-0123456789"
 EVENTS = ("missed", "subscriptionRemoved", "reauthorizationRequired")
-
-
-@pytest.fixture(autouse=True)
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
 
 
 async def _replaced(ports: FakePorts) -> tuple[str, str]:

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from shared import permission, reconcile
+from shared import permission
 from shared.archiver import archive_item, max_dequeue_count, settle
 from shared.clock import utcnow
 from shared.graph import Unauthorized
 from shared.messages import ControlItem, Source, WorkItem
-from shared.ratelimit import SlidingWindow
 from shared.reconcile import reconcile_slice
 from shared.status import collect
 from tests.fakes.graph import FakeGraph, FakeRecord
@@ -29,18 +28,6 @@ from tests.functional.conftest import archived_ids, drain, settings
 
 IDENTITY = "5a3c0f4e-8f3e-4d6b-9c1a-2b7d9e0f1a2b"
 REFUSED: list[tuple[int, float | None]] = [(403, None)]  # the next request: a 403
-
-
-@pytest.fixture(autouse=True)
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
-
-
-@pytest.fixture(autouse=True)
-def new_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test is an instance just started: it has seen no refusal and no success yet."""
-    fresh = permission._ProcessView()  # pyright: ignore[reportPrivateUsage]
-    monkeypatch.setattr(permission, "_view", fresh)
 
 
 def _requeued(ports: FakePorts) -> WorkItem:

@@ -11,12 +11,10 @@ from itertools import pairwise
 
 import pytest
 
-from shared import reconcile
 from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.lifecycle import GAP_MARGIN_HOURS, keep_subscription, run_control
 from shared.messages import ControlAction, ControlItem, Source, WorkItem
-from shared.ratelimit import SlidingWindow
 from shared.subscriptions import (
     CHANGE_TYPE,
     RESOURCE,
@@ -128,7 +126,6 @@ async def test_a_recreate_that_fails_still_closes_the_gap(
 ) -> None:
     """If the subscription cannot be created again (a person must fix the URL), the missed
     records are queued anyway, and the action fails so the queue retries it."""
-    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
     lost = [graph.add_record(utcnow() - timedelta(hours=h)).id for h in (1, 20)]
     graph.script = [(200, None), (400, None)]  # the listing, then the create: handshake failed
     with pytest.raises(SubscriptionError, match="validation handshake"):

@@ -19,7 +19,6 @@ from shared.archiver import archive_item
 from shared.clock import utcnow
 from shared.lifecycle import run_control
 from shared.messages import ControlAction, ControlItem, WorkItem
-from shared.ratelimit import SlidingWindow
 from shared.recordfetch import fetch_record
 from shared.status import collect
 from shared.sweep import SWEEP_BLOB, load, queue_next_piece
@@ -29,12 +28,6 @@ from tests.functional.conftest import settings
 
 RUNS = 6  # RECONCILE_SWEEP_HOURS scaled down: the week becomes six hourly runs
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slices share one List pacing window per process; here it never holds a test."""
-    monkeypatch.setattr(reconcile, "_list_limiter", SlidingWindow(10_000, 1.0))
 
 
 def _slices(work: FakeWork) -> list[ControlItem]:
