@@ -63,7 +63,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="archiver paths: host,inprocess (default both)",
     )
-    p.add_argument("--concurrency", type=int, default=None, help="in-process archiver (24)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="in-process archiver (default: host.json batchSize + newBatchThreshold)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",

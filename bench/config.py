@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
 PARTS = (
     "webhook",
     "archiver",
@@ -18,6 +22,14 @@ PARTS = (
     "usage",
     "hostile",
 )
+
+
+def host_concurrency(root: Path = ROOT) -> int:
+    """Queue messages one instance works at once: host.json's batchSize + newBatchThreshold
+    (the host's defaults, 16 and half of it, where unset)."""
+    queues = orjson.loads((root / "host.json").read_bytes()).get("extensions", {}).get("queues", {})
+    batch = int(queues.get("batchSize", 16))
+    return batch + int(queues.get("newBatchThreshold", batch // 2))
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,8 @@ class Config:
     latencies_ms: tuple[int, ...] = (0, 100)
     paths: tuple[str, ...] = ("host", "inprocess")
     # In process: as many records at once as the host runs (host.json batchSize +
-    # newBatchThreshold = 16 + 8), so the two paths are comparable.
-    concurrency: int = 24
+    # newBatchThreshold), so the two paths are comparable.
+    concurrency: int = field(default_factory=lambda: host_concurrency())
     profile: bool = False
     # memory
     memory_sessions: int = 10_000
