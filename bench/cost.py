@@ -715,8 +715,8 @@ def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
         f"{reconcile_share:.0%} of the billed GB-s: it lists the whole window every hour at "
         f"the List API's {w.reconcile_list_limit} requests / {w.reconcile_list_period_s:g} s |",
         f"| log volume | every 1 kB of telemetry per execution = {money(log_per_kb)} a month "
-        f"(assumed {w.log_bytes_per_execution:g} bytes; requests and exceptions are never "
-        "sampled, traces only above 20 items/s) |",
+        f"(assumed {w.log_bytes_per_execution:g} bytes; never sampled: "
+        f"{dep.sampling_excluded or 'nothing'}, from host.json) |",
         f"| archiveCoolAfterDays | a {w.record_bytes / 1000:.0f} kB record pays back its move to "
         f"Cool after {cool:.0f} months there: not worth it for records this small |",
         f"| archiveArchiveAfterDays | the move to Archive pays back after {archive:.0f} months "
