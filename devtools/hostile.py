@@ -30,7 +30,9 @@ def _fill(prefix: bytes, unit: bytes, suffix: bytes, size: int) -> bytes:
     return prefix + unit * n + suffix
 
 
-def bodies(client_state: str, size: int = MAX_BODY_BYTES) -> list[Body]:
+def bodies(client_state: str) -> list[Body]:
+    """The hostile bodies, each as large as the webhook accepts (MAX_BODY_BYTES)."""
+    size = MAX_BODY_BYTES
     rid = str(uuid.uuid4())
     genuine = orjson.dumps(change_notification(rid, client_state))
     value = b'"value":[' + genuine + b"]"

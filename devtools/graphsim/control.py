@@ -115,7 +115,8 @@ class Control:
                 "segments_per_session": _int(data, "segments_per_session", 1, 1, 1000),
                 "start": parse_time(start) if isinstance(start, str) else None,
                 "available_after_fetches": _int(data, "available_after_fetches", 0, 0, 1_000_000),
-                # 150: the documented latest publication (api/callrecords-callrecord-get)
+                # 150: the latency table's maximum for callRecord notifications
+                # (change-notifications-overview); the FAQ's availability is 60 (state.py)
                 "available_after_minutes": _int(data, "available_after_minutes", 0, 0, 150),
                 "never_available": _bool(data, "never_available", False),
                 "duplicate_session_ids": _bool(data, "duplicate_session_ids", False),

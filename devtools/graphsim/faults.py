@@ -65,9 +65,10 @@ class FaultConfig:
     # Authorization_RequestDenied, as for an app without CallRecords.Read.All.
     forbidden: bool = False
     # A new app role reaches a managed identity's tokens only when the cached token is
-    # renewed: up to 24 hours (learn.microsoft.com/entra/identity/managed-identities-azure-resources/
+    # renewed: "around 24 hours", with no documented maximum
+    # (learn.microsoft.com/entra/identity/managed-identities-azure-resources/
     # managed-identity-best-practice-recommendations, "Limitation of using managed identities for
-    # authorization": tokens are cached for 24 hours). ``grant_role`` with this many Graph hours
+    # authorization": a cache per resource URI for around 24 hours). ``grant_role`` with this many Graph hours
     # answers every read 403 until they pass, at SimConfig.time_scale (0.001: 24 h -> 86.4 s).
     role_delay_hours: float = 24.0
     script: list[str] = field(default_factory=list)
@@ -142,6 +143,12 @@ class FaultInjector:
         self.record_pages: dict[tuple[str, bool], SlidingWindow] = {}
         self.forbidden_until = 0.0  # monotonic: the granted role not yet in the tokens
 
+    def refusal(self) -> Fault | None:
+        """A 403 while the app role is missing, or granted but not yet in the tokens."""
+        if self.config.forbidden or time.monotonic() < self.forbidden_until:
+            return self._make("403")
+        return None
+
     def grant_role(self, real_delay: float) -> None:
         """The app role was just granted: reads stay 403 for ``real_delay`` real seconds."""
         self.config.forbidden = False
@@ -211,8 +218,9 @@ class FaultInjector:
             scripted = c.script.pop(0)
             if scripted != "ok":
                 return self._make(scripted)
-        if c.forbidden or time.monotonic() < self.forbidden_until:
-            return self._make("403")
+        refused = self.refusal()
+        if refused:
+            return refused
         if c.outage:
             return Fault(f"outage_{c.outage}", c.outage)
         # One call record's limits (learn.microsoft.com/graph/throttling-limits, "Cloud

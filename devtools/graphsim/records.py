@@ -92,9 +92,10 @@ class RecordSpec:
     extra_sessions: int = 0
     extra_participants: int = 0
     available_after_fetches: int = 0
-    # Graph minutes after creation before the first version can be read: a record is published
-    # on average 30 and at most 150 minutes after the call ends (api/callrecords-callrecord-get,
-    # callrecords-api-faq); run at SimConfig.time_scale (0.001: 150 min -> 9 s).
+    # Graph minutes after creation (its notification) before the first version can be read. An
+    # assumption stricter than the pages: the FAQ's "up to 60 minutes" to be available
+    # (callrecords-api-faq), stretched to the notification latency table's 150-minute maximum
+    # (change-notifications-overview, "Latency"); run at SimConfig.time_scale (150 min -> 9 s).
     available_after_minutes: float = 0.0
     never_available: bool = False
     fetches: int = 0

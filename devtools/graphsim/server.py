@@ -270,6 +270,15 @@ class Simulator:
             kind = route.kind
             self.state.stats.requests[kind] += 1
             request["token"] = self._authenticate(request)
+            if request.method in ("POST", "PATCH") and kind == "subscriptions":
+                # Creating, renewing and reauthorizing a callRecords subscription needs the
+                # same CallRecords.Read.All application role as reading the records
+                # (learn.microsoft.com/graph/api/subscription-post-subscriptions, Permissions:
+                # callRecord): refused while the role is missing or not yet in the token.
+                refused = self.faults.refusal()
+                if refused:
+                    self.state.stats.faults[refused.kind] += 1
+                    raise self._fault_error(refused)
             fault = None
             if kind in READ_KINDS:
                 following = any(k.lower() == "$skiptoken" for k in request.query)

@@ -99,21 +99,24 @@ class SimConfig:
     batch_window_ms: int = 50
     max_batch: int = 50
     # Graph's HTTP client waits 3 s for a notification's answer; an answer over 2,900 ms is
-    # slow (learn.microsoft.com/graph/change-notifications-delivery-webhooks, "Throttling"; an
-    # older revision said 10 s for both: the stricter is modelled). Real seconds, never scaled.
+    # slow (learn.microsoft.com/graph/change-notifications-delivery-webhooks, "Throttling", in
+    # its older revision; the current one says 10 s for both: the stricter is modelled). Real
+    # seconds, never scaled.
     delivery_timeout_seconds: float = 3.0
     slow_answer_ms: int = 2900
-    # Graph's own durations (retries for 4 hours, the 10-minute slow window, the 10-second
-    # delay, up to 10 minutes of dropping) run at time_scale: 0.001 makes 4 hours 14.4 s.
+    # Graph's own durations (retries for 4 hours, the 10-minute slow window, the 10-minute
+    # delay, up to 10 minutes of dropping) run at time_scale: 0.001 makes 4 hours 14.4 s. The
+    # window's answers come in real time, so at 0.001 it holds the last 0.6 s of them: a test
+    # of the shares sets time_scale (tests/unit/test_graphsim_slow.py).
     time_scale: float = 0.001
     retry_hours: float = 4.0
     retry_base_seconds: float = 0.5  # real seconds before the first retry, doubling after
     max_attempts: int = 0  # 0: retry until retry_hours have passed, as Graph does
     slow_window_minutes: float = 10.0
-    slow_delay_share: float = 0.10  # over this share of slow answers: new ones delayed 10 s
-    slow_drop_share: float = 0.15  # over this share: new notifications dropped (lost)
-    slow_delay_seconds: float = 10.0
-    slow_drop_minutes: float = 10.0
+    slow_delay_share: float = 0.10  # at this share of slow answers: new ones delayed 10 min
+    slow_drop_share: float = 0.15  # at this share: new notifications dropped (lost)
+    # The older revision's "a delay of 10 minutes"; the current one says 10 seconds.
+    slow_delay_seconds: float = 600.0
     # Graph documents only reauthorizationRequired for callRecords subscriptions
     # (learn.microsoft.com/graph/change-notifications-lifecycle-events): 0 refuses to send
     # subscriptionRemoved and missed for them; tests of the app's defensive handling set 1.
@@ -242,10 +245,11 @@ class SimState:
             return Availability.EXPIRED
         if spec.fetches < spec.available_after_fetches:
             return Availability.PENDING
-        # Up to 150 minutes after the call ends (learn.microsoft.com/graph/api/
-        # callrecords-callrecord-get), counted here from when the record was created, i.e.
-        # when its notification went out: the stricter reading, a notification can come
-        # before the record is readable.
+        # An assumption, stricter than the pages: a notified record 404s for up to 150 minutes.
+        # The FAQ (learn.microsoft.com/graph/callrecords-api-faq) says a record can take up to
+        # 60 minutes to be available; the notification latency table
+        # (learn.microsoft.com/graph/change-notifications-overview, "Latency") gives callRecord
+        # notifications at most 150 minutes. The larger number, counted from the notification.
         publish_at = spec.created_at + self.config.scaled(spec.available_after_minutes * 60)
         if time.time() < publish_at:
             return Availability.PENDING

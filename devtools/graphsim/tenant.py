@@ -2,11 +2,13 @@
 
 About a quarter of the calls also leave a PSTN log row and a fifth a Direct Routing row.
 Mostly small calls, now and then a big meeting (several session and participant pages),
-sometimes a new version of a record, recent or up to 30 days old ("Subsequent versions of a
-callRecord may be created beyond the stated latencies":
-learn.microsoft.com/graph/changenotifications-for-callrecords), its notification lost now and
-then, and a share of records that 404 on their first fetch, because Graph notifies before a
-record can be read.
+sometimes a new version of a record, recent or up to 30 days old (footnote 2 of the latency
+table, learn.microsoft.com/graph/change-notifications-overview: a callRecord "might be updated"
+beyond the stated latencies; callrecords-api-faq on delayed subsequent versions), its
+notification lost now and then (an assumption: the page promises an update notification; the
+share stands for the losses it documents elsewhere, throttling drops and the 4-hour retry
+limit, on top of the ones the notifier models), and a share of records that 404 on their
+first fetch, because Graph notifies before a record can be read.
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ async def run_tenant(
             log.exception("tenant: could not produce a call")
 
 
+# Assumptions (no page gives a rate): the share of new versions that are of an old call, and
+# the share published without a notification reaching the app.
 LATE_VERSION_SHARE = 0.4  # of new versions: an old call's, not one of the last 50
 LOST_NOTIFICATION_SHARE = 0.2  # of new versions: published without a notification
 
 
 def _one_call(sim: Simulator, rng: random.Random, max_sessions: int) -> None:
-    every = sorted(sim.state.records.values(), key=lambda s: s.created_at)
+    every = list(sim.state.records.values())  # a dict keeps insertion, i.e. creation, order
     oldest = utcnow() - timedelta(days=30)
     if every and rng.random() < 0.15:
         old = [s for s in every[:-50] if s.start_dt > oldest]

@@ -761,6 +761,29 @@ def test_a_granted_app_role_reaches_reads_only_after_24_scaled_hours(
     assert clean.stats()["faults"]["403"] >= 2
 
 
+def test_without_the_app_role_a_subscription_is_neither_created_nor_renewed(
+    graph: httpx.Client, clean: SimClient, receiver: Receiver
+) -> None:
+    """Creating, renewing or reauthorizing a callRecords subscription needs CallRecords.Read.All
+    (subscription-post-subscriptions, Permissions): while the role is missing, or not yet in
+    the token, each is 403, and the subscription is created once the role arrives."""
+    created = subscribe(graph, receiver)
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    clean.set_faults(forbidden=True)
+    assert_graph_error(subscribe(graph, receiver), 403, "Authorization_RequestDenied")
+    renew = {"expirationDateTime": expiry(900)}
+    assert_graph_error(graph.patch(f"/subscriptions/{sub_id}", json=renew), 403)
+    assert_graph_error(graph.post(f"/subscriptions/{sub_id}/reauthorize"), 403)
+    assert graph.get(f"/subscriptions/{sub_id}").status_code == 200  # reading it is allowed
+    clean.set_faults(forbidden=False)
+    assert graph.patch(f"/subscriptions/{sub_id}", json=renew).status_code == 200
+    graph.delete(f"/subscriptions/{sub_id}")
+    again = subscribe(graph, receiver)
+    assert again.status_code == 201, again.text
+    assert [s["id"] for s in graph.get("/subscriptions").json()["value"]] == [again.json()["id"]]
+
+
 def test_one_record_gets_the_documented_10_first_page_reads_in_20_seconds(
     graph: httpx.Client, clean: SimClient
 ) -> None:
