@@ -140,10 +140,11 @@ async def note_refusal(
     if _view.stale(sent):
         return None
     try:
-        return await _note(state, str(exc)[:300], now or utcnow(), sent)
+        refusal = await _note(state, str(exc)[:300], now or utcnow(), sent)
     finally:
         # After the awaits: a success clearing the note meanwhile must not forget this one.
         _view.refusal_seen = True
+    return None if _view.stale(sent) else refusal  # a read succeeded while this one was noted
 
 
 async def _note(state: StatePort, detail: str, now: datetime, sent: float | None) -> Refusal | None:
@@ -202,7 +203,7 @@ async def judge(
     """What the 403 ``exc`` to a read sent at ``sent`` leads to (noting it for health)."""
     now = now or utcnow()
     refusal = await note_refusal(state, exc, sent, now)
-    if refusal is None or _view.stale(sent):  # a read succeeded while this one was noted
+    if refusal is None:
         return Verdict.STALE
     if grace_hours <= 0 or not refusal.in_grace(now, grace_hours):
         return Verdict.OVER
