@@ -287,11 +287,23 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
         log.info("reconcile slice skipped: %s", exc)
         return None
     except Exception as exc:
-        refused = permission.is_refusal(exc)
-        if refused:
-            # Never parked on 403 (a new grant takes up to a day to reach the tokens, and a
-            # slice is cheap to try again): noted for health, then outlived like the rest.
-            await permission.note_refusal(ports.state, exc, sent)
+        if permission.is_refusal(exc):
+            grace = ports.settings.permission_grace_hours
+            verdict = await permission.judge(ports.state, exc, grace, sent)
+            if verdict is permission.Verdict.OVER:
+                # Past the grace the slice is let go, not parked: every hour meets the same 403,
+                # so slices would pile up for weeks, and once the role is granted the daily
+                # 48-hour pass and the rolling sweep list these hours again.
+                log.error(
+                    "reconcile slice %s..%s dropped: %s; the daily pass and the sweep list it "
+                    "again once the role is granted",
+                    _iso(item.since),
+                    _iso(item.until),
+                    describe(exc),
+                )
+                return None
+            # Inside the grace (a new grant takes about a day to reach the tokens): noted for
+            # health, then outlived like a transient fault.
         elif classify_fault(exc) is not Fault.TRANSIENT:
             raise
         # Outlived like a record (the host's five tries would park it within minutes of a

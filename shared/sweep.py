@@ -147,19 +147,28 @@ async def queue_next_piece(
     """Advance the sweep by one run and queue its piece as reconcile slices (cut at UTC
     midnights, the archive's day folders, so no slice spans more than a day); how many.
 
-    The cursor is saved before the slices are queued: a run that fails to queue loses its
-    piece until the next sweep, which is better than two runs listing the same piece on a
-    race; a save that loses the race to another run queues nothing."""
+    The cursor is saved before the slices are queued, so two runs at once queue the piece
+    once (a save that loses the race to another run queues nothing); a run that then fails to
+    queue puts the cursor back, so the next run queues the piece instead of the sweep skipping
+    it for a week."""
     now = now or utcnow()
     sweep, etag = await load(state)
     advanced, piece = next_step(sweep, now, sweep_runs)
-    if await state.save(SWEEP_BLOB, advanced.to_json(), etag if etag else "") is None:
+    saved = await state.save(SWEEP_BLOB, advanced.to_json(), etag if etag else "")
+    if saved is None:
         log.info("reconcile sweep: another run advanced it first; nothing queued by this one")
         return 0
     if piece is None:
         return 0
     slices = list(days(*piece))
-    await work.put(ControlItem.reconcile_slice(start, end) for start, end in slices)
+    try:
+        await work.put(ControlItem.reconcile_slice(start, end) for start, end in slices)
+    except Exception:
+        if sweep is None:
+            await state.delete(SWEEP_BLOB)
+        else:
+            await state.save(SWEEP_BLOB, sweep.to_json(), saved)  # lost race: that run queues
+        raise
     log.info(
         "reconcile sweep run %d of %d: %s..%s queued as %d slice(s), %.0f%% of the sweep%s",
         advanced.runs,

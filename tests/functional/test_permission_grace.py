@@ -205,6 +205,30 @@ async def test_a_success_here_ends_a_refusal_another_instance_noted(
     await _arrives(graph, ports, record, WorkItem.new(record.id, Source.NOTIFICATION))
 
 
+async def test_past_the_grace_a_refused_slice_is_let_go_and_a_later_pass_finds_its_records(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """A refusal outlasting the grace must not keep every hour's slices circulating (they
+    would pile up for as long as the role is missing): the slice is dropped, health still
+    names the role, and once it is granted the next pass over those hours queues the record."""
+    now = utcnow()
+    record = graph.add_record(now - timedelta(minutes=90))
+    grace = timedelta(hours=ports.settings.permission_grace_hours)
+    over = permission.Refusal(now - grace - timedelta(hours=1), now, "403")
+    await ports.state.save(permission.PERMISSION_BLOB, over.to_json())
+    piece = ControlItem.reconcile_slice(now - 2 * timedelta(hours=1), now)
+    graph.script = list(REFUSED)
+    assert await reconcile_slice(ports, piece) is None
+    assert not ports.work.queued and not ports.work.poison  # let go, not requeued or parked
+    problem = await _role_problem(ports)
+    assert problem is not None and "the grace period is over" in problem
+    report = await reconcile_slice(ports, piece)  # granted: the daily pass lists these hours
+    assert report is not None and report.queued == 1
+    (queued,) = ports.work.take()
+    assert isinstance(queued.item, WorkItem) and queued.item.id == record.id
+    await _arrives(graph, ports, record, queued.item)
+
+
 class NoteHeldUntilCleared(FakeState):
     """A state store whose read of the refusal note, once armed, returns only after the
     note is deleted: a refused read's note, slow, overtaken by another read's success."""

@@ -157,6 +157,27 @@ async def test_runs_at_once_advance_the_sweep_once(graph: FakeGraph) -> None:
     assert _slices(ports.work)[0].since == sweep.cursor
 
 
+async def test_a_piece_the_queue_refused_is_queued_by_the_next_run(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """The cursor is saved before the slices are queued; when the queue then refuses them,
+    the cursor goes back, so the next run queues that piece (not the one after it) and its
+    records arrive, instead of waiting a whole sweep."""
+    from shared.workqueue import QueueUnavailable
+
+    start = utcnow() - RUNS * HOUR
+    lost = graph.add_record(start - timedelta(days=29, hours=12))  # in the first piece
+    ports.work.unavailable = True
+    with pytest.raises(QueueUnavailable):
+        await queue_next_piece(ports.state, ports.work, RUNS, start)
+    assert await load(ports.state) == (None, None)  # as before the run
+    ports.work.unavailable = False
+    runs = await _sweep(ports, start + HOUR, runs=1)
+    assert runs[0][0].since == reconcile.oldest_listable(start + HOUR)
+    assert await _work(ports, runs[0]) == [lost.id]
+    assert set(ports.archive.blobs) == {_blob(lost, 1)}
+
+
 async def test_an_unreadable_cursor_starts_a_new_sweep(ports: FakePorts) -> None:
     await ports.state.save(SWEEP_BLOB, {"cursor": "junk"})
     now = utcnow()
