@@ -9,7 +9,7 @@ date typed by a person (``2024-05-01T10:00:00+02:00``) means what it says.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$",
@@ -40,3 +40,10 @@ def parse_graph_datetime(value: object) -> datetime:
 def graph_time(dt: datetime) -> str:
     """A datetime as Graph's filter literal: ``2024-05-01T10:00:00Z`` (whole seconds, UTC)."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_days(since: datetime, until: datetime) -> list[date]:
+    """Every UTC date that [since, until) touches: the archive's day folders."""
+    first = since.astimezone(UTC).date()
+    last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

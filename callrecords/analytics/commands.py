@@ -26,9 +26,10 @@ from callrecords.analytics.queries import (
     view_statements,
 )
 from callrecords.analytics.report import Dimension, format_text, quality_report
-from shared.analytics.rebuild import Progress, days_between, tabulate
+from shared.analytics.rebuild import Progress, tabulate
 from shared.analytics.rules import RULE_SETS, Dialect, RuleSetName, kql_functions
 from shared.analytics.tables import SEGMENTS, STREAMS
+from shared.clock import utc_days
 from shared.runtime import Runtime
 
 
@@ -78,7 +79,7 @@ class ProgressBar:
 
 async def run_tabulate(rt: Runtime, since: datetime, until: datetime, err: IO[str]) -> list[str]:
     """Rebuild every day [since, until) touches; the summary lines to print."""
-    days = days_between(since, until)
+    days = utc_days(since, until)
     bar = ProgressBar(err)
     started = time.perf_counter()
     try:
@@ -183,7 +184,7 @@ async def run_quality(rt: Runtime | None, opts: QualityOptions, out: IO[str], er
     if directory is None:
         assert rt is not None
         directory = opts.cache
-        days = days_between(opts.since, opts.until)
+        days = utc_days(opts.since, opts.until)
         fetched = await fetch_tables(rt.tables, days, directory)
         more = await fetch_tables(rt.tables, days, directory, table="segments")
         print(

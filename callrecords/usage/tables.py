@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from shared.clock import parse_graph_datetime
+from shared.clock import parse_graph_datetime, utc_days
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind
 
@@ -137,15 +137,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def partition_name(kind: UsageKind, day: date) -> str:
     return f"{kind.table}/date={day:%Y-%m-%d}/part-0.parquet"
-
-
-def utc_days(since: datetime, until: datetime) -> Iterator[date]:
-    """Every UTC date that [since, until) touches."""
-    day = since.astimezone(UTC).date()
-    last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
-    while day <= last:
-        yield day
-        day += timedelta(days=1)
 
 
 @dataclass

@@ -40,6 +40,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
 from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
+from shared.clock import utc_days
 from shared.hostconfig import timer_budget
 
 log = logging.getLogger(__name__)
@@ -139,13 +140,6 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def days_between(since: datetime, until: datetime) -> list[date]:
-    """Every UTC date that [since, until) touches."""
-    first = since.astimezone(UTC).date()
-    last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 async def list_day(archive: ContainerClient, day: date) -> DayListing:
@@ -396,7 +390,7 @@ async def rebuild_changed_days(
     """The timer's job: rebuild every day of the last TIMER_DAYS whose archive changed (the
     records in ``archive``, the Parquet files in ``tables``)."""
     now = now or datetime.now(UTC)
-    days = days_between(now - timedelta(days=TIMER_DAYS), now)
+    days = utc_days(now - timedelta(days=TIMER_DAYS), now)
     # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
     deadline = time.monotonic() + timer_budget().total_seconds()
     state = await tabulate(archive, tables, days, only_changed=True, deadline=deadline)

@@ -10,7 +10,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.ports import UsagePorts
-from shared.usage.kinds import UsageKind
+from shared.usage.kinds import configured_kinds
 from shared.usage.watermark import WatermarkStore
 
 BEHIND = timedelta(hours=6)
@@ -24,7 +24,7 @@ async def usage_facts(
     (a new deployment's first hourly run has not come); one that stopped is."""
     facts: list[dict[str, Any]] = []
     store = WatermarkStore(ports)
-    for kind in (UsageKind(name) for name in ports.settings.usage_kinds):
+    for kind in configured_kinds(ports.settings.usage_kinds):
         try:
             mark = await store.load(kind)
         except AzureError as exc:

@@ -6,6 +6,7 @@ learn.microsoft.com/graph/api/callrecords-callrecord-getdirectroutingcalls.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -48,3 +49,9 @@ def kinds_from_text(text: str) -> list[UsageKind]:
     if text == "all":
         return list(UsageKind)
     return [UsageKind(text)]
+
+
+def configured_kinds(names: Iterable[str]) -> list[UsageKind]:
+    """The logs USAGE_LOGS_KINDS names (Settings.usage_kinds: by default, those Graph serves
+    in this cloud)."""
+    return [UsageKind(name) for name in names]

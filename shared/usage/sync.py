@@ -35,7 +35,7 @@ from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
 from shared.usage import reread
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
-from shared.usage.kinds import UsageKind
+from shared.usage.kinds import UsageKind, configured_kinds
 from shared.usage.ranges import MAX_RANGE, date_ranges, function_path
 from shared.usage.watermark import WatermarkConflict, WatermarkStore
 
@@ -257,11 +257,6 @@ async def sync_kind(
     return report
 
 
-def configured_kinds(ports: UsagePorts) -> list[UsageKind]:
-    """The logs USAGE_LOGS_KINDS names (by default, those Graph serves in this cloud)."""
-    return [UsageKind(name) for name in ports.settings.usage_kinds]
-
-
 async def sync_usage_logs(
     ports: UsagePorts, budget: timedelta | None = None, step: timedelta = DAY
 ) -> list[KindReport]:
@@ -273,7 +268,7 @@ async def sync_usage_logs(
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(ports)
     reports: list[KindReport] = []
-    for kind in configured_kinds(ports):
+    for kind in configured_kinds(ports.settings.usage_kinds):
         sent = permission.sent_now()
         try:
             report = await sync_kind(ports, store, kind, deadline, step)

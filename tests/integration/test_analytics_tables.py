@@ -21,13 +21,12 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from shared.analytics.rebuild import (
-    days_between,
     list_day,
     rebuild_changed_days,
     table_blob,
     tabulate,
 )
-from shared.clock import utcnow
+from shared.clock import utc_days, utcnow
 from tests.integration.conftest import unique
 from tests.integration.helpers import chromium, chromium_flags
 from tests.integration.test_cli import one_error_line, run_cli
@@ -163,7 +162,7 @@ async def test_tables_hold_the_latest_versions_only(tables_rt, sim, azurite) -> 
     rt = tables_rt
     latest = await make_records(rt, sim)
     now = utcnow()
-    days = days_between(now - timedelta(days=2), now)
+    days = utc_days(now - timedelta(days=2), now)
     # a blob that is not a record version, and a version blob that is not JSON: both ignored,
     # the day's other records still arrive
     day = days[-1]
@@ -306,7 +305,7 @@ async def test_html_page_renders_in_chromium(tables_rt, sim, tmp_path) -> None:
     rt = tables_rt
     await make_records(rt, sim)
     now = utcnow()
-    await tabulate(rt.archive.container, rt.tables, days_between(now - timedelta(days=2), now))
+    await tabulate(rt.archive.container, rt.tables, utc_days(now - timedelta(days=2), now))
     # a local copy of the tables, as --tables takes it: no settings, no storage
     copy = tmp_path / "tables"
     async for blob in rt.tables.list_blobs(name_starts_with="streams/"):

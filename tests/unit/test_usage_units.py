@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from callrecords.usage.tables import to_table, utc_days
+from callrecords.usage.tables import to_table
+from shared.clock import utc_days
 from shared.usage.archive import blob_id, parse_row
 from shared.usage.kinds import UsageKind, kinds_from_text
 from shared.usage.ranges import MAX_RANGE, date_ranges, function_path, graph_literal
