@@ -20,7 +20,9 @@ from shared.clock import utcnow
 from shared.runtime import Runtime
 from shared.usage.kinds import UsageKind, kinds_from_text
 from shared.usage.ranges import MAX_RANGE, date_ranges
+from shared.usage.reread import MIN_REREAD
 from shared.usage.sync import KindReport, copy_range
+from shared.usage.watermark import WatermarkStore
 
 
 class UsageCommandError(Exception):
@@ -186,6 +188,7 @@ def _health_text(result: dict[str, Any], out: IO[str]) -> None:
     rows = [
         {
             **s,
+            "sbc": f"{s['sbc']}{'~' if s['provisional'] else ''}",
             "ner": f"{s['ner']:.2f}{'*' if s['low_volume'] else ''}",
             "peak_at": s["peak_at"] or "-",
         }
@@ -197,6 +200,12 @@ def _health_text(result: dict[str, Any], out: IO[str]) -> None:
         f"  * fewer than {result['low_volume_below']} attempts: the NER may be low and still normal",
         file=out,
     )
+    if any(s["provisional"] for s in sbcs):
+        print(
+            f"  ~ provisional: holds hours after {result['settled_before'][:16]} UTC, for which "
+            "Graph may still publish rows (it publishes them up to 48 h late)",
+            file=out,
+        )
     for sbc in sbcs:
         print(f"\nTop final SIP codes, {sbc['sbc']}", file=out)
         codes = [
@@ -208,7 +217,11 @@ def _health_text(result: dict[str, Any], out: IO[str]) -> None:
         )
     print("\nPer day", file=out)
     days = [
-        {**d, "day": d["day"][:10], "ner": f"{d['ner']:.2f}{'*' if d['low_volume'] else ''}"}
+        {
+            **d,
+            "day": d["day"][:10] + ("~" if d["provisional"] else ""),
+            "ner": f"{d['ner']:.2f}{'*' if d['low_volume'] else ''}",
+        }
         for d in result["days"]
     ]
     _table(
@@ -217,6 +230,18 @@ def _health_text(result: dict[str, Any], out: IO[str]) -> None:
         out,
     )
     print("\n(per hour: --json or --html)", file=out)
+
+
+async def _settled_before(rt: Runtime | None, kind: UsageKind) -> datetime:
+    """Where rows stop appearing late: MIN_REREAD before now, or before the sync's watermark
+    where the sync is behind (a local copy's watermark is not known; a range copied only by
+    hand has none)."""
+    read_up_to = utcnow()
+    if rt is not None:
+        mark = await WatermarkStore(rt).load(kind)
+        if mark.until is not None:
+            read_up_to = min(mark.until, read_up_to)
+    return read_up_to - MIN_REREAD
 
 
 async def cmd_usage_health(rt: Runtime | None, args: argparse.Namespace) -> int:
@@ -235,7 +260,8 @@ async def cmd_usage_health(rt: Runtime | None, args: argparse.Namespace) -> int:
             await _refresh(rt, [kind], since, until)
             folders = await UsageTables(rt).download([kind], since, until, Path(tmp))
             folder = folders[kind]
-        result = sbc_health(folder, since, until, top=args.top)
+        settled = await _settled_before(rt, kind)
+        result = sbc_health(folder, since, until, settled_before=settled, top=args.top)
     if args.html:
         args.html.write_text(render_health(result), encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)

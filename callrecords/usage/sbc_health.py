@@ -21,11 +21,17 @@ archive holds: per SBC (``trunkFullyQualifiedDomainName``), per hour and per day
 
 and per SBC the top final SIP codes with Microsoft's ``callEndSubReason`` and the phrase.
 Rows belong to the hour and day of their ``startDateTime``, in UTC.
+
+Rows appear in Graph late ("usually 24 to 48 hour latency", shared/usage/reread.py), and the
+hourly sync re-reads the last MIN_REREAD for them, so an hour or day that ends after
+``settled_before`` (the caller's: the sync's watermark less MIN_REREAD) may still gain
+attempts: it is marked ``provisional``, and so is an SBC with such a day. A dip in NER on the
+last two days is then read as what it may be, rows not yet published, not a failing trunk.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
@@ -149,6 +155,13 @@ def _records(cursor: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _mark_provisional(rows: list[dict[str, Any]], period: Period, settled: datetime) -> None:
+    """``provisional``: the bucket ends after ``settled`` (rows for it may still appear)."""
+    length = timedelta(hours=1) if period is Period.HOUR else timedelta(days=1)
+    for row in rows:
+        row["provisional"] = row[period.value] + length > settled
+
+
 def _iso(value: Any) -> Any:
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
 
@@ -159,10 +172,16 @@ def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sbc_health(
-    folder: Path, since: datetime, until: datetime, top: int = TOP_SIP_CODES
+    folder: Path,
+    since: datetime,
+    until: datetime,
+    *,
+    settled_before: datetime,
+    top: int = TOP_SIP_CODES,
 ) -> dict[str, Any]:
     """The report for calls that started in [since, until), from the Hive-partitioned
-    ``direct_routing_calls`` folder (``folder/date=…/*.parquet``)."""
+    ``direct_routing_calls`` folder (``folder/date=…/*.parquet``); buckets ending after
+    ``settled_before`` are provisional."""
     import duckdb
 
     con = duckdb.connect()
@@ -175,12 +194,17 @@ def sbc_health(
         con.execute(_LEVELS)
         figures = {"low_volume": LOW_VOLUME_ATTEMPTS, "short": SHORT_CALL_SECONDS}
         sbcs = _plain(_records(con.execute(_PER_SBC, figures)))
-        days = _plain(_records(con.execute(_by_period(Period.DAY), figures)))
-        hours = _plain(_records(con.execute(_by_period(Period.HOUR), figures)))
+        days = _records(con.execute(_by_period(Period.DAY), figures))
+        hours = _records(con.execute(_by_period(Period.HOUR), figures))
         codes = _records(con.execute(_SIP_CODES, {"top": top}))
     finally:
         con.close()
+    settled = settled_before.astimezone(UTC)
+    _mark_provisional(days, Period.DAY, settled)
+    _mark_provisional(hours, Period.HOUR, settled)
+    unsettled = {d["sbc"] for d in days if d["provisional"]}
     for sbc in sbcs:
+        sbc["provisional"] = sbc["sbc"] in unsettled
         sbc["top_sip_codes"] = [
             {k: v for k, v in c.items() if k != "sbc"} for c in codes if c["sbc"] == sbc["sbc"]
         ]
@@ -190,7 +214,8 @@ def sbc_health(
         "low_volume_below": LOW_VOLUME_ATTEMPTS,
         "network_effective_sip_codes": sorted(int(c) for c in EffectiveSipCode),
         "short_call_seconds": SHORT_CALL_SECONDS,
+        "settled_before": settled.isoformat(),
         "sbcs": sbcs,
-        "days": days,
-        "hours": hours,
+        "days": _plain(days),
+        "hours": _plain(hours),
     }

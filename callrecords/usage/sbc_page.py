@@ -23,6 +23,7 @@ th:first-child,td:first-child{text-align:left}
 th{background:#f6f8fa;white-space:normal;vertical-align:bottom}
 td.low{color:#9a6700;font-style:italic}
 td.bad{color:#c62828}
+tr.provisional td{background:#fff8e1}
 .note{color:#59636e;font-size:12px;margin-top:10px}
 svg text{font-family:inherit}
 """
@@ -75,6 +76,9 @@ def _table(
         attrs = f'data-sbc="{escape(str(row.get("sbc", "")))}"'
         if key != "sbc":
             attrs += f' data-{key}="{escape(str(row.get(key)))}"'
+        if row.get("provisional"):
+            attrs += ' class="provisional" title="rows for it may still appear"'
+            label += " ~"
         cells = "".join(_cell(k, row) for k, _ in columns)
         body.append(f"<tr {attrs}><td>{escape(label)}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -91,7 +95,7 @@ def _label(key: str, value: Any) -> str:
 
 def _hourly_chart(sbc: str, hours: list[dict[str, Any]], since: str, until: str) -> str:
     """NER per hour as bars on the range's time axis (an hour without attempts is a gap);
-    hours with fewer than 100 attempts drawn pale."""
+    hours with fewer than 100 attempts drawn pale, provisional hours in amber."""
     if not hours:
         return ""
     start = datetime.fromisoformat(since).replace(minute=0, second=0, microsecond=0)
@@ -117,6 +121,9 @@ def _hourly_chart(sbc: str, hours: list[dict[str, Any]], since: str, until: str)
         x = left + slot * index + (slot - bar) / 2
         fill = "#b6c7e3" if hour["low_volume"] else "#2f6fba"
         label = f"{_label('hour', hour['hour'])}: NER {ner:.2f}% of {hour['attempts']}"
+        if hour.get("provisional"):
+            fill = "#f2cc60" if hour["low_volume"] else "#d4a72c"
+            label += " (provisional)"
         parts.append(
             f'<rect x="{x:.2f}" y="{top + plot_h - h:.1f}" width="{bar:.2f}" height="{h:.1f}" '
             f'fill="{fill}"><title>{escape(label)}</title></rect>'
@@ -156,6 +163,13 @@ def render_health(report: dict[str, Any]) -> str:
         f"still normal. Average duration and the share under {report['short_call_seconds']} s "
         "are of answered calls. Peak concurrent: calls overlapping between their start and end.</p>",
     ]
+    if any(s.get("provisional") for s in sbcs):
+        settled = report["settled_before"][:16].replace("T", " ")
+        out.append(
+            '<p class="note provisional">~ provisional (amber): holds hours after '
+            f"{escape(settled)} UTC, for which Graph may still publish rows; it publishes them "
+            "up to 48 hours late, so a low NER there may be rows not yet seen.</p>"
+        )
     for sbc in sbcs:
         name = str(sbc["sbc"])
         out.append(f"<h3>Top final SIP codes: {escape(name)}</h3>")

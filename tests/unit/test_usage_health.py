@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from callrecords.cli import main
+from callrecords.usage.sbc_health import sbc_health
+from callrecords.usage.sbc_page import render_health
 from callrecords.usage.tables import partition_name, to_table
 from shared.usage.kinds import UsageKind
 from tests import dr_health_fixture as fx
@@ -77,6 +79,59 @@ def test_top_keeps_the_most_frequent_codes(tmp_path: Path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     top = {s["sbc"]: [c["sip_code"] for c in s["top_sip_codes"]] for s in report["sbcs"]}
     assert top == {fx.A: [0, 487], fx.B: [0, 486]}  # ties go to the lower code
+
+
+def test_buckets_ending_after_the_settled_time_are_provisional(tmp_path: Path) -> None:
+    """Rows appear up to 48 h late: a bucket that ends after settled_before may still grow, and
+    says so in the JSON and on the page; the figures themselves do not change."""
+    tables = write_tables(fx.rows(), tmp_path / "tables")
+    settled = datetime(2024, 11, 3, 0, 30, tzinfo=UTC)
+    folder = tables / UsageKind.DIRECT_ROUTING.table
+    report = sbc_health(folder, fx.SINCE, fx.UNTIL, settled_before=settled)
+    fx.check_report(report)
+    assert report["settled_before"] == settled.isoformat()
+    days = {(d["sbc"], d["day"][:10]): d["provisional"] for d in report["days"]}
+    assert days == {
+        (fx.A, "2024-11-02"): False,
+        (fx.A, "2024-11-03"): True,
+        (fx.B, "2024-11-02"): False,
+    }
+    provisional_hours = sorted(h["hour"][:13] for h in report["hours"] if h["provisional"])
+    assert provisional_hours == ["2024-11-03T00", "2024-11-03T01"]  # 23:00 on the 2nd ends at 00:00
+    assert {s["sbc"]: s["provisional"] for s in report["sbcs"]} == {fx.A: True, fx.B: False}
+    page = render_health(report)
+    fx.check_page(page)
+    assert page.count('<tr data-sbc="sbc-a.contoso.com" class="provisional"') == 1
+    assert page.count('class="provisional"') == 1 + 1 + 2  # the SBC, its day, two hours
+    assert "~ provisional (amber): holds hours after 2024-11-03 00:30 UTC" in page
+    assert page.count("(provisional)</title>") == 2  # the two hours' bars
+
+
+def test_a_local_copy_of_the_last_days_is_marked_provisional(tmp_path: Path, capsys) -> None:
+    """With --tables the watermark is unknown: hours within the last MIN_REREAD (3 days) are
+    provisional. The fixture moved to end yesterday: both days and both SBCs are."""
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=1
+    )
+    shift = yesterday - (fx.UNTIL - timedelta(days=1))
+
+    def moved(text: str) -> str:
+        if text.startswith("0001-"):
+            return text
+        at = datetime.fromisoformat(text) + shift
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    keys = ("startDateTime", "inviteDateTime", "failureDateTime", "endDateTime")
+    rows = [{**r, **{k: moved(r[k]) for k in keys}} for r in fx.rows()]
+    tables = write_tables(rows, tmp_path / "tables")
+    window = ["--since", (fx.SINCE + shift).isoformat(), "--until", (fx.UNTIL + shift).isoformat()]
+    assert main(["usage", "health", *window, "--tables", str(tables)]) == 0
+    out = capsys.readouterr().out
+    sbc_lines = [line.split()[0] for line in out.splitlines() if line.startswith("  sbc-")]
+    assert f"{fx.A}~" in sbc_lines and f"{fx.B}~" in sbc_lines
+    assert "~ provisional: holds hours after" in out
+    day_lines = [line for line in out.split("Per day", 1)[1].splitlines() if "sbc-" in line]
+    assert len(day_lines) == 3 and all("~" in line.split()[1] for line in day_lines)
 
 
 @pytest.mark.parametrize("sbc", [fx.A, fx.B])
