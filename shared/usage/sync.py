@@ -5,11 +5,12 @@ getDirectRoutingCalls over a start-time range (at most 90 days a request, 1,000 
 with ``@odata.nextLink``), learn.microsoft.com/graph/api/callrecords-callrecord-getpstncalls
 and .../callrecords-callrecord-getdirectroutingcalls.
 
-The hourly run reads from its watermark less three days (rows can appear late; once a day a
-week, reread.py) up to now, a day at a time, and moves the watermark to a day's end only once every page of that day is
-written. A throttle longer than a few seconds, an outage or the run's time budget (host.json's
-functionTimeout less a margin) ends the
-run with the watermark where the last complete day left it; the next run resumes there.
+The hourly run reads each log from its watermark up to now, a day at a time, and moves the
+watermark to a day's end only once every page of that day is written; then, every log's new
+ground done, it re-reads the three days before the watermark (rows can appear late; once a day
+a week, reread.py). A throttle longer than a few seconds, an outage or the run's time budget
+(host.json's functionTimeout less a margin) ends the run with the watermark where the last
+complete day left it; the next run resumes there.
 Throttling: learn.microsoft.com/graph/throttling-limits ("Cloud communication service
 limits", PSTN and Direct Routing logs): 1,000 requests / 60 s per tenant, 200 per app per
 tenant and 50 per collection; the run paces itself at the last, the strictest.
@@ -37,7 +38,7 @@ from shared.usage import reread
 from shared.usage.archive import ArchivedIndex, UsageRow, parse_row, write_row
 from shared.usage.kinds import UsageKind, configured_kinds
 from shared.usage.ranges import MAX_RANGE, date_ranges, function_path
-from shared.usage.watermark import WatermarkConflict, WatermarkStore
+from shared.usage.watermark import Watermark, WatermarkConflict, WatermarkStore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ class KindReport:
     stopped: str | None = None  # why the run ended early (None: the whole range is done)
     watermark: datetime | None = None  # after the run (hourly run only)
     range_written: int = field(default=0, repr=False)  # ``written`` when the range began
+
+    def absorb(self, again: KindReport) -> None:
+        """Count a second copy over an earlier part of this report's range (the re-read)."""
+        self.ranges += again.ranges
+        self.pages += again.pages
+        self.listed += again.listed
+        self.written += again.written
+        self.archived += again.archived
+        self.unparsed += again.unparsed
+        self.stopped = self.stopped or again.stopped
 
     @property
     def fraction(self) -> float:
@@ -217,70 +228,117 @@ def _why(exc: Exception) -> str:
     return str(exc)
 
 
-async def sync_kind(
-    ports: UsagePorts,
-    store: WatermarkStore,
-    kind: UsageKind,
-    deadline: float,
-    step: timedelta = DAY,
-) -> KindReport:
-    """One log's part of the hourly run: from the watermark (less the overlap) to now."""
+@dataclass
+class _HourlyRun:
+    """One log's part of the hourly run: new ground from its watermark to now, then the
+    re-read of the days before the watermark (late rows), paced by one limiter."""
+
+    kind: UsageKind
+    store: WatermarkStore
+    mark: Watermark
+    since: datetime  # the re-read's start (the first run: the backfill's)
+    now: datetime
+    deep: bool
+    frontier: datetime  # the watermark as the run began (the first run: ``since``)
+    limiter: SlidingWindow = field(
+        default_factory=lambda: SlidingWindow(COLLECTION_LIMIT, COLLECTION_PERIOD)
+    )
+    report: KindReport | None = None
+
+    async def range_done(self, end: datetime, written: int) -> None:
+        if self.mark.until is None or end > self.mark.until:
+            self.mark.until = end
+        self.mark.updated = utcnow()
+        self.mark.count(written, self.mark.updated)
+        await self.store.save(self.mark)
+
+    async def copy(
+        self, ports: UsagePorts, since: datetime, until: datetime, deadline: float, step: timedelta
+    ) -> KindReport:
+        return await copy_range(
+            ports,
+            self.kind,
+            since,
+            until,
+            step=step,
+            limiter=self.limiter,
+            range_done=self.range_done,
+            deadline=deadline,
+        )
+
+
+async def _plan(ports: UsagePorts, store: WatermarkStore, kind: UsageKind) -> _HourlyRun:
     mark = await store.load(kind)
     now = utcnow()
     if mark.until is None:
-        since = now - timedelta(days=ports.settings.usage_backfill_days)
-        deep = True
-        log.info(
-            "%s: first run, reading back %d days", kind.label, ports.settings.usage_backfill_days
-        )
-    else:
-        plan = reread.plan(
-            mark.until, now, await reread.last_deep(ports.state, kind), ports.settings
-        )
-        since, deep = plan.since, plan.deep
-        if deep:
-            log.info("%s: deep re-read from %s (late rows)", kind.label, f"{since:%Y-%m-%d %H:%M}")
+        days = ports.settings.usage_backfill_days
+        log.info("%s: first run, reading back %d days", kind.label, days)
+        since = now - timedelta(days=days)
+        return _HourlyRun(kind, store, mark, since, now, deep=True, frontier=since)
+    last_deep = await reread.last_deep(ports.state, kind)
+    plan = reread.plan(mark.until, now, last_deep, ports.settings)
+    if plan.deep:
+        log.info("%s: deep re-read from %s (late rows)", kind.label, f"{plan.since:%Y-%m-%d %H:%M}")
+    frontier = max(min(mark.until, now), plan.since)
+    return _HourlyRun(kind, store, mark, plan.since, now, deep=plan.deep, frontier=frontier)
 
-    async def range_done(end: datetime, written: int) -> None:
-        if mark.until is None or end > mark.until:
-            mark.until = end
-        mark.updated = utcnow()
-        mark.count(written, mark.updated)
-        await store.save(mark)
 
-    report = await copy_range(
-        ports, kind, since, now, step=step, range_done=range_done, deadline=deadline
-    )
-    report.watermark = mark.until
-    if deep and report.stopped is None:
-        await reread.deep_done(ports.state, kind, now)
-    return report
+async def _new_ground(ports: UsagePorts, run: _HourlyRun, deadline: float, step: timedelta) -> None:
+    """From the watermark to now (the first run: its whole backfill, oldest first, so the
+    watermark moves up a day at a time)."""
+    run.report = await run.copy(ports, run.frontier, run.now, deadline, step)
+    run.report.since = run.since  # the report covers the re-read too
+
+
+async def _reread(ports: UsagePorts, run: _HourlyRun, deadline: float, step: timedelta) -> None:
+    """The days before the watermark again, for rows Graph published late; skipped when the
+    new ground was cut short (the same throttle, outage or budget would end it)."""
+    assert run.report is not None
+    if run.report.stopped is not None:
+        return
+    if run.since < run.frontier:
+        run.report.absorb(await run.copy(ports, run.since, run.frontier, deadline, step))
+    if run.deep and run.report.stopped is None:
+        await reread.deep_done(ports.state, run.kind, run.now)
 
 
 async def sync_usage_logs(
     ports: UsagePorts, budget: timedelta | None = None, step: timedelta = DAY
 ) -> list[KindReport]:
-    """The hourly timer: each log of USAGE_LOGS_KINDS (by cloud), each from its watermark;
-    never raises for a throttle, an outage or the time budget (the next run resumes from the
-    watermark)."""
+    """The hourly timer: each log of USAGE_LOGS_KINDS (by cloud), first from its watermark to
+    now, then (all logs' new ground done) the days before it again for late rows; never raises
+    for a throttle, an outage or the time budget (the next run resumes from the watermark).
+
+    New ground first: a run cut short by a long throttle or the budget still moves each
+    watermark, where re-reading a week oldest first could spend every run on old days and
+    leave the watermark, and the second log, where they were."""
     # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
     budget = timer_budget() if budget is None else budget
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(ports)
+    runs = [
+        await _plan(ports, store, kind) for kind in configured_kinds(ports.settings.usage_kinds)
+    ]
+    for phase in (_new_ground, _reread):
+        for run in runs:
+            sent = permission.sent_now()
+            try:
+                await phase(ports, run, deadline, step)
+            except GraphError as exc:
+                # health names the missing role (shared/permission.py)
+                if permission.is_refusal(exc):
+                    await permission.note_refusal(ports.state, exc, sent)
+                raise
     reports: list[KindReport] = []
-    for kind in configured_kinds(ports.settings.usage_kinds):
-        sent = permission.sent_now()
-        try:
-            report = await sync_kind(ports, store, kind, deadline, step)
-        except GraphError as exc:
-            if permission.is_refusal(exc):  # health names the missing role (shared/permission.py)
-                await permission.note_refusal(ports.state, exc, sent)
-            raise
+    for run in runs:
+        assert run.report is not None
+        report = run.report
+        report.watermark = run.mark.until
         reports.append(report)
         mark = report.watermark.isoformat() if report.watermark else "none"
         if report.stopped:
             log.warning(
-                "%s: run ended early, watermark stays at %s: %s", kind.label, mark, report.stopped
+                "%s: run ended early, watermark at %s: %s", run.kind.label, mark, report.stopped
             )
         else:
             log.info("%s; watermark %s", report.summary(), mark)

@@ -6,19 +6,22 @@ the stored time of the last deep re-read back."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from urllib.parse import unquote
 
+import httpx
 import pytest
 
 from shared import permission
-from shared.clock import utcnow
+from shared.clock import parse_graph_datetime, utcnow
 from shared.graph import Unauthorized
 from shared.graph.retry import RetryPolicy
 from shared.status import collect
 from shared.usage import reread
 from shared.usage.kinds import UsageKind
 from shared.usage.sync import KindReport, sync_usage_logs
-from shared.usage.watermark import WatermarkStore
+from shared.usage.watermark import Watermark, WatermarkStore
 from tests.fakes.graph import FakeGraph
 from tests.fakes.storage import FakePorts
 from tests.functional.conftest import settings
@@ -137,3 +140,49 @@ async def test_a_403_on_the_usage_logs_is_named_in_health_and_the_rows_arrive_af
     assert any(permission.REQUIRED_ROLE in p and "403" in p for p in facts.problems)
     assert (await _pstn(usage)).written == 1  # granted: the next run copies the rows
     assert list(usage.archive.blobs) == [row]
+
+
+async def test_a_throttled_reread_still_brings_every_watermark_to_now(graph: FakeGraph) -> None:
+    """The timer was off two days and the deep re-read is due; Graph throttles every read of
+    the days before the watermarks. Each log's new ground is read first, so both watermarks
+    reach now and the new rows arrive; the re-read, cut short, is due again, and the next run
+    does it."""
+    client = graph.client(retry=RetryPolicy("none"))  # a 429 reaches the sync and stops it
+    ports = FakePorts(settings=settings(USAGE_LOGS_KINDS="pstn,directrouting"), graph=client)
+    now = utcnow()
+    off_since = now - timedelta(days=2)
+    store = WatermarkStore(ports)
+    due = now - timedelta(hours=25)
+    for kind in UsageKind:
+        await store.save(Watermark(kind, until=off_since))
+        await reread.deep_done(ports.state, kind, due)
+    new = [_add(graph, now - timedelta(hours=h), "new") for h in (40, 3)]
+    late = _add(graph, now - timedelta(days=6), "late")
+    dr_row = {"id": "dr-1", "startDateTime": f"{now - timedelta(hours=30):%Y-%m-%dT%H:%M:%SZ}"}
+    graph.usage_rows["getDirectRoutingCalls"] = [dr_row]
+
+    def throttle_the_old_days(request: httpx.Request) -> None:
+        since = re.search(r"fromDateTime=([^,]+),", unquote(str(request.url)))
+        if since and parse_graph_datetime(since.group(1)) < off_since:
+            graph.script.insert(0, (429, 30.0))
+
+    graph.before = throttle_the_old_days
+    cut = await sync_usage_logs(ports)
+    assert [r.kind for r in cut] == [UsageKind.PSTN, UsageKind.DIRECT_ROUTING]
+    for report in cut:
+        assert report.stopped and "throttled" in report.stopped, report.kind
+        assert report.watermark is not None and report.watermark >= now, report.kind
+        assert report.since <= off_since - timedelta(days=7)
+        assert await reread.last_deep(ports.state, report.kind) == due
+    assert {*new, f"directrouting/{now - timedelta(hours=30):%Y/%m/%d}/dr-1.json"} <= set(
+        ports.archive.blobs
+    )
+    assert late not in ports.archive.blobs
+
+    graph.before = None  # the throttle is over: the next run re-reads the week
+    for report in await sync_usage_logs(ports):
+        assert report.stopped is None, report.stopped
+        last = await reread.last_deep(ports.state, report.kind)
+        assert last is not None and last > due
+    assert late in ports.archive.blobs
+    await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
