@@ -2,10 +2,11 @@
 
 ``functionTimeout`` bounds every invocation: past it the host gives up on the invocation and,
 for a Python worker, restarts the worker process, ending every other invocation running on it
-(a queue message being archived, a webhook answering Graph). So no long-running timer trusts
-a budget of its own: each takes ``timer_budget()``, the timeout less a margin for the work in
-flight when the budget runs out (one page, one day's table, a last checkpoint), stops cleanly
-and continues on its next run from what it saved.
+(a queue message being archived, a webhook answering Graph). So no long-running invocation
+trusts a budget of its own: each timer and each reconcile slice takes ``run_budget()``, the
+timeout less a margin for the work in flight when the budget runs out (one page, one day's
+table, a last checkpoint), stops cleanly and continues from what it saved (the timer on its
+next run, the slice as a new message).
 
 host.json sets ``functionTimeout`` to 30 minutes on purpose: the Flex Consumption default,
 written out so a plan change cannot shorten it unnoticed. Flex enforces no maximum, but gives a
@@ -63,6 +64,6 @@ def budget_for(timeout: timedelta) -> timedelta:
     return timeout - margin
 
 
-def timer_budget() -> timedelta:
-    """How long a long-running timer may work before it stops to continue next run."""
+def run_budget() -> timedelta:
+    """How long a long-running invocation may work before it stops to continue later."""
     return budget_for(function_timeout())

@@ -174,6 +174,9 @@ class ControlItem:
     hours: int | None = None
     since: datetime | None = None  # RECONCILE_SLICE: the start times [since, until) to list
     until: datetime | None = None
+    # RECONCILE_SLICE: the List next link of the first day where an earlier invocation, out of
+    # time, stopped (None: from the first page)
+    resume_from: str | None = None
 
     def to_json(self) -> str:
         body: dict[str, object] = {"control": self.action}
@@ -184,11 +187,15 @@ class ControlItem:
         if self.since and self.until:
             body["since"] = self.since.isoformat()
             body["until"] = self.until.isoformat()
+        if self.resume_from:
+            body["resumeFrom"] = self.resume_from
         return orjson.dumps(body).decode()
 
     @classmethod
-    def reconcile_slice(cls, since: datetime, until: datetime) -> ControlItem:
-        return cls(ControlAction.RECONCILE_SLICE, since=since, until=until)
+    def reconcile_slice(
+        cls, since: datetime, until: datetime, resume_from: str | None = None
+    ) -> ControlItem:
+        return cls(ControlAction.RECONCILE_SLICE, since=since, until=until, resume_from=resume_from)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ControlItem:
@@ -211,10 +218,20 @@ class ControlItem:
                 raise MessageError("a reconcile slice needs since < until (ISO date-times)")
             if until - since > MAX_SLICE:
                 raise MessageError(f"a reconcile slice spans at most {MAX_SLICE}")
-        return cls(action, sub, hours, since, until)
+        resume = data.get("resumeFrom")
+        if resume is not None and (
+            action is not ControlAction.RECONCILE_SLICE
+            or not isinstance(resume, str)
+            or not 0 < len(resume) <= MAX_LINK
+        ):
+            raise MessageError(
+                f"resumeFrom is a reconcile slice's next link of at most {MAX_LINK} characters"
+            )
+        return cls(action, sub, hours, since, until, resume)
 
 
 MAX_SLICE = timedelta(days=1)
+MAX_LINK = 8192  # a List next link (its skip token) is far shorter; a queue message holds 64 KB
 
 
 def _time(data: dict[str, object], key: str) -> datetime | None:

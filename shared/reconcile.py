@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +32,10 @@ from shared import permission
 from shared.archiver import describe
 from shared.blobstore import blob_name, record_prefix
 from shared.clock import parse_graph_datetime, utcnow
-from shared.graph import Page, pages
-from shared.graph.paging import paced_by
+from shared.graph import OutOfTime, Page, paced_until, pages
+from shared.graph.paging import Pace, paced_by
 from shared.graph.retry import LIST_THROTTLED, Fault, classify_fault, slice_again
+from shared.hostconfig import run_budget
 from shared.ids import is_guid
 from shared.jsonvalues import as_object
 from shared.messages import ControlItem, Source, WorkItem
@@ -83,6 +85,8 @@ class Report:
     queued: int = 0
     pages: int = 0
     done_until: datetime | None = None  # the range is worked up to here
+    # Out of time: the day being listed and the next link to go on from (None: all listed)
+    resume: tuple[datetime, str] | None = None
 
     @property
     def clamped(self) -> bool:
@@ -144,17 +148,22 @@ async def archived_names(ports: ReconcilePorts, since: datetime, until: datetime
 
 
 async def list_records(
-    ports: ReconcilePorts, since: datetime, until: datetime, limiter: SlidingWindow
-) -> AsyncIterator[list[Any]]:
-    """Yield pages of callRecords with since <= startDateTime < until, pacing every request
-    (a throttle is waited out: retry.LIST_THROTTLED)."""
+    ports: ReconcilePorts,
+    since: datetime,
+    until: datetime,
+    pace: Pace,
+    resume_from: str | None = None,
+) -> AsyncGenerator[Page, None]:
+    """Yield pages of callRecords with since <= startDateTime < until (from ``resume_from``,
+    a next link of that listing, if given), ``pace`` before every request (a throttle is
+    waited out: retry.LIST_THROTTLED)."""
     flt = f"startDateTime ge {_iso(since)} and startDateTime lt {_iso(until)}"
     url = ports.graph.url(f"communications/callRecords?$filter={flt}")
-    read = pages(ports.graph, url, pace=paced_by(limiter), retry=LIST_THROTTLED)
+    read = pages(ports.graph, url, token=resume_from, pace=pace, retry=LIST_THROTTLED)
     async with contextlib.aclosing(read) as it:
         page: Page
         async for page in it:
-            yield page.objects()
+            yield page
 
 
 def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
@@ -176,6 +185,22 @@ def _missing(listed: Any, names: set[str], folders: set[str]) -> str | None:
     return None if name in names else rid
 
 
+async def _queue_missing(
+    ports: ReconcilePorts, items: list[Any], names: set[str], folders: set[str], report: Report
+) -> None:
+    """Count one List page and queue its records whose listed version is not archived."""
+    report.pages += 1
+    report.listed += len(items)
+    missing = [rid for rid in (_missing(i, names, folders) for i in items) if rid]
+    report.archived += len(items) - len(missing)
+    report.missing += len(missing)
+    if report.dry_run:
+        return
+    for first in range(0, len(missing), QUEUE_CHUNK):
+        chunk = missing[first : first + QUEUE_CHUNK]
+        report.queued += await ports.work.put(WorkItem.new(rid, report.source) for rid in chunk)
+
+
 async def reconcile(
     ports: ReconcilePorts,
     since: datetime,
@@ -184,12 +209,17 @@ async def reconcile(
     progress: Callable[[Report], None] | None = None,
     limiter: SlidingWindow | None = None,
     dry_run: bool = False,
+    resume_from: str | None = None,
+    deadline: float | None = None,
 ) -> Report:
     """Queue every record in the range whose listed version has no blob yet.
 
     Safe to repeat: what is archived is skipped. What is still queued is not known (a queue
     cannot be searched), so a second run before the queue drains queues those ids again;
     the archiver's write-if-absent makes that harmless. ``dry_run`` counts, queues nothing.
+    ``resume_from`` continues the first day's listing from that next link; past ``deadline``
+    (time.monotonic()) the run stops before its next request and ``resume`` says where to go
+    on.
     """
     requested = since
     since, until = clamp_range(since, until)
@@ -197,23 +227,27 @@ async def reconcile(
     limiter = limiter or SlidingWindow(LIST_LIMIT, LIST_PERIOD)
     if progress:
         progress(report)
+    # Past the deadline, before a request (the first of the run is always sent, so a run
+    # resumed with no time left still moves on a page), the run stops: ``resume``.
+    pace = (
+        paced_by(limiter)
+        if deadline is None
+        else paced_until(limiter, deadline, free=1, what="the next List page")
+    )
     for start, end in days(since, until):
         names = await archived_names(ports, start, end)
         folders = {name.rsplit("/", 1)[0] + "/" for name in names}
-        async for items in list_records(ports, start, end, limiter):
-            report.pages += 1
-            report.listed += len(items)
-            missing = [rid for rid in (_missing(i, names, folders) for i in items) if rid]
-            report.archived += len(items) - len(missing)
-            report.missing += len(missing)
-            if not dry_run:
-                for first in range(0, len(missing), QUEUE_CHUNK):
-                    chunk = missing[first : first + QUEUE_CHUNK]
-                    report.queued += await ports.work.put(
-                        WorkItem.new(rid, source) for rid in chunk
-                    )
-            if progress:
-                progress(report)
+        read = list_records(ports, start, end, pace, resume_from)
+        resume_from = None  # a next link belongs to the first day's listing only
+        try:
+            async with contextlib.aclosing(read) as it:
+                async for page in it:
+                    await _queue_missing(ports, page.objects(), names, folders, report)
+                    if progress:
+                        progress(report)
+        except OutOfTime as stop:
+            report.resume = (start, stop.link)
+            break
         report.done_until = end
         if progress:
             progress(report)
@@ -275,14 +309,31 @@ async def scheduled_pass(ports: ReconcilePorts, now: datetime | None = None) -> 
     return await queue_slices(ports, timedelta(hours=ports.settings.reconcile_recent_hours), now)
 
 
-async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | None:
+async def reconcile_slice(
+    ports: ReconcilePorts, item: ControlItem, budget: timedelta | None = None
+) -> Report | None:
     """Work one queued slice (raises to be retried by the host). A slice that has aged out of
-    Graph's 30 days meanwhile is done: there is nothing left to list."""
+    Graph's 30 days meanwhile is done: there is nothing left to list.
+
+    Within ``budget`` (hostconfig.run_budget: functionTimeout less a margin): an hour of a
+    100,000-call day is ~70 List pages, and the slices an instance works at once share one
+    List pace, so at the daily 48-hour pass one slice's share can be a page every 12 s; a slice
+    the host timed out would end every invocation on its worker and be retried from the start.
+    Out of time, it queues the rest (the same range, from the next link) and returns."""
     if item.since is None or item.until is None:
         raise ValueError("a reconcile slice needs since and until")
+    budget = run_budget() if budget is None else budget
+    deadline = time.monotonic() + budget.total_seconds()
     sent = permission.sent_now()
     try:
-        report = await reconcile(ports, item.since, item.until, limiter=list_limiter())
+        report = await reconcile(
+            ports,
+            item.since,
+            item.until,
+            limiter=list_limiter(),
+            resume_from=item.resume_from,
+            deadline=deadline,
+        )
     except EmptyRange as exc:
         log.info("reconcile slice skipped: %s", exc)
         return None
@@ -320,6 +371,17 @@ async def reconcile_slice(ports: ReconcilePorts, item: ControlItem) -> Report | 
         )
         return None
     await permission.note_success(ports.state)
+    if report.resume:
+        day, link = report.resume
+        await ports.work.put([ControlItem.reconcile_slice(day, item.until, link)])
+        log.info(
+            "reconcile slice %s..%s: out of time after %d pages; the rest is queued from %s's "
+            "next link",
+            _iso(item.since),
+            _iso(item.until),
+            report.pages,
+            f"{day:%Y-%m-%d}",
+        )
     return report
 
 

@@ -41,7 +41,7 @@ from azure.storage.blob.aio import ContainerClient
 from shared.analytics.rules import DEFAULT_RULES, RULE_SETS, RuleSet
 from shared.analytics.tables import SCHEMAS, TABLES_VERSION, RecordRows, Row, flatten
 from shared.clock import utc_days
-from shared.hostconfig import timer_budget
+from shared.hostconfig import run_budget
 
 log = logging.getLogger(__name__)
 
@@ -405,8 +405,8 @@ async def rebuild_changed_days(
     read most are built first when the budget does not reach them all."""
     now = now or datetime.now(UTC)
     days = utc_days(now - timedelta(days=TIMER_DAYS), now)[::-1]
-    # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
-    deadline = time.monotonic() + timer_budget().total_seconds()
+    # Within host.json's functionTimeout, less a margin (hostconfig.run_budget).
+    deadline = time.monotonic() + run_budget().total_seconds()
     state = await tabulate(archive, tables, days, only_changed=True, deadline=deadline)
     log.info(
         "analytics tables: %d of the last %d days rebuilt (%d records)",

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
         Unauthorized,
         Unreachable,
     )
-    from shared.graph.paging import Page, first_page, pages, parse_page, resolve_link
+    from shared.graph.paging import (
+        OutOfTime,
+        Page,
+        first_page,
+        paced_until,
+        pages,
+        parse_page,
+        resolve_link,
+    )
     from shared.graph.retry import Fault, RetryLater, RetryPolicy, classify_fault
 
 # Loaded on first use (PEP 562), so ``shared.graph.retry`` can be imported for the queue
@@ -38,7 +46,9 @@ _HOME = {
     "Throttled": "errors",
     "Unauthorized": "errors",
     "Unreachable": "errors",
+    "OutOfTime": "paging",
     "Page": "paging",
+    "paced_until": "paging",
     "first_page": "paging",
     "pages": "paging",
     "parse_page": "paging",
@@ -64,6 +74,7 @@ __all__ = [
     "GraphClient",
     "GraphError",
     "NotFound",
+    "OutOfTime",
     "Page",
     "RecordHead",
     "RecordLimits",
@@ -74,6 +85,7 @@ __all__ = [
     "Unreachable",
     "classify_fault",
     "first_page",
+    "paced_until",
     "pages",
     "parse_fields",
     "parse_page",

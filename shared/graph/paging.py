@@ -18,7 +18,8 @@ checkpoint). For every request the pager
 - keeps the host pinned: a link to any other host than the client's Graph root is refused
   before a token is attached (``ForeignLink``);
 - paces: ``pace(url)`` runs before each request (a sliding window for a listing, the
-  per-record limits for a record, a time budget that may stop the read);
+  per-record limits for a record, a time budget that stops the read with the link to go on
+  from: ``paced_until``);
 - honours Retry-After through a ``RetryPolicy`` (shared/graph/retry.py) for throttles the
   client's in-place retries did not absorb;
 - optionally reads ahead: the next page is requested while the caller works on this one.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -170,6 +172,31 @@ def paced_by(limiter: Limiter) -> Pace:
     """A ``pace`` from a limiter (shared/ratelimit.py's SlidingWindow)."""
 
     async def pace(url: str) -> None:
+        await limiter.wait()
+
+    return pace
+
+
+class OutOfTime(Exception):
+    """The read's time budget was spent before a request: ``link`` is where to go on (a
+    continuation token for ``pages``)."""
+
+    def __init__(self, link: str, message: str) -> None:
+        super().__init__(message)
+        self.link = link
+
+
+def paced_until(limiter: Limiter, deadline: float, *, free: int = 0, what: str = "read") -> Pace:
+    """``paced_by(limiter)`` that raises OutOfTime before a request once ``deadline``
+    (time.monotonic()) has passed; the first ``free`` requests are sent whatever the time, so
+    a read resumed with no time left still moves on a page."""
+    sent = 0
+
+    async def pace(url: str) -> None:
+        nonlocal sent
+        if sent >= free and time.monotonic() > deadline:
+            raise OutOfTime(url, f"time budget spent before {what}")
+        sent += 1
         await limiter.wait()
 
     return pace

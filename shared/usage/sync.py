@@ -28,9 +28,10 @@ from datetime import UTC, datetime, timedelta
 
 from shared import permission
 from shared.clock import utcnow
-from shared.graph import GraphError, Throttled, Unreachable, pages
+from shared.graph import GraphError, OutOfTime, Throttled, Unreachable, paced_until, pages
+from shared.graph.paging import paced_by
 from shared.graph.retry import BACKFILL_THROTTLED
-from shared.hostconfig import timer_budget
+from shared.hostconfig import run_budget
 from shared.ports import UsagePorts
 from shared.progress import fraction_done
 from shared.ratelimit import SlidingWindow
@@ -46,10 +47,6 @@ DAY = timedelta(days=1)
 # How far before the watermark a run re-reads (rows appear late): reread.py.
 COLLECTION_LIMIT, COLLECTION_PERIOD = 50, 60.0  # requests per collection (log) per 60 s
 WRITE_CONCURRENCY = 32  # blob uploads in flight for one page
-
-
-class OutOfTime(Exception):
-    """The run's time budget is spent; what is done is saved, the rest is for the next run."""
 
 
 @dataclass
@@ -191,10 +188,13 @@ async def _copy_one_range(
     report.ranges += 1
     report.range_written = report.written
 
-    async def pace(url: str) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise OutOfTime(f"time budget spent before {start:%Y-%m-%d %H:%M} UTC")
-        await limiter.wait()
+    # Out of time before a request, the run ends with what is done saved; the next run
+    # resumes at the watermark.
+    pace = (
+        paced_by(limiter)
+        if deadline is None
+        else paced_until(limiter, deadline, what=f"{start:%Y-%m-%d %H:%M} UTC")
+    )
 
     # The next page is requested while this one's rows are written (read_ahead); a throttle
     # stops the hourly run at its watermark, and is waited out by a backfill.
@@ -312,8 +312,8 @@ async def sync_usage_logs(
     New ground first: a run cut short by a long throttle or the budget still moves each
     watermark, where re-reading a week oldest first could spend every run on old days and
     leave the watermark, and the second log, where they were."""
-    # Within host.json's functionTimeout, less a margin (hostconfig.timer_budget).
-    budget = timer_budget() if budget is None else budget
+    # Within host.json's functionTimeout, less a margin (hostconfig.run_budget).
+    budget = run_budget() if budget is None else budget
     deadline = time.monotonic() + budget.total_seconds()
     store = WatermarkStore(ports)
     runs = [

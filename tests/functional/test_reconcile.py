@@ -2,7 +2,8 @@
 version of an archived one included), a second run after they are archived queues nothing,
 runs before the queue drains queue twice and the archive still gets each once, a dry run
 queues nothing, the range is clamped to Graph's 30 days and cut at UTC midnights, a throttled
-List is waited out by the pager, a slice that meets a Graph outage comes back later."""
+List is waited out by the pager, a slice that meets a Graph outage comes back later, a slice
+out of time goes on from its next link."""
 
 from __future__ import annotations
 
@@ -152,6 +153,38 @@ async def test_a_slice_that_meets_an_outage_comes_back_later(
     assert isinstance(again.item, ControlItem)
     await drain(ports, [again.item])
     assert inside.id in archived_ids(ports)
+
+
+async def test_a_slice_out_of_time_goes_on_from_its_next_link_in_a_new_message(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """A slice has functionTimeout less a margin; at the daily 48-hour pass an hour of a
+    100,000-call day shares the instance's List pace with 47 others. With no time at all each
+    invocation lists one page and queues the rest from the next link: no page is listed twice
+    and every record arrives."""
+    now = utcnow()
+    ids = [graph.add_record(now - timedelta(minutes=50 - 5 * i)).id for i in range(7)]
+    work = [ControlItem.reconcile_slice(now - timedelta(hours=1), now)]
+    invocations = 0
+    queued: list[str] = []
+    while work:
+        item = work.pop()
+        invocations += 1
+        report = await reconcile_slice(ports, item, budget=timedelta(0))
+        assert report is not None and report.pages == 1
+        for q in ports.work.take():
+            if isinstance(q.item, ControlItem):
+                assert q.item.since == item.since and q.item.until == item.until
+                assert q.item.resume_from and "$skiptoken=" in q.item.resume_from
+                work.append(q.item)
+            else:
+                queued.append(q.item.id)
+    lists = [r for r in graph.requests if "callRecords?" in r]
+    assert invocations == len(lists) == 4  # seven records, two a page
+    assert sorted(queued) == sorted(ids)
+    for rid in queued:
+        await archive_item(ports, WorkItem.new(rid, Source.RECONCILE), dequeue_count=1)
+    assert archived_ids(ports) == set(ids)
 
 
 async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:

@@ -43,7 +43,7 @@ def test_the_deployed_timeout_is_set_deliberately_and_budgets_fit_in_it() -> Non
     assert host["functionTimeout"] == "00:30:00"
     hostconfig.function_timeout.cache_clear()
     assert hostconfig.function_timeout() == timedelta(minutes=30)
-    assert hostconfig.timer_budget() == timedelta(minutes=24)
+    assert hostconfig.run_budget() == timedelta(minutes=24)
 
 
 def test_the_budget_follows_host_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +54,6 @@ def test_the_budget_follows_host_json(tmp_path: Path, monkeypatch: pytest.Monkey
         assert hostconfig.function_timeout() == hostconfig.DEFAULT_TIMEOUT
         (tmp_path / "host.json").write_text(json.dumps({"functionTimeout": "00:05:00"}))
         hostconfig.function_timeout.cache_clear()
-        assert hostconfig.timer_budget() == timedelta(minutes=3)
+        assert hostconfig.run_budget() == timedelta(minutes=3)
     finally:
         hostconfig.function_timeout.cache_clear()

@@ -137,8 +137,16 @@ def test_reconcile_slice_round_trips_and_bad_ones_are_refused() -> None:
     back = parse_message(item.to_json())
     assert back == item and isinstance(back, ControlItem)
     assert back.action is ControlAction.RECONCILE_SLICE
+    link = "https://graph.microsoft.com/v1.0/communications/callRecords?$skiptoken=abc"
+    resumed = ControlItem.reconcile_slice(since, since + timedelta(hours=1), link)
+    assert parse_message(resumed.to_json()) == resumed and resumed != item
+    hour = {"since": "2026-11-30T05:00Z", "until": "2026-11-30T06:00Z"}
     for bad in (
         {"control": "reconcileSlice"},
+        {"control": "reconcileSlice", **hour, "resumeFrom": 42},
+        {"control": "reconcileSlice", **hour, "resumeFrom": ""},
+        {"control": "reconcileSlice", **hour, "resumeFrom": "x" * 8193},
+        {"control": "reconcile", "hours": 4, "resumeFrom": link},
         {"control": "reconcileSlice", "since": "2026-11-30T06:00:00Z", "until": "2026-11-30"},
         {"control": "reconcileSlice", "since": "2026-11-30T06:00Z", "until": "2026-11-30T05:00Z"},
         {"control": "reconcileSlice", "since": "2026-11-01T00:00Z", "until": "2026-11-30T00:00Z"},
