@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+from callrecords.usage.sbc_health import LOW_VOLUME_ATTEMPTS, SHORT_CALL_SECONDS
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;
 color:#1f2328;background:#fff;max-width:1250px}
@@ -35,8 +37,8 @@ _SUMMARY = [
     ("low_volume", "attempts flag"),
     ("answered", "answered"),
     ("avg_duration_s", "avg duration (s)"),
-    ("short_calls", "under 15 s"),
-    ("short_calls_pct", "under 15 s %"),
+    ("short_calls", f"under {SHORT_CALL_SECONDS} s"),
+    ("short_calls_pct", f"under {SHORT_CALL_SECONDS} s %"),
     ("media_bypass_pct", "media bypass %"),
     ("peak_concurrent", "peak concurrent"),
 ]
@@ -56,9 +58,12 @@ def _cell(key: str, row: dict[str, Any]) -> str:
     value = row.get(key)
     css = ""
     if key == "ner" and row.get("low_volume"):
-        css = ' class="low" title="fewer than 100 attempts: the NER may be low and still normal"'
+        css = (
+            f' class="low" title="fewer than {LOW_VOLUME_ATTEMPTS} attempts: the NER may be low '
+            'and still normal"'
+        )
     elif key == "low_volume":
-        value = "below 100" if value else ""
+        value = f"below {LOW_VOLUME_ATTEMPTS}" if value else ""
     elif key == "peak_at" and value is not None:
         value = str(value)[:19].replace("T", " ")  # UTC, to the second
     return f'<td data-k="{escape(key)}"{css}>{escape(_text(key, value))}</td>'
@@ -95,7 +100,7 @@ def _label(key: str, value: Any) -> str:
 
 def _hourly_chart(sbc: str, hours: list[dict[str, Any]], since: str, until: str) -> str:
     """NER per hour as bars on the range's time axis (an hour without attempts is a gap);
-    hours with fewer than 100 attempts drawn pale, provisional hours in amber."""
+    hours with fewer than LOW_VOLUME_ATTEMPTS attempts drawn pale, provisional hours in amber."""
     if not hours:
         return ""
     start = datetime.fromisoformat(since).replace(minute=0, second=0, microsecond=0)
