@@ -195,6 +195,9 @@ def progress_facts(sweep: Sweep | None, sweep_runs: int) -> dict[str, Any]:
         "frame": [_iso(sweep.frame_start), _iso(sweep.frame_end)],
         "startedAt": _iso(sweep.started_at),
         "lastCompletedAt": _iso(sweep.last_completed_at),
+        # The last complete sweep's span from its first run to its last: a week by default;
+        # much longer means runs were missed (the timer stopped, the app was down).
+        "lastStartedAt": _iso(sweep.last_started_at),
     }
 
 

@@ -59,6 +59,8 @@ def test_health_facts_and_an_overdue_sweep() -> None:
     sweep, _ = _run_sweep(4, T0)
     facts = progress_facts(sweep, 4)
     assert facts["state"] == "complete" and facts["fraction"] == 1.0
+    assert facts["lastStartedAt"] == T0.isoformat()  # its first run; completed at its fourth
+    assert facts["lastCompletedAt"] == (T0 + timedelta(hours=3)).isoformat()
     assert overdue(sweep, 4, T0 + timedelta(hours=5)) is None
     problem = overdue(sweep, 4, T0 + timedelta(hours=30))
     assert problem and "reconcile timer" in problem
