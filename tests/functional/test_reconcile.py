@@ -162,9 +162,9 @@ async def test_a_slice_out_of_time_goes_on_from_its_next_link_in_a_new_message(
     100,000-call day shares the instance's List pace with 47 others. With no time at all each
     invocation lists one page and queues the rest from the next link: no page is listed twice
     and every record arrives."""
-    now = utcnow()
-    ids = [graph.add_record(now - timedelta(minutes=50 - 5 * i)).id for i in range(7)]
-    work = [ControlItem.reconcile_slice(now - timedelta(hours=1), now)]
+    hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    ids = [graph.add_record(hour + timedelta(minutes=5 + 5 * i)).id for i in range(7)]
+    work = [ControlItem.reconcile_slice(hour, hour + timedelta(hours=1))]  # one UTC day
     invocations = 0
     queued: list[str] = []
     while work:
@@ -185,6 +185,32 @@ async def test_a_slice_out_of_time_goes_on_from_its_next_link_in_a_new_message(
     for rid in queued:
         await archive_item(ports, WorkItem.new(rid, Source.RECONCILE), dequeue_count=1)
     assert archived_ids(ports) == set(ids)
+
+
+async def test_a_slice_across_midnight_goes_on_in_the_next_day_when_out_of_time(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """Each UTC day is its own listing: out of time before the second day's first page, the
+    rest starts at midnight from that page's link."""
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    ids = [graph.add_record(midnight + timedelta(minutes=m)).id for m in (-40, -20, 20)]
+    work = [
+        ControlItem.reconcile_slice(midnight - timedelta(hours=1), midnight + timedelta(hours=1))
+    ]
+    starts: list[datetime] = []
+    queued: list[str] = []
+    while work:
+        item = work.pop()
+        assert item.since is not None
+        starts.append(item.since)
+        await reconcile_slice(ports, item, budget=timedelta(0))
+        for q in ports.work.take():
+            if isinstance(q.item, ControlItem):
+                work.append(q.item)
+            else:
+                queued.append(q.item.id)
+    assert starts == [midnight - timedelta(hours=1), midnight]  # a page a day, two a page
+    assert sorted(queued) == sorted(ids)
 
 
 async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:
