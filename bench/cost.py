@@ -239,8 +239,12 @@ class Workload:
     scale_controller_checks_per_day: float = 8_640  # queue length checks (every 10 s)
     key_vault_reads_per_day: float = 48  # Key Vault reference refreshes and instance starts
     package_mb: float = 60.0  # deployment package in the storage account
-    # how reconcile lists (shared/reconcile.py): window, List API budget, page size
-    reconcile_window_h: float = 48.0
+    # how reconcile lists (shared/reconcile.py, shared/sweep.py, the settings' defaults): each
+    # hourly run lists the recent hours and the current one as hourly slices, once a day the
+    # deep pass instead, and every run one piece of the rolling 30-day sweep
+    reconcile_recent_h: float = 4.0
+    reconcile_deep_h: float = 48.0
+    reconcile_sweep_runs: float = 168.0
     reconcile_list_limit: int = 40
     reconcile_list_period_s: float = 20.0
     reconcile_page: int = 60
@@ -249,11 +253,15 @@ class Workload:
 
     @classmethod
     def from_code(cls, **measured: Any) -> Workload:
-        """The defaults with reconcile's constants taken from shared/reconcile.py."""
+        """The defaults with reconcile's constants taken from the code."""
         from shared import reconcile
+        from shared.settings import Settings
 
+        defaults = Settings.__dataclass_fields__
         return cls(
-            reconcile_window_h=reconcile.DEEP_PASS_SPAN.total_seconds() / 3600,
+            reconcile_recent_h=float(defaults["reconcile_recent_hours"].default),  # pyright: ignore[reportArgumentType]
+            reconcile_deep_h=reconcile.DEEP_PASS_SPAN.total_seconds() / 3600,
+            reconcile_sweep_runs=float(defaults["reconcile_sweep_hours"].default),  # pyright: ignore[reportArgumentType]
             reconcile_list_limit=reconcile.LIST_LIMIT,
             reconcile_list_period_s=reconcile.LIST_PERIOD,
             **measured,
@@ -300,11 +308,72 @@ def stream_seconds_per_day(
     return n * window * billed_share(rate / n, exec_s, prices)
 
 
-def reconcile_run_seconds(calls_per_day: float, w: Workload) -> float:
-    """One reconcile run lists the window's records from Graph at the List API's pace."""
-    listed = calls_per_day * w.reconcile_window_h / 24
-    pages = max(1, math.ceil(listed / w.reconcile_page))
-    return max(1.0, pages / (w.reconcile_list_limit / w.reconcile_list_period_s))
+SWEEP_FRAME_H = 720  # the sweep covers Graph's 30 days
+
+# Workload fields Workload.from_code reads from the app (the settings' defaults, constants).
+FROM_CODE = {
+    "reconcile_recent_h": "RECONCILE_RECENT_HOURS' default (shared/settings.py)",
+    "reconcile_deep_h": "DEEP_PASS_SPAN (shared/reconcile.py)",
+    "reconcile_sweep_runs": "RECONCILE_SWEEP_HOURS' default (shared/settings.py)",
+    "reconcile_list_limit": "LIST_LIMIT (shared/reconcile.py)",
+    "reconcile_list_period_s": "LIST_PERIOD (shared/reconcile.py)",
+}
+
+
+@dataclass(frozen=True)
+class ReconcileLoad:
+    """List requests of one reconcile run, at a density of ``records_per_hour`` start times:
+    a slice per hour of start time (the current, partial hour counted as whole), each
+    ``per_slice`` pages; a sweep piece of 720 h / RECONCILE_SWEEP_HOURS."""
+
+    per_slice: int
+    hourly_pass: int  # the recent hours' slices (23 runs a day)
+    deep_pass: int  # the deep pass's slices (the one run a day at DEEP_PASS_HOUR)
+    sweep_piece: int  # every run
+
+    @classmethod
+    def at(cls, records_per_hour: float, w: Workload) -> ReconcileLoad:
+        per_slice = max(1, math.ceil(records_per_hour / w.reconcile_page))
+        piece_h = SWEEP_FRAME_H / w.reconcile_sweep_runs
+        return cls(
+            per_slice=per_slice,
+            hourly_pass=per_slice * math.ceil(w.reconcile_recent_h + 1),
+            deep_pass=per_slice * math.ceil(w.reconcile_deep_h + 1),
+            sweep_piece=max(1, math.ceil(records_per_hour * piece_h / w.reconcile_page)),
+        )
+
+    def per_hour(self, w: Workload) -> float:
+        """List requests an hour, averaged over a day of hourly runs."""
+        runs = w.reconcile_runs_per_day
+        return ((runs - 1) * self.hourly_pass + self.deep_pass) / runs + self.sweep_piece
+
+    @staticmethod
+    def slices_per_day(w: Workload) -> float:
+        """Slices a day: the hourly and deep passes' hours, and each sweep piece (one more
+        where it crosses a UTC midnight)."""
+        runs = w.reconcile_runs_per_day
+        piece_h = SWEEP_FRAME_H / w.reconcile_sweep_runs
+        hourly = (runs - 1) * math.ceil(w.reconcile_recent_h + 1) + math.ceil(
+            w.reconcile_deep_h + 1
+        )
+        return hourly + runs * (1 + min(1.0, piece_h / 24))
+
+    def run_seconds(self, w: Workload, deep: bool) -> float:
+        """One run's slices and sweep piece at the List API's pace (they run at once on an
+        instance and share it): the sliding window lets the first LIST_LIMIT requests go at
+        once, the rest at LIST_LIMIT / LIST_PERIOD a second (Graph's answer time left out)."""
+        pages = (self.deep_pass if deep else self.hourly_pass) + self.sweep_piece
+        paced = max(0, pages - w.reconcile_list_limit)
+        return max(1.0, paced / (w.reconcile_list_limit / w.reconcile_list_period_s))
+
+
+def reconcile_seconds_per_day(calls_per_day: float, w: Workload, prices: Prices) -> float:
+    """Billed instance-seconds a day of the reconcile runs' slices."""
+    load = ReconcileLoad.at(calls_per_day / 24, w)  # List gives a record once, any version
+    hourly = padded_seconds(load.run_seconds(w, deep=False), prices)
+    return (w.reconcile_runs_per_day - 1) * hourly + padded_seconds(
+        load.run_seconds(w, deep=True), prices
+    )
 
 
 def archive_capacity_gb_months(
@@ -367,7 +436,6 @@ def estimate(
     records_day = calls_per_day * w.versions_per_call
     messages_day = records_day * (1 + w.requeues_per_record)
     posts_day = records_day * w.notifications_per_record / w.notifications_per_post
-    reconcile_s = reconcile_run_seconds(calls_per_day, w)
 
     # compute: one billed stream per scaling group
     seconds = {
@@ -377,10 +445,12 @@ def estimate(
         "archive": stream_seconds_per_day(
             messages_day, w.archive_exec_s, w.cpu_s_per_record, w.active_hours_per_day, dep, prices
         ),
-        "reconcile": w.reconcile_runs_per_day * padded_seconds(reconcile_s, prices),
+        "reconcile": reconcile_seconds_per_day(calls_per_day, w, prices),
         "keep_subscription": w.timer_runs_per_day * padded_seconds(w.timer_exec_s, prices),
     }
-    executions_day = posts_day + messages_day + w.reconcile_runs_per_day + w.timer_runs_per_day
+    # each reconcile slice is a queue execution of its own, beside the timer's run
+    reconcile_day = w.reconcile_runs_per_day + ReconcileLoad.slices_per_day(w)
+    executions_day = posts_day + messages_day + reconcile_day + w.timer_runs_per_day
     for k, v in seconds.items():
         q[f"instance_s_{k}"] = v * DAYS_PER_MONTH
     gb_s = sum(seconds.values()) * DAYS_PER_MONTH * dep.memory_gb
@@ -410,8 +480,9 @@ def estimate(
     # blobs: writes, reconcile's listings, tier moves, capacity in month `months_kept`
     factor = REDUNDANCY_FACTOR.get(dep.storage_sku, 1.0)
     writes = records_day * w.blob_writes_per_record * DAYS_PER_MONTH
-    listed = records_day * (w.reconcile_window_h / 24 + 1)  # the window's day folders
-    lists = w.reconcile_runs_per_day * max(1, math.ceil(listed / 5000)) * DAYS_PER_MONTH
+    # each slice lists its day's archive folder (at most a day of blobs, 5,000 a listing)
+    per_slice = max(1, math.ceil(records_day / 5000))
+    lists = ReconcileLoad.slices_per_day(w) * per_slice * DAYS_PER_MONTH
     q.update(blob_writes=writes, blob_lists=lists)
     c["blob_writes"] = writes / 1e4 * prices.blob_hot_write_per_10k * factor
     c["blob_lists"] = lists / 1e4 * prices.blob_list_per_10k * factor
@@ -561,7 +632,8 @@ def tables(dep: Deployment, w: Workload, where: dict[str, str], prices: Prices) 
     for k, v in asdict(dep).items():
         lines.append(f"| deployment.{k} | {v} | infra/*.bicep, host.json (parsed) |")
     for k, v in asdict(w).items():
-        lines.append(f"| workload.{k} | {v:g} | {where.get(k, 'assumed (bench/cost.py)')} |")
+        source = FROM_CODE.get(k, "assumed (bench/cost.py)")
+        lines.append(f"| workload.{k} | {v:g} | {where.get(k, source)} |")
     for k, v in asdict(prices).items():
         lines.append(f"| price.{k} | {v} | {PRICE_SOURCES.get(k, '')} |")
     out.append("\n".join(lines))
@@ -686,6 +758,7 @@ def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
     e = estimate(big, dep, w, prices, free_grants=False)
     compute = e.quantities["gb_seconds"]
     reconcile_share = e.quantities["instance_s_reconcile"] * dep.memory_gb / compute
+    load = ReconcileLoad.at(big / 24, w)
     polls_month = 86_400 / dep.max_polling_interval_s * DAYS_PER_MONTH
     slow_polls = 86_400 / 60 * DAYS_PER_MONTH
     log_per_kb = e.quantities["executions"] * 1_000 / 1e9 * prices.log_ingestion_gb
@@ -711,9 +784,11 @@ def levers(dep: Deployment, w: Workload, prices: Prices) -> list[str]:
         f"{money(polls_month / 1e4 * prices.queue_per_10k)} (60 s: "
         f"{money(slow_polls / 1e4 * prices.queue_per_10k)}); the sparse latency run shows what "
         "a longer interval would add to every lone call |",
-        f"| reconcile (hourly, {w.reconcile_window_h:g} h window) | "
-        f"{reconcile_share:.0%} of the billed GB-s: it lists the whole window every hour at "
-        f"the List API's {w.reconcile_list_limit} requests / {w.reconcile_list_period_s:g} s |",
+        f"| reconcile (the last {w.reconcile_recent_h:g} h every hour, "
+        f"{w.reconcile_deep_h:g} h once a day, a sweep piece every run) | "
+        f"{reconcile_share:.0%} of the billed GB-s: {load.per_hour(w):,.0f} List requests an "
+        f"hour at the List API's {w.reconcile_list_limit} requests / "
+        f"{w.reconcile_list_period_s:g} s; RECONCILE_SWEEP_HOURS=336 halves the sweep's share |",
         f"| log volume | every 1 kB of telemetry per execution = {money(log_per_kb)} a month "
         f"(assumed {w.log_bytes_per_execution:g} bytes; never sampled: "
         f"{dep.sampling_excluded or 'nothing'}, from host.json) |",

@@ -18,20 +18,18 @@ page per call (a monitor polling every 5 minutes: 12 an hour).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bench.config import Config
+from bench.cost import ReconcileLoad, Workload
 from bench.report import PartResult, Row
 from bench.services import app_environ, create_container, stack, unique
 
 LIST_BUDGET_PER_HOUR = 40 * 3600 // 20
 TARGET_SHARE = 0.10
 HEALTH_CALLS_PER_HOUR = 12
-PAGE = 60
-SWEEP_RUNS = 168  # RECONCILE_SWEEP_HOURS' default: a weekly sweep
 
 
 def _list_requests(stats: dict[str, object]) -> int:
@@ -105,13 +103,13 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
     assert full, "no whole hour among the slices"
     listed_per_hour = sum(listed for listed, _ in full) / len(full)
     pages_sim = sum(pages for _, pages in full) / len(full)
-    # At full density one hour of start times lists scale x as many records, 60 a page.
-    per_slice = math.ceil(listed_per_hour * cfg.reconcile_scale / PAGE)
-    hourly_pass = per_slice * len(slices)  # the partial current hour counted as whole
-    deep_pass = per_slice * (48 + 1)
-    # One sweep piece per run: 720 / SWEEP_RUNS hours of start times at the measured density.
-    sweep_piece = math.ceil(listed_per_hour * cfg.reconcile_scale * 720 / SWEEP_RUNS / PAGE)
-    steady = hourly_pass * 23 / 24 + deep_pass / 24 + sweep_piece + HEALTH_CALLS_PER_HOUR
+    # At full density one hour of start times lists scale x as many records, 60 a page; the
+    # passes and the sweep piece as the cost model counts them (bench/cost.py, ReconcileLoad).
+    workload = Workload.from_code()
+    load = ReconcileLoad.at(listed_per_hour * cfg.reconcile_scale, workload)
+    per_slice, hourly_pass = load.per_slice, load.hourly_pass
+    deep_pass, sweep_piece = load.deep_pass, load.sweep_piece
+    steady = load.per_hour(workload) + HEALTH_CALLS_PER_HOUR
     share = steady / LIST_BUDGET_PER_HOUR
     part.details = {
         "records_per_day": cfg.reconcile_per_day,
@@ -129,7 +127,7 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
         "share_of_list_budget": round(share, 4),
         "seconds": round(seconds, 1),
     }
-    n = len(slices)
+    page, sweep_runs = workload.reconcile_page, workload.reconcile_sweep_runs
     label = f"reconcile, {cfg.reconcile_per_day:,} records/day tenant"
     part.rows = [
         Row(
@@ -137,8 +135,8 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
             f"{label}: List requests per hour of start time",
             per_slice,
             "",
-            per_hour_full / PAGE,
-            "records ÷ 60 a page",
+            per_hour_full / page,
+            f"records ÷ {page} a page",
             note=(
                 f"measured {pages_sim:.1f} pages for {listed_per_hour:.0f} records an hour at "
                 f"1/{cfg.reconcile_scale} density ({measured} List requests in all)"
@@ -146,15 +144,20 @@ def run(cfg: Config, log: Callable[[str], None]) -> PartResult:
         ),
         Row(
             "reconcile",
-            f"{label}: hourly pass ({n} slices)",
+            f"{label}: hourly pass ({hourly_pass // per_slice} slices)",
             hourly_pass,
             "requests",
-            note=f"worked in {seconds:.1f} s at 1/{cfg.reconcile_scale} density",
+            note=f"{len(slices)} worked in {seconds:.1f} s at 1/{cfg.reconcile_scale} density",
         ),
-        Row("reconcile", f"{label}: daily deep pass (49 slices)", deep_pass, "requests"),
         Row(
             "reconcile",
-            f"{label}: rolling 30-day sweep, one piece an hour ({SWEEP_RUNS} a sweep)",
+            f"{label}: daily deep pass ({deep_pass // per_slice} slices)",
+            deep_pass,
+            "requests",
+        ),
+        Row(
+            "reconcile",
+            f"{label}: rolling 30-day sweep, one piece an hour ({sweep_runs:g} a sweep)",
             sweep_piece,
             "requests",
             LIST_BUDGET_PER_HOUR,

@@ -42,11 +42,23 @@ def test_stream_seconds_one_instance_and_cpu_bound() -> None:
     assert cost.stream_seconds_per_day(0, 0.2, 0.001, 24, DEP, PRICES) == 0.0
 
 
-def test_reconcile_run_time_follows_the_list_api_budget() -> None:
-    w = Workload()  # 48 h window, 40 requests / 20 s, 60 records a page
-    assert cost.reconcile_run_seconds(100_000, w) == pytest.approx(3334 / 2)
-    assert cost.reconcile_run_seconds(1_000, w) == pytest.approx(34 / 2)
-    assert cost.reconcile_run_seconds(0, w) == 1.0
+def test_reconcile_load_follows_the_slices_the_sweep_and_the_list_budget() -> None:
+    # 4 recent hours + the current one every run, 48 + 1 once a day, 720 h / 168 runs of sweep,
+    # 60 records a page, 40 requests / 20 s
+    w = Workload()
+    load = cost.ReconcileLoad.at(100_000 / 24, w)  # 4,167 start times an hour: 70 pages
+    assert (load.per_slice, load.hourly_pass, load.deep_pass) == (70, 350, 3_430)
+    assert load.sweep_piece == math.ceil(100_000 / 24 * 720 / 168 / 60) == 298
+    assert load.per_hour(w) == pytest.approx((23 * 350 + 3_430) / 24 + 298)
+    # 40 requests at once (the sliding window), then 2 a second
+    assert load.run_seconds(w, deep=False) == pytest.approx((350 + 298 - 40) / 2)
+    assert load.run_seconds(w, deep=True) == pytest.approx((3_430 + 298 - 40) / 2)
+    idle = cost.ReconcileLoad.at(0, w)  # an empty hour is still one List request a slice
+    assert (idle.hourly_pass, idle.sweep_piece, idle.run_seconds(w, deep=False)) == (5, 1, 1.0)
+    # 23 runs of 5 slices, one of 49, 24 sweep pieces (30 h in 168 cross a UTC midnight)
+    assert cost.ReconcileLoad.slices_per_day(w) == pytest.approx(23 * 5 + 49 + 24 * (1 + 30 / 168))
+    per_day = 23 * cost.padded_seconds(304.0, PRICES) + cost.padded_seconds(1_844.0, PRICES)
+    assert cost.reconcile_seconds_per_day(100_000, w, PRICES) == pytest.approx(per_day)
 
 
 def test_capacity_by_tier_follows_the_lifecycle_rule() -> None:
@@ -63,10 +75,15 @@ def test_at_rest_is_the_timers_and_the_scale_controller() -> None:
     w = Workload()
     e = cost.estimate(0, DEP, w, PRICES, months_kept=12, free_grants=False)
     days = 730 / 24
-    # reconcile and keep_subscription: 24 runs a day each, 1 s billed each, 2 GB
-    assert e.quantities["gb_seconds"] == pytest.approx(48 * days * 2)
-    assert e.costs["functions_execution_time"] == pytest.approx(48 * days * 2 * 0.000026)
-    assert e.costs["functions_executions"] == pytest.approx(48 * days / 1e6 * 0.40)
+    # keep_subscription: 24 runs a day, 1 s billed each; reconcile: 23 runs of 6 List
+    # requests (5 slices and the sweep piece), inside the 40 the window lets go at once: 1 s
+    # billed each; one of 50 (the deep pass's 49 and the piece): 10 more at 2 a second, 5 s
+    seconds = 24 * 1.0 + 23 * 1.0 + 5.0
+    assert e.quantities["gb_seconds"] == pytest.approx(seconds * days * 2)
+    assert e.costs["functions_execution_time"] == pytest.approx(seconds * days * 2 * 0.000026)
+    # the two timers' 48 runs, and the reconcile slices each an execution of its own
+    executions = 48 + cost.ReconcileLoad.slices_per_day(w)
+    assert e.costs["functions_executions"] == pytest.approx(executions * days / 1e6 * 0.40)
     # no messages, so no host polling; the scale controller's checks remain
     assert e.costs["queue_operations"] == pytest.approx(8_640 * days / 1e4 * 0.004)
     assert e.records_per_month == 0
@@ -90,7 +107,7 @@ def test_one_tenant_month_by_hand() -> None:
     days = 730 / 24
     e = cost.estimate(86_400, DEP, w, PRICES, months_kept=1, free_grants=False)
     busy = 86_400 * (1 - math.exp(-1))  # webhook and archive streams, each 1/s, padded 1 s
-    reconcile = 24 * cost.padded_seconds(cost.reconcile_run_seconds(86_400, w), PRICES)
+    reconcile = cost.reconcile_seconds_per_day(86_400, w, PRICES)
     keep = 24 * 1.0
     assert e.quantities["gb_seconds"] == pytest.approx((2 * busy + reconcile + keep) * days * 2)
     assert e.quantities["records"] == pytest.approx(86_400 * days)
