@@ -328,7 +328,7 @@ class ReconcileLoad:
 
     per_slice: int
     hourly_pass: int  # the recent hours' slices (23 runs a day)
-    deep_pass: int  # the deep pass's slices (the one run a day at DEEP_PASS_HOUR)
+    deep_pass: int  # the deep pass's slices (the one run a day at RECONCILE_DEEP_PASS_HOUR)
     sweep_piece: int  # every run
 
     @classmethod

@@ -14,7 +14,7 @@ invocation could not finish 48 hours. The hourly timer queues one control messag
 start time (``RECONCILE_SLICE``), newest first, so the recent hours are worked first, no
 invocation runs long, and progress survives restarts (each slice is a queue message, retried
 by the host on its own). The hourly pass covers the last RECONCILE_RECENT_HOURS (default 4);
-once a day, at DEEP_PASS_HOUR UTC, a deep pass covers 48 hours. docs/operations.md has the
+once a day, at RECONCILE_DEEP_PASS_HOUR UTC (default 2), a deep pass covers 48 hours. docs/operations.md has the
 List budget arithmetic.
 """
 
@@ -52,7 +52,6 @@ DEEP_PASS_SPAN = timedelta(hours=48)
 LIST_LIMIT = 40  # requests
 LIST_PERIOD = 20.0  # seconds
 QUEUE_CHUNK = 100
-DEEP_PASS_HOUR = 2  # UTC hour of the timer run that sweeps DEEP_PASS_SPAN instead of recent hours
 SLICE = timedelta(hours=1)
 # One List pacing window per process: the slices an instance works at once share Graph's List
 # limit instead of each pacing itself to the whole of it.
@@ -304,7 +303,7 @@ async def queue_recent_slices(ports: ReconcilePorts, hours: int | None = None) -
 async def scheduled_pass(ports: ReconcilePorts, now: datetime | None = None) -> int:
     """The hourly timer: the recent hours, or once a day the deep 48-hour pass."""
     now = now or utcnow()
-    if now.astimezone(UTC).hour == DEEP_PASS_HOUR:
+    if now.astimezone(UTC).hour == ports.settings.reconcile_deep_pass_hour:
         return await queue_slices(ports, DEEP_PASS_SPAN, now)
     return await queue_slices(ports, timedelta(hours=ports.settings.reconcile_recent_hours), now)
 

@@ -176,6 +176,8 @@ class Settings:
     max_large_fetches: int = 4
     poison_alert_hours: float = 0.0
     reconcile_recent_hours: int = 4
+    # The UTC hour whose reconcile run lists the last 48 hours instead of the recent ones.
+    reconcile_deep_pass_hour: int = 2
     # Runs (hours, with the hourly timer) one rolling sweep of Graph's 30 days takes
     # (shared/sweep.py): weekly by default.
     reconcile_sweep_hours: int = 168
@@ -285,6 +287,15 @@ def _positive_int(env: Mapping[str, str], setting: str, default: int) -> int:
     if value <= 0:
         raise SettingError(f"{setting} is malformed: {raw!r} must be a positive whole number")
     return value
+
+
+def _utc_hour(env: Mapping[str, str], setting: str, default: int) -> int:
+    raw = _get(env, setting)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or not 0 <= int(raw) <= 23:
+        raise SettingError(f"{setting} is malformed: {raw!r} must be a UTC hour, 0 to 23")
+    return int(raw)
 
 
 def _pace(env: Mapping[str, str], setting: str, default: Pace) -> Pace:
@@ -511,6 +522,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_large_fetches=_positive_int(env, "ARCHIVE_MAX_LARGE_FETCHES", 4),
         poison_alert_hours=_hours(env, "POISON_ALERT_HOURS", 0.0, zero_ok=True),
         reconcile_recent_hours=min(_positive_int(env, "RECONCILE_RECENT_HOURS", 4), 48),
+        reconcile_deep_pass_hour=_utc_hour(env, "RECONCILE_DEEP_PASS_HOUR", 2),
         reconcile_sweep_hours=_positive_int(env, "RECONCILE_SWEEP_HOURS", 168),
         permission_grace_hours=_hours(env, "GRAPH_PERMISSION_GRACE_HOURS", 48.0, zero_ok=True),
         usage_reread_days=_positive_int(env, "USAGE_LOGS_REREAD_DAYS", 7),

@@ -24,6 +24,7 @@ from shared.reconcile import (
     queue_slices,
     reconcile,
     reconcile_slice,
+    scheduled_pass,
     since_from_text,
 )
 from shared.recordfetch import fetch_record
@@ -211,6 +212,18 @@ async def test_a_slice_across_midnight_goes_on_in_the_next_day_when_out_of_time(
                 queued.append(q.item.id)
     assert starts == [midnight - timedelta(hours=1), midnight]  # a page a day, two a page
     assert sorted(queued) == sorted(ids)
+
+
+@pytest.mark.parametrize("deep_hour", [5, 6])
+async def test_the_deep_pass_runs_at_the_configured_utc_hour(
+    ports: FakePorts, deep_hour: int
+) -> None:
+    """RECONCILE_DEEP_PASS_HOUR picks the run that lists 48 hours (49 slices with the current
+    one); every other run lists the recent 4 (5 slices)."""
+    ports.settings = settings(RECONCILE_DEEP_PASS_HOUR=str(deep_hour))
+    at_six = utcnow().replace(hour=6, minute=37)
+    count = await scheduled_pass(ports, at_six)
+    assert count == len(ports.work.take()) == (49 if deep_hour == 6 else 5)
 
 
 async def test_hourly_slices_are_queued_newest_first(ports: FakePorts) -> None:

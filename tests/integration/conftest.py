@@ -14,6 +14,7 @@ from devtools.apphost import AppHost
 from devtools.graphsim.process import SimulatorProcess, start_simulator
 from devtools.ports import closed_port
 from devtools.stack import Stack, disabled, unique
+from shared.clock import utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,8 +44,17 @@ def stack(azurite, sim) -> Stack:
 @pytest.fixture
 def app_env(stack, monkeypatch) -> dict[str, str]:
     """App settings pointing at this run's Azurite and simulator, with fresh names and secret."""
-    # Fast "not yet available" retries in tests.
-    env = stack.app_env(unique("q"), unique("c"), ARCHIVE_RETRY_BASE_SECONDS="1")
+    # Fast "not yet available" retries in tests; the daily 48-hour reconcile pass at the hour
+    # furthest from now, so a test's reconcile run lists the same recent hours whenever CI runs
+    # (at the deep pass's hour it would queue 49 slices, not 5, and tests waiting on a slice
+    # behind them time out).
+    deep_hour = str((utcnow().hour + 12) % 24)
+    env = stack.app_env(
+        unique("q"),
+        unique("c"),
+        ARCHIVE_RETRY_BASE_SECONDS="1",
+        RECONCILE_DEEP_PASS_HOUR=deep_hour,
+    )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     for key in ("ARCHIVE_STORAGE", "NOTIFICATION_URL", "LIFECYCLE_NOTIFICATION_URL"):

@@ -185,6 +185,15 @@ def test_sweep_grace_and_reread_settings() -> None:
         load_settings({**BASE, "GRAPH_PERMISSION_GRACE_HOURS": "-1"})
 
 
+def test_the_deep_pass_hour_is_a_utc_hour() -> None:
+    assert load_settings(BASE).reconcile_deep_pass_hour == 2
+    assert load_settings({**BASE, "RECONCILE_DEEP_PASS_HOUR": "0"}).reconcile_deep_pass_hour == 0
+    assert load_settings({**BASE, "RECONCILE_DEEP_PASS_HOUR": "23"}).reconcile_deep_pass_hour == 23
+    for bad in ("24", "-1", "2.5", "two"):
+        with pytest.raises(SettingError, match="RECONCILE_DEEP_PASS_HOUR is malformed"):
+            load_settings({**BASE, "RECONCILE_DEEP_PASS_HOUR": bad})
+
+
 @pytest.mark.parametrize(
     "graph", ["http://127.0.0.1:8055", "http://localhost:8055", "http://[::1]:1"]
 )
