@@ -480,7 +480,8 @@ def estimate(
     # blobs: writes, reconcile's listings, tier moves, capacity in month `months_kept`
     factor = REDUNDANCY_FACTOR.get(dep.storage_sku, 1.0)
     writes = records_day * w.blob_writes_per_record * DAYS_PER_MONTH
-    # each slice lists its day's archive folder (at most a day of blobs, 5,000 a listing)
+    # each slice lists its day's archive folder (at most a day of blobs, 5,000 a listing; an
+    # upper bound: slices in flight together on one instance share a listing)
     per_slice = max(1, math.ceil(records_day / 5000))
     lists = ReconcileLoad.slices_per_day(w) * per_slice * DAYS_PER_MONTH
     q.update(blob_writes=writes, blob_lists=lists)

@@ -7,6 +7,7 @@ out of time goes on from its next link."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,6 +213,37 @@ async def test_a_slice_across_midnight_goes_on_in_the_next_day_when_out_of_time(
                 queued.append(q.item.id)
     assert starts == [midnight - timedelta(hours=1), midnight]  # a page a day, two a page
     assert sorted(queued) == sorted(ids)
+
+
+async def test_slices_of_one_day_at_once_share_one_listing_of_its_folder(
+    graph: FakeGraph, ports: FakePorts
+) -> None:
+    """The daily pass starts up to batchSize slices at once, most of them on the same day: the
+    day folder is listed once for those in flight together (one copy of its names in memory),
+    and again for a slice that starts after, which must see what was archived meanwhile."""
+    # three hours of yesterday (UTC)
+    hour = (utcnow() - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    ids = [graph.add_record(hour + timedelta(minutes=20 + 60 * h)).id for h in range(3)]
+    await fetch_record(ports, ids[0])  # archived: its slice queues nothing
+    listings: list[str] = []
+    names = ports.archive.names
+
+    def counted(prefix: str):
+        listings.append(prefix)
+        return names(prefix)
+
+    ports.archive.names = counted  # type: ignore[method-assign]
+    slices = [
+        ControlItem.reconcile_slice(hour + timedelta(hours=h), hour + timedelta(hours=h + 1))
+        for h in range(3)
+    ]
+    reports = await asyncio.gather(*(reconcile_slice(ports, item) for item in slices))
+    assert listings == [f"{hour:%Y/%m/%d}/"]
+    assert [r.queued for r in reports if r] == [0, 1, 1]
+    assert set(await drain(ports)) == set(ids[1:])
+    again = await reconcile_slice(ports, slices[2])  # after: a listing of its own, fresh
+    assert len(listings) == 2 and again is not None and again.queued == 0
+    assert archived_ids(ports) == set(ids)
 
 
 @pytest.mark.parametrize("deep_hour", [5, 6])
