@@ -402,14 +402,19 @@ async def reconcile_slice(
     await permission.note_success(ports.state)
     if report.resume:
         day, link = report.resume
-        await ports.work.put([ControlItem.reconcile_slice(day, item.until, link)])
+        # No page in a whole budget: Graph throttled every try (it may for hours); the rest
+        # waits like a slice after a transient fault instead of holding an instance at once.
+        delay = None if report.pages else int(slice_again(ports.settings).delay(0))
+        rest = ControlItem.reconcile_slice(day, item.until, link)
+        await ports.work.put([rest], delay_seconds=delay)
         log.info(
             "reconcile slice %s..%s: out of time after %d pages; the rest is queued from %s's "
-            "next link",
+            "next link%s",
             _iso(item.since),
             _iso(item.until),
             report.pages,
             f"{day:%Y-%m-%d}",
+            f", in {delay} s" if delay else "",
         )
     return report
 

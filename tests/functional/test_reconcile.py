@@ -189,6 +189,27 @@ async def test_a_slice_out_of_time_goes_on_from_its_next_link_in_a_new_message(
     assert archived_ids(ports) == set(ids)
 
 
+async def test_a_slice_throttled_for_its_whole_budget_goes_on_later(graph: FakeGraph) -> None:
+    """Graph throttles the first List request past the slice's budget (a throttle can last
+    hours): no page was read, so the rest waits like a slice after a transient fault, then
+    arrives."""
+    client = graph.client(retry=RetryPolicy("none"))  # the 429 reaches LIST_THROTTLED
+    ports = FakePorts(settings=settings(), graph=client)
+    hour = (utcnow() - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    rid = graph.add_record(hour + timedelta(minutes=10)).id
+    graph.script = [(429, 0.01)]
+    try:
+        item = ControlItem.reconcile_slice(hour, hour + timedelta(hours=1))
+        report = await reconcile_slice(ports, item, budget=timedelta(0))
+        assert report is not None and report.pages == 0 and report.resume
+        (rest,) = ports.work.take()
+        assert rest.delay_seconds == ports.settings.retry_max_seconds
+        assert isinstance(rest.item, ControlItem) and rest.item.resume_from
+        assert set(await drain(ports, [rest.item])) == {rid} == archived_ids(ports)
+    finally:
+        await client._http.aclose()  # pyright: ignore[reportPrivateUsage]
+
+
 async def test_a_slice_across_midnight_goes_on_in_the_next_day_when_out_of_time(
     graph: FakeGraph, ports: FakePorts
 ) -> None:
