@@ -10,9 +10,9 @@ whole-hour slices give the records listed per hour of start time; at full densit
 as a whole one.
 
 Steady state per hour = 23/24 of an hourly pass (the recent hours) + 1/24 of the deep pass
-(48 hours, once a day at RECONCILE_DEEP_PASS_HOUR), + one piece of the rolling 30-day sweep (30 days /
-RECONCILE_SWEEP_HOURS of start times per run, shared/sweep.py), + the health check's one List
-page per call (a monitor polling every 5 minutes: 12 an hour).
+(48 hours, once a day at RECONCILE_DEEP_PASS_HOUR), + one piece of the rolling 30-day sweep
+(30 days / RECONCILE_SWEEP_HOURS of start times per run, shared/sweep.py), + the health
+check's one List page per call (a monitor polling every 5 minutes: 12 an hour).
 """
 
 from __future__ import annotations

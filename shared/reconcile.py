@@ -14,8 +14,8 @@ invocation could not finish 48 hours. The hourly timer queues one control messag
 start time (``RECONCILE_SLICE``), newest first, so the recent hours are worked first, no
 invocation runs long, and progress survives restarts (each slice is a queue message, retried
 by the host on its own). The hourly pass covers the last RECONCILE_RECENT_HOURS (default 4);
-once a day, at RECONCILE_DEEP_PASS_HOUR UTC (default 2), a deep pass covers 48 hours. docs/operations.md has the
-List budget arithmetic.
+once a day, at RECONCILE_DEEP_PASS_HOUR UTC (default 2), a deep pass covers 48 hours.
+docs/operations.md has the List budget arithmetic.
 """
 
 from __future__ import annotations
